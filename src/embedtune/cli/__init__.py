@@ -1,0 +1,16 @@
+"""The `embedtune` command: one thin command per pipeline stage, plus `run` for all of them.
+
+Each command lives in its own module and only parses flags, builds the config and calls the
+stage's library function; heavy libraries are imported inside the commands so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+from embedtune.cli import init as _init  # noqa: F401  (registers commands)
+from embedtune.cli._app import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()

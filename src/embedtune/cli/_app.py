@@ -1,0 +1,76 @@
+"""The typer app and what every command shares: --run, --config, and clean error lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from embedtune.errors import EmbedtuneError
+
+__all__ = ["app", "RunDir", "ConfigFile", "run_config", "console"]
+
+
+class _Group(TyperGroup):
+    """Turns library errors into one line on stderr and exit code 2: no traceback for bad input."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EmbedtuneError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="embedtune",
+    help="Fine-tune a sentence-embedding model on your own documents, and prove it got better.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+RunDir = Annotated[
+    Path,
+    typer.Option("--run", help="Run directory: each stage reads and writes its files here."),
+]
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config (default: RUN/config.yaml if present)."),
+]
+
+
+def console():  # noqa: ANN201 - rich is imported lazily to keep `--help` fast
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def run_config(run: Path | None, config: Path | None, overrides: dict[str, Any] | None = None):
+    """The config for a stage: --config, else the run's saved config.yaml, else defaults;
+    then environment variables, then flags (``overrides``)."""
+    from embedtune.config import load_config
+
+    if config is None and run is not None and (run / "config.yaml").is_file():
+        config = run / "config.yaml"
+    return load_config(config, overrides=overrides)
+
+
+@app.callback()
+def _root() -> None:
+    """Fine-tune a sentence-embedding model on your own documents, and prove it got better.
+
+    \b
+    The whole pipeline on a folder of PDFs, offline:
+      embedtune run --docs ./docs --run runs/first
+    Or stage by stage, each reading and writing the same run directory:
+      embedtune prepare ./docs --run runs/first
+      embedtune generate --run runs/first
+      embedtune train --run runs/first
+      embedtune evaluate --run runs/first
+      embedtune serve runs/first/model
+    """

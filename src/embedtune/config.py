@@ -1,0 +1,325 @@
+"""Typed configuration: one section per pipeline stage, composed into one pipeline config.
+
+Values come from, highest priority first: CLI flags, environment variables
+(``EMBEDTUNE_<SECTION>__<KEY>``, e.g. ``EMBEDTUNE_TRAIN__EPOCHS=3``), a YAML file, the defaults
+below. A misspelt key fails at once, naming the key and the closest valid one::
+
+    >>> from embedtune.config import load_config
+    >>> load_config(overrides={"chunk": {"chunk_sise": 512}})
+    Traceback (most recent call last):
+    ...
+    embedtune.errors.ConfigError: unknown key 'chunk.chunk_sise' (did you mean 'chunk.chunk_size'?)
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from embedtune.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "IngestConfig",
+    "ChunkConfig",
+    "GenerateConfig",
+    "TrainConfig",
+    "EvaluateConfig",
+    "ServeConfig",
+    "PipelineConfig",
+    "load_config",
+    "dump_default_config",
+    "ENV_PREFIX",
+]
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+ENV_PREFIX = "EMBEDTUNE_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class IngestConfig(_Section):
+    """Loading documents and splitting them by document into train and validation sets."""
+
+    paths: list[str] = Field(default_factory=list, description="Files or folders to read.")
+    extensions: list[str] = Field(
+        default_factory=lambda: [".pdf", ".txt", ".md", ".markdown", ".html", ".htm"],
+        description="File types read when walking a folder.",
+    )
+    val_ratio: float = Field(0.2, gt=0, lt=1, description="Share of documents held out.")
+    seed: int = Field(42, description="Seed of the train/validation split.")
+    near_duplicate_threshold: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Jaccard similarity of word 5-grams above which a validation chunk counts as "
+        "a near-duplicate of a training chunk and is dropped.",
+    )
+
+
+class ChunkConfig(_Section):
+    """Token-aware chunking with the target model's own tokenizer."""
+
+    chunk_size: int = Field(1024, gt=8, description="Tokens per chunk (llama-index default).")
+    chunk_overlap: int = Field(200, ge=0, description="Tokens shared by neighbouring chunks.")
+    allow_longer_than_model: bool = Field(
+        False,
+        description="Keep chunk_size even when it exceeds the model's max_seq_length (the model "
+        "then sees only the start of each chunk).",
+    )
+    min_chunk_tokens: int = Field(
+        32, ge=1, description="Drop chunks shorter than this (page numbers, stray headers)."
+    )
+
+    @model_validator(mode="after")
+    def _overlap_smaller(self) -> ChunkConfig:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size "
+                f"({self.chunk_size})"
+            )
+        return self
+
+
+class GenerateConfig(_Section):
+    """Question generation with an OpenAI-compatible server or the offline local model."""
+
+    backend: Literal["auto", "openai", "local"] = Field(
+        "auto", description="'auto' uses openai when base_url or model is set, else local."
+    )
+    base_url: str | None = Field(None, description="OpenAI-compatible server, e.g. vLLM/Ollama.")
+    model: str | None = Field(None, description="Model name on that server, e.g. gpt-4o-mini.")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Name of the environment variable holding the API key."
+    )
+    questions_per_chunk: int = Field(2, ge=1, le=20)
+    max_chunks: int | None = Field(
+        None, ge=1, description="Use at most this many chunks per split (sampled); None = all."
+    )
+    prompt_file: str | None = Field(None, description="Replace the built-in prompt template.")
+    temperature: float = Field(0.7, ge=0, le=2)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(256, ge=16)
+    concurrency: int = Field(8, ge=1, le=512)
+    timeout: float = Field(60.0, gt=0, description="Seconds per request.")
+    max_retries: int = Field(6, ge=0)
+    roundtrip_top_k: int | None = Field(
+        20,
+        ge=1,
+        description="Keep a question only if the base model ranks its chunk in the top k of its "
+        "split; None disables the round-trip filter.",
+    )
+    min_question_chars: int = Field(12, ge=1)
+    max_question_chars: int = Field(300, ge=10)
+    seed: int = 42
+
+
+class TrainConfig(_Section):
+    """Fine-tuning on sentence-transformers' trainer."""
+
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(32, ge=2)
+    learning_rate: float = Field(2e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    max_seq_length: int | None = Field(None, ge=8, description="None keeps the model's own.")
+    seed: int = 42
+    loss: Literal["mnrl", "cached_mnrl"] = "mnrl"
+    mini_batch_size: int = Field(16, ge=1, description="cached_mnrl: sub-batch held in memory.")
+    hard_negatives: int = Field(0, ge=0, description="Hard negatives mined per query; 0 = off.")
+    hard_negative_margin: float = Field(
+        0.1, ge=0, description="Skip candidates scoring within this margin of the positive."
+    )
+    matryoshka_dims: list[int] | None = Field(None, description="e.g. [384, 256, 128, 64].")
+    lora: bool = False
+    lora_r: int = Field(16, ge=1)
+    query_prompt: str | None = Field(None, description="Saved into the model as prompt 'query'.")
+    document_prompt: str | None = Field(None, description="Saved as prompt 'document'.")
+    eval_steps: int | None = Field(None, ge=1, description="None = evaluate once per epoch.")
+    save_steps: int | None = Field(None, ge=1, description="None = save once per epoch.")
+    bf16: Literal["auto", "on", "off"] = "auto"
+
+
+class EvaluateConfig(_Section):
+    """Retrieval evaluation of base vs fine-tuned models."""
+
+    k_values: list[int] = Field(default_factory=lambda: [1, 3, 5, 10])
+    corpus: Literal["full", "split"] = Field(
+        "full",
+        description="'full' searches validation queries against train+validation chunks, as a "
+        "deployed retriever would; 'split' uses the validation chunks only (llama-index).",
+    )
+    baselines: list[str] = Field(default_factory=list, description="Extra models to compare.")
+    data: list[str] = Field(
+        default_factory=list, description="Extra evaluation sets: BEIR folders or llama-index JSON."
+    )
+    bootstrap_samples: int = Field(2000, ge=100)
+    batch_size: int = Field(64, ge=1)
+
+
+class ServeConfig(_Section):
+    """The embeddings HTTP service."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    api_key_env: str = "EMBEDTUNE_API_KEY"
+    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    max_batch_size: int = Field(64, ge=1)
+    max_wait_ms: float = Field(5.0, ge=0)
+    max_inputs: int = Field(2048, ge=1)
+    max_chars: int = Field(32768, ge=1)
+
+
+class PipelineConfig(_Section):
+    """Everything `embedtune run` needs, one section per stage."""
+
+    model: str = Field(DEFAULT_MODEL, description="Base model: hub id or local path.")
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    chunk: ChunkConfig = Field(default_factory=ChunkConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """``EMBEDTUNE_TRAIN__EPOCHS=3`` -> ``{"train": {"epochs": 3}}`` (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name and name != f"{ENV_PREFIX}MODEL":
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if parts[0] not in PipelineConfig.model_fields:
+            continue  # EMBEDTUNE_API_KEY and friends are not config keys
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            node[parts[-1]] = raw
+    return out
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = PipelineConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type):
+            return []
+        if not issubclass(field.annotation, BaseModel):
+            return []
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def _explain(err: ValidationError, source: str) -> ConfigError:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        dotted = ".".join(str(p) for p in loc)
+        if e["type"] == "extra_forbidden":
+            prefix = ".".join(str(p) for p in loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), _fields_at(loc), n=1, cutoff=0.5)
+            hint = ""
+            if close:
+                hint = f" (did you mean '{prefix + '.' if prefix else ''}{close[0]}'?)"
+            else:
+                valid = ", ".join(_fields_at(loc))
+                hint = f" (valid keys here: {valid})"
+            lines.append(f"unknown key '{dotted}'{hint}")
+        else:
+            lines.append(f"'{dotted}': {e['msg']} (got {e.get('input')!r})")
+    where = f" in {source}" if source else ""
+    return ConfigError("; ".join(lines) + (where if len(lines) == 1 else f" [{source}]"))
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> PipelineConfig:
+    """Build the pipeline config from a YAML file, environment variables and CLI overrides.
+
+    ``overrides`` is a nested dict (``{"train": {"epochs": 2}}``) whose ``None`` values are
+    ignored, so CLI code can pass every flag and only those given take effect.
+    """
+    data: dict[str, Any] = {}
+    source = ""
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found; create one with 'embedtune init'")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections, not {type(loaded).__name__}")
+        data = loaded
+    env = _env_overrides(dict(os.environ if environ is None else environ))
+    data = _deep_merge(data, env)
+    data = _deep_merge(data, _drop_none(overrides or {}))
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(exc, source or "the configuration") from None
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            inner = _drop_none(v)
+            if inner:
+                out[k] = inner
+        elif v is not None:
+            out[k] = v
+    return out
+
+
+def dump_default_config() -> str:
+    """The default config as commented YAML, for `embedtune init`."""
+    lines = [
+        "# embedtune configuration. Every key is optional; these are the defaults.",
+        "# Override any key with a CLI flag or an environment variable such as",
+        "# EMBEDTUNE_TRAIN__EPOCHS=3 (section and key joined by a double underscore).",
+        "",
+    ]
+    default = PipelineConfig()
+    for name, field in PipelineConfig.model_fields.items():
+        value = getattr(default, name)
+        if isinstance(value, BaseModel):
+            doc = (type(value).__doc__ or "").strip().splitlines()[0]
+            lines.append(f"# {doc}")
+            lines.append(f"{name}:")
+            for sub, subfield in type(value).model_fields.items():
+                if subfield.description:
+                    lines.append(f"  # {subfield.description}")
+                dumped = yaml.safe_dump({sub: getattr(value, sub)}, default_flow_style=True)
+                lines.append("  " + dumped.strip().strip("{}"))
+            lines.append("")
+        else:
+            if field.description:
+                lines.append(f"# {field.description}")
+            lines.append(yaml.safe_dump({name: value}, default_flow_style=False).strip())
+            lines.append("")
+    return "\n".join(lines) + "\n"
