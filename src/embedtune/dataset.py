@@ -162,7 +162,9 @@ class QADataset(BaseModel):
                 try:
                     score = int(float(raw))
                 except ValueError:
-                    raise InputError(f"{qrels_path}:{lineno}: score {raw!r} is not a number") from None
+                    raise InputError(
+                        f"{qrels_path}:{lineno}: score {raw!r} is not a number"
+                    ) from None
                 scores.setdefault(qid, {})[cid] = score
                 graded = graded or score != 1
                 if score > 0:

@@ -98,7 +98,8 @@ def packaged_models() -> dict[str, str | None]:
     return {
         "sentence-transformers/all-MiniLM-L6-v2": _minilm_path(),
         "sentence-transformers/all-mpnet-base-v2": (
-            _mpnet_path() if _mpnet_parts() or (cache_dir() / "models/all-mpnet-base-v2").is_dir()
+            _mpnet_path()
+            if _mpnet_parts() or (cache_dir() / "models/all-mpnet-base-v2").is_dir()
             else None
         ),
     }

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
+
+# typer 0.29 vendors its own click: its exception is the one its main loop catches and shows.
+from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
 
 from embedtune.errors import EmbedtuneError
@@ -14,14 +16,20 @@ from embedtune.errors import EmbedtuneError
 __all__ = ["app", "RunDir", "ConfigFile", "run_config", "console"]
 
 
+class UserError(ClickException):
+    """Something the user can fix: shown as one line, exit code 2 (as for bad flags)."""
+
+    exit_code = 2
+
+
 class _Group(TyperGroup):
     """Turns library errors into one line on stderr and exit code 2: no traceback for bad input."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except EmbedtuneError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise UserError(str(exc)) from None
 
 
 app = typer.Typer(

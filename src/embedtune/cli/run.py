@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from embedtune.cli._app import RunDir, app, console, run_config
+
+
+@app.command()
+def run(
+    config: Annotated[
+        Path | None, typer.Argument(help="YAML config (see `embedtune init`); optional.")
+    ] = None,
+    run_dir: RunDir = Path("runs/latest"),
+    docs: Annotated[
+        list[Path] | None,
+        typer.Option("--docs", help="Document files or folders (overrides ingest.paths)."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Base model: hub id or local path.")] = None,
+    eval_data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--eval-data", help="Extra evaluation sets (BEIR folder or llama-index JSON)."
+        ),
+    ] = None,
+    fresh: Annotated[bool, typer.Option(help="Redo every stage, ignoring cached work.")] = False,
+) -> None:
+    """Run the whole pipeline: prepare, generate, train, evaluate.
+
+    Stages whose outputs are current are skipped; interrupted ones resume. The fine-tuned model
+    becomes the run's result only when it beats the base model on the validation split.
+
+    \b
+    Example (offline, on the packaged MiniLM and the local question generator):
+      embedtune run --docs ./docs --run runs/first
+      embedtune run my-run.yaml --run runs/second --eval-data ./my-beir-set
+    """
+    from embedtune.pipeline import run_pipeline
+
+    overrides: dict[str, Any] = {"model": model}
+    if docs:
+        overrides["ingest"] = {"paths": [str(p) for p in docs]}
+    cfg = run_config(run_dir, config, overrides)
+    if eval_data:
+        cfg.evaluate.data = list(dict.fromkeys([*cfg.evaluate.data, *map(str, eval_data)]))
+    if not cfg.ingest.paths:
+        raise typer.BadParameter(
+            "no documents: pass --docs FOLDER or set ingest.paths in the config",
+            param_hint="--docs",
+        )
+    out = console()
+
+    def on_stage(stage: str, summary: dict[str, Any]) -> None:
+        state = "skipped (current)" if summary.get("skipped") else "done"
+        out.print(f"[bold]{stage}[/bold]: {state}")
+
+    summaries = run_pipeline(cfg, run_dir, fresh=fresh, on_stage=on_stage)
+    _print_verdict(out, summaries)
+
+
+def _print_verdict(out: Any, summaries: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    evaluation = summaries.get("evaluate", {})
+    table = Table(title="base vs fine-tuned (NDCG@10)")
+    for col in ("data", "base", "fine-tuned", "diff", "95% CI", "verdict"):
+        table.add_column(col)
+    for name, row in evaluation.get("datasets", {}).items():
+        table.add_row(
+            name,
+            f"{row['base']:.4f}",
+            f"{row['fine_tuned']:.4f}",
+            f"{row['diff']:+.4f}",
+            f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]",
+            row["verdict"],
+        )
+    out.print(table)
+    result = summaries.get("result", {})
+    if result.get("fine_tuned_is_better"):
+        out.print(
+            f"[green]result: the fine-tuned model {result['model']} is better; use it.[/green]"
+        )
+    else:
+        out.print(
+            "[yellow]result: the fine-tuned model is not clearly better on the validation split; "
+            f"keeping the base model {result.get('base')}. The fine-tuned weights are at "
+            f"{result.get('fine_tuned')} for your own checks.[/yellow]"
+        )
