@@ -144,7 +144,12 @@ class TrainConfig(_Section):
     document_prompt: str | None = Field(None, description="Saved as prompt 'document'.")
     eval_steps: int | None = Field(None, ge=1, description="None = evaluate once per epoch.")
     save_steps: int | None = Field(None, ge=1, description="None = save once per epoch.")
-    bf16: Literal["auto", "on", "off"] = "auto"
+    save_total_limit: int = Field(
+        2, ge=1, description="Checkpoints kept in RUN/train/checkpoints (the best is always kept)."
+    )
+    bf16: Literal["auto", "on", "off"] = Field(
+        "auto", description="bf16 autocast; 'auto' = on GPUs that support it, off on CPU."
+    )
 
 
 class EvaluateConfig(_Section):

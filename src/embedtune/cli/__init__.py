@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from embedtune.cli import init as _init  # noqa: F401  (registers commands)
 from embedtune.cli import run as _run  # noqa: F401
+from embedtune.cli import train as _train  # noqa: F401
 from embedtune.cli._app import app
 
 __all__ = ["app", "main"]

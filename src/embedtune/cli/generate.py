@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from embedtune.cli._app import ConfigFile, RunDir, app, console, run_config
+
+
+@app.command()
+def generate(
+    run: RunDir,
+    config: ConfigFile = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="openai, local, or auto (openai when --base-url/--model is set)."),
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible server, e.g. http://localhost:8000/v1.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model name on that server.")] = None,
+    questions_per_chunk: Annotated[
+        int | None, typer.Option(help="Questions written per chunk (default 2).")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Requests in flight at once (openai backend).")
+    ] = None,
+    max_chunks: Annotated[
+        int | None, typer.Option(help="Use at most this many chunks per split (sampled).")
+    ] = None,
+    prompt_file: Annotated[
+        str | None,
+        typer.Option(help="Your own prompt template with {context} and {num_questions}."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show calls, tokens and cost; call nothing.")
+    ] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Move the response cache aside and ask again.")
+    ] = False,
+) -> None:
+    """Write questions for each chunk with an LLM and save train/val datasets.
+
+    Reads RUN/chunks/{train,val}.jsonl; writes RUN/data/{train,val}.json (llama-index
+    EmbeddingQAFinetuneDataset), RUN/data/beir/ and RUN/generate/report.json. Replies are
+    cached as they arrive, so an interrupted run resumes where it stopped. The API key is read
+    from the variable named by generate.api_key_env (default OPENAI_API_KEY).
+
+    \b
+    Offline, with the packaged SmolLM2-135M model:
+      embedtune generate --run runs/first
+    With OpenAI, after checking the cost:
+      export OPENAI_API_KEY=sk-...
+      embedtune generate --run runs/first --model gpt-4o-mini --dry-run
+      embedtune generate --run runs/first --model gpt-4o-mini
+    With a local vLLM or Ollama server:
+      embedtune generate --run runs/first --base-url http://localhost:11434/v1 --model qwen2.5:7b
+    """
+    from embedtune.generate import run_generate, summary_table
+
+    overrides = {
+        "generate": {
+            "backend": backend,
+            "base_url": base_url,
+            "model": model,
+            "questions_per_chunk": questions_per_chunk,
+            "concurrency": concurrency,
+            "max_chunks": max_chunks,
+            "prompt_file": prompt_file,
+        }
+    }
+    cfg = run_config(run, config, overrides)
+    report = run_generate(cfg, run, fresh=fresh, dry_run=dry_run)
+    out = console()
+    out.print(summary_table(report))
+    if not dry_run:
+        out.print(f"wrote {run / 'data' / 'train.json'}, {run / 'data' / 'val.json'}")

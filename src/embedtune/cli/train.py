@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from embedtune.cli._app import ConfigFile, app, run_config
+from embedtune.errors import ConfigError
+
+
+def _dims(raw: str | None) -> list[int] | None:
+    if raw is None:
+        return None
+    try:
+        dims = [int(x) for x in raw.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise ConfigError(
+            f"--matryoshka-dims {raw!r}: give comma-separated integers, e.g. 384,256,128"
+        ) from None
+    return dims or None
+
+
+@app.command()
+def train(
+    run: Annotated[
+        Path | None,
+        typer.Option("--run", help="Run directory: reads RUN/data, writes RUN/model, RUN/train."),
+    ] = None,
+    config: ConfigFile = None,
+    train_data: Annotated[
+        Path | None,
+        typer.Option(help="Your own training set: llama-index JSON file or BEIR folder."),
+    ] = None,
+    val_data: Annotated[
+        Path | None, typer.Option(help="Your own validation set (same formats).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Base model: hub id, alias or path.")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Where to save the model (with --train-data).")
+    ] = None,
+    epochs: Annotated[float | None, typer.Option(help="Passes over the training pairs.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Pairs per batch (more in-batch negatives).")
+    ] = None,
+    learning_rate: Annotated[float | None, typer.Option()] = None,
+    warmup_ratio: Annotated[float | None, typer.Option()] = None,
+    max_seq_length: Annotated[int | None, typer.Option(help="Tokens kept per text.")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    eval_steps: Annotated[
+        int | None, typer.Option(help="Validate every N steps (default: each epoch).")
+    ] = None,
+    save_steps: Annotated[
+        int | None, typer.Option(help="Checkpoint every N steps (a multiple of eval-steps).")
+    ] = None,
+    loss: Annotated[
+        Literal["mnrl", "cached_mnrl"] | None,
+        typer.Option(help="mnrl, or cached_mnrl (GradCache) for batches beyond memory."),
+    ] = None,
+    hard_negatives: Annotated[
+        int | None, typer.Option(help="Hard negatives mined per pair from the base model.")
+    ] = None,
+    matryoshka_dims: Annotated[
+        str | None, typer.Option(help="Also train truncated sizes, e.g. 384,256,128.")
+    ] = None,
+    lora: Annotated[
+        bool | None, typer.Option("--lora/--no-lora", help="Train LoRA adapters (merged).")
+    ] = None,
+    query_prompt: Annotated[
+        str | None, typer.Option(help="Prefix for queries, saved into the model.")
+    ] = None,
+    document_prompt: Annotated[
+        str | None, typer.Option(help="Prefix for passages, saved into the model.")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the last checkpoint.")
+    ] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Discard earlier training outputs first.")
+    ] = False,
+) -> None:
+    """Fine-tune the embedding model on the generated questions; keep the best checkpoint.
+
+    \b
+    Example, on a run prepared by `embedtune generate`:
+      embedtune train --run runs/first --epochs 2 --batch-size 32
+    With your own llama-index or BEIR data:
+      embedtune train --train-data train.json --val-data val.json \\
+        --model all-MiniLM-L6-v2 --output models/mine --epochs 2 --batch-size 10
+    Across 2 processes (negatives gathered across devices):
+      torchrun --nproc_per_node 2 "$(which embedtune)" train --run runs/first
+    """
+    import shutil
+
+    from embedtune.dataset import load_dataset_path
+    from embedtune.train.data import merged_corpus
+    from embedtune.train.trainer import finetune, run_train
+
+    if run is None and train_data is None:
+        raise ConfigError("give --run DIR, or --train-data PATH with --output DIR")
+    overrides = {
+        "model": model,
+        "train": {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "warmup_ratio": warmup_ratio,
+            "max_seq_length": max_seq_length,
+            "seed": seed,
+            "eval_steps": eval_steps,
+            "save_steps": save_steps,
+            "loss": loss,
+            "hard_negatives": hard_negatives,
+            "matryoshka_dims": _dims(matryoshka_dims),
+            "lora": lora,
+            "query_prompt": query_prompt,
+            "document_prompt": document_prompt,
+        },
+    }
+    cfg = run_config(run, config, overrides)
+
+    def echo(msg: str) -> None:
+        typer.echo(msg, err=True)
+
+    if train_data is None:
+        summary = run_train(cfg, run, fresh=fresh, resume=resume, echo=echo)
+        if summary.get("skipped"):
+            typer.echo(f"{run / 'model'} is up to date (pass --fresh to train again)")
+    else:
+        if output is None:
+            if run is None:
+                raise ConfigError("--train-data needs --output DIR (or --run DIR)")
+            output = run / "model"
+        work = run / "train" if run is not None else output.with_name(output.name + ".train")
+        if fresh and not resume:
+            for p in (work, output):
+                if p.exists():
+                    shutil.rmtree(p)
+        tr = load_dataset_path(train_data)
+        tr.metadata["source"] = str(train_data)
+        va = None
+        if val_data is not None:
+            va = load_dataset_path(val_data)
+            va.metadata["source"] = str(val_data)
+        summary = finetune(
+            cfg.model,
+            tr,
+            va,
+            cfg.train,
+            output,
+            resume=resume,
+            full_corpus=merged_corpus(tr, va) if va is not None else None,
+            work_dir=work,
+            echo=echo,
+        )
+    _print_summary(summary)
+
+
+def _print_summary(s: dict) -> None:
+    if s.get("base") and s.get("final"):
+        typer.echo(f"{'metric':<10} {'base':>8} {'tuned':>8} {'change':>8}")
+        for m in ("ndcg@10", "mrr@10", "hit@1", "hit@5", "hit@10"):
+            b, f = s["base"].get(m), s["final"].get(m)
+            if b is not None and f is not None:
+                typer.echo(f"{m:<10} {b:>8.4f} {f:>8.4f} {f - b:>+8.4f}")
+    for w in s.get("warnings") or []:
+        typer.echo(f"warning: {w}")
+    typer.echo(s.get("verdict", ""))
+    typer.echo(f"model: {s.get('output')}")

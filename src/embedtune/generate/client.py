@@ -1,0 +1,279 @@
+"""Question generation through any OpenAI-compatible chat completions server.
+
+OpenAI itself, vLLM, Ollama, llama.cpp's server, LM Studio, TGI: anything that speaks
+``POST /v1/chat/completions``. Calls run concurrently (``concurrency`` at a time) through the
+``openai`` SDK's ``AsyncOpenAI`` with the SDK's own retries switched off, so that the policy is
+ours, logged and tested: retry 429, 5xx, timeouts, dropped connections and malformed replies
+with exponential backoff and jitter, waiting at least what a ``Retry-After`` header asks; stop at
+once on 401/403/404 with a message naming the server, the model and the key variable::
+
+    backend = OpenAIBackend(cfg.generate)
+    reply = asyncio.run(backend.complete("Write two questions about ..."))
+    reply.text, reply.usage
+
+JSON output is requested with ``response_format={"type": "json_object"}``; a server that
+rejects it with a 400 is asked again in plain text, and the choice sticks for the rest of the
+run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from embedtune.config import GenerateConfig
+from embedtune.errors import ConfigError, GenerationError
+
+__all__ = ["OpenAIBackend", "Completion", "resolve_api_key", "is_openai_host"]
+
+log = logging.getLogger("embedtune.generate")
+
+#: Local servers (vLLM, Ollama, llama.cpp) accept any key; the SDK insists on one.
+PLACEHOLDER_KEY = "not-needed"
+
+
+@dataclass
+class Completion:
+    """One reply: its text and the token usage the server reported (if any)."""
+
+    text: str
+    usage: dict[str, int] = field(default_factory=dict)
+    attempts: int = 1
+    json_mode: bool = False
+
+
+def is_openai_host(base_url: str | None) -> bool:
+    return base_url is None or "api.openai.com" in base_url
+
+
+def resolve_api_key(cfg: GenerateConfig, environ: Mapping[str, str] | None = None) -> str:
+    """The API key from the variable ``cfg.api_key_env``; a placeholder for local servers."""
+    env = os.environ if environ is None else environ
+    key = env.get(cfg.api_key_env, "").strip()
+    if key:
+        return key
+    if is_openai_host(cfg.base_url):
+        raise ConfigError(
+            f"no API key for {cfg.base_url or 'https://api.openai.com/v1'}: set the environment "
+            f"variable {cfg.api_key_env} (generate.api_key_env names it), or point "
+            "generate.base_url at a local server, or use the offline model with "
+            "generate.backend=local"
+        )
+    return PLACEHOLDER_KEY
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds asked for by ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        parsed = email.utils.parsedate_tz(raw)
+        if parsed is None:
+            return None
+        return max(0.0, email.utils.mktime_tz(parsed) - time.time())
+
+
+class OpenAIBackend:
+    """Chat completions with our own retry policy; see the module docstring."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        cfg: GenerateConfig,
+        *,
+        environ: Mapping[str, str] | None = None,
+        initial_delay: float = 0.5,
+        max_delay: float = 30.0,
+        max_retry_after: float = 300.0,
+        check_key: bool = True,
+    ) -> None:
+        if not cfg.model:
+            raise ConfigError(
+                "generate.model is not set: name the model to call, e.g. --model gpt-4o-mini "
+                "(or a model your server at generate.base_url serves)"
+            )
+        self.cfg = cfg
+        self.model = cfg.model
+        self.base_url = cfg.base_url or "https://api.openai.com/v1"
+        self.initial_delay = initial_delay
+        self.max_delay = max_delay
+        self.max_retry_after = max_retry_after
+        self.json_mode = True
+        self.retries = 0
+        # A dry run may plan (and price) a run before any key is set.
+        self._api_key = resolve_api_key(cfg, environ) if check_key else PLACEHOLDER_KEY
+        self._client: Any = None
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            from openai import AsyncOpenAI
+
+            self._client = AsyncOpenAI(
+                api_key=self._api_key,
+                base_url=self.base_url,
+                timeout=self.cfg.timeout,
+                max_retries=0,  # our policy below: logged, honours Retry-After, tested
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def sampling(self) -> dict[str, Any]:
+        """The settings that shape a reply (part of the cache key)."""
+        return {
+            "temperature": self.cfg.temperature,
+            "top_p": self.cfg.top_p,
+            "max_tokens": self.cfg.max_tokens,
+            "seed": self.cfg.seed,
+        }
+
+    def _delay(self, attempt: int, headers: Any) -> float:
+        asked = _retry_after(headers)
+        backoff = min(self.initial_delay * 2**attempt, self.max_delay)
+        backoff *= 0.5 + random.random() / 2  # jitter spreads out clients that failed together
+        if asked:  # the server knows when it will have capacity again: wait exactly that long
+            return min(asked, self.max_retry_after)
+        return backoff
+
+    def _fatal(self, exc: Any) -> GenerationError:
+        status = getattr(exc, "status_code", None)
+        detail = _error_detail(exc)
+        if status == 401:
+            what = (
+                f"the server at {self.base_url} rejected the API key (401 Unauthorized): set a "
+                f"valid key in the environment variable {self.cfg.api_key_env}"
+            )
+        elif status == 403:
+            what = (
+                f"the server at {self.base_url} refused access to model {self.model!r} (403): "
+                f"check the key in {self.cfg.api_key_env} has access to it"
+            )
+        else:
+            what = (
+                f"model {self.model!r} was not found at {self.base_url} (404): check "
+                "generate.model (--model) and generate.base_url (--base-url); the URL usually "
+                "ends in /v1"
+            )
+        return GenerationError(f"{what}. Server said: {detail}")
+
+    async def complete(self, prompt: str) -> Completion:
+        """One chat completion with retries; raises GenerationError when it cannot succeed."""
+        import openai
+
+        client = self._get_client()
+        attempt = 0
+        while True:
+            kwargs: dict[str, Any] = {
+                "model": self.model,
+                "messages": [{"role": "user", "content": prompt}],
+                "temperature": self.cfg.temperature,
+                "top_p": self.cfg.top_p,
+                "max_tokens": self.cfg.max_tokens,
+                "seed": self.cfg.seed,
+            }
+            json_mode = self.json_mode
+            if json_mode:
+                kwargs["response_format"] = {"type": "json_object"}
+            headers = None
+            try:
+                resp = await client.chat.completions.create(**kwargs)
+                choices = getattr(resp, "choices", None)
+                if not choices or choices[0].message is None:
+                    raise _Malformed(f"reply without choices: {str(resp)[:200]}")
+                text = choices[0].message.content or ""
+                usage = {}
+                if getattr(resp, "usage", None) is not None:
+                    usage = {
+                        "prompt_tokens": resp.usage.prompt_tokens or 0,
+                        "completion_tokens": resp.usage.completion_tokens or 0,
+                    }
+                return Completion(text, usage, attempt + 1, json_mode)
+            except (
+                openai.AuthenticationError,
+                openai.PermissionDeniedError,
+                openai.NotFoundError,
+            ) as exc:
+                raise self._fatal(exc) from None
+            except openai.BadRequestError as exc:
+                if json_mode and _mentions_response_format(exc):
+                    log.warning(
+                        "%s rejected response_format=json_object (%s); asking in plain text",
+                        self.base_url,
+                        _error_detail(exc),
+                    )
+                    self.json_mode = False
+                    continue
+                raise GenerationError(
+                    f"the server at {self.base_url} rejected a request for model {self.model!r} "
+                    f"(400 Bad Request): {_error_detail(exc)}"
+                ) from None
+            except openai.APIStatusError as exc:
+                if exc.status_code != 429 and exc.status_code < 500:
+                    raise GenerationError(
+                        f"the server at {self.base_url} answered {exc.status_code} for model "
+                        f"{self.model!r}: {_error_detail(exc)}"
+                    ) from None
+                reason = f"{exc.status_code} {_error_detail(exc)}"
+                headers = exc.response.headers
+            except openai.APITimeoutError:
+                reason = f"timed out after {self.cfg.timeout:g} s"
+            except openai.APIConnectionError as exc:
+                reason = f"connection error ({exc.__cause__ or exc})"
+            except (openai.APIResponseValidationError, _Malformed, ValueError) as exc:
+                reason = f"malformed reply ({str(exc)[:200]})"
+            if attempt >= self.cfg.max_retries:
+                raise GenerationError(
+                    f"gave up after {attempt + 1} attempts at {self.base_url} (model "
+                    f"{self.model!r}): last error {reason}. Raise generate.max_retries or "
+                    "generate.timeout, or lower --concurrency; finished calls are cached, so "
+                    "rerunning resumes"
+                )
+            delay = self._delay(attempt, headers)
+            self.retries += 1
+            log.warning(
+                "retry %d/%d in %.2f s: %s", attempt + 1, self.cfg.max_retries, delay, reason
+            )
+            await asyncio.sleep(delay)
+            attempt += 1
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _error_detail(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:300]
+        if isinstance(err, str):
+            return err[:300]
+    return str(getattr(exc, "message", exc))[:300]
+
+
+def _mentions_response_format(exc: Any) -> bool:
+    text = (_error_detail(exc) + " " + str(getattr(exc, "body", ""))).lower()
+    return "response_format" in text or "json" in text or "format" in text

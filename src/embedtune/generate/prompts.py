@@ -1,0 +1,184 @@
+"""Prompt templates for question generation, and tolerant parsing of what models send back.
+
+A template is plain text with two placeholders: ``{context}`` (the chunk) and ``{num_questions}``.
+Only those two are substituted (by plain replacement, not ``str.format``), so a template may show
+literal JSON such as ``{"questions": [...]}``. The built-in templates ship as ``.txt`` files next
+to this module; ``GenerateConfig.prompt_file`` replaces them::
+
+    >>> t = load_template(None, "openai")
+    >>> "{context}" in t.text and t.questions_per_call is None
+    True
+    >>> parse_questions('```json\\n{"questions": ["What is R?", "install packages"]}\\n```')
+    ['What is R?', 'install packages']
+
+The local model (135M parameters) writes one question per call: asked for a list it repeats
+itself, drifts into answers and numbering. Its template has a ``{kind}`` placeholder that the
+runner fills with a different kind of question per call (a fact, a how/why question, a keyword
+search), which gives varied questions even with greedy decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from embedtune.errors import ConfigError
+
+__all__ = [
+    "PromptTemplate",
+    "load_template",
+    "render",
+    "parse_questions",
+    "QUESTION_KINDS",
+]
+
+#: What the local template's ``{kind}`` placeholder becomes for the 1st, 2nd, ... call.
+QUESTION_KINDS = (
+    "factual question",
+    "how or why question",
+    "short keyword search",
+    "question about a detail",
+    "question a beginner would ask",
+)
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A template's text, where it came from, and how many questions one call asks for.
+
+    ``questions_per_call`` is None when a call asks for ``{num_questions}`` questions (one call
+    per chunk) and 1 for one-question-per-call templates with a ``{kind}`` placeholder.
+    """
+
+    text: str
+    source: str
+    questions_per_call: int | None
+
+    @property
+    def per_question(self) -> bool:
+        return self.questions_per_call == 1
+
+
+def _builtin(name: str) -> str:
+    return resources.files("embedtune.generate").joinpath(name).read_text(encoding="utf-8")
+
+
+def load_template(prompt_file: str | Path | None, backend: str) -> PromptTemplate:
+    """The template for ``backend`` ("openai" or "local"), or the user's file if given.
+
+    A user's file must hold both ``{context}`` and ``{num_questions}``; it is then used as a
+    one-call-per-chunk template by either backend.
+    """
+    if prompt_file is None:
+        if backend == "local":
+            return PromptTemplate(_builtin("prompt_local.txt"), "built-in local", 1)
+        return PromptTemplate(_builtin("prompt_openai.txt"), "built-in openai", None)
+    path = Path(prompt_file).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"generate.prompt_file {path} not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"generate.prompt_file {path} cannot be read as UTF-8 text: {exc}"
+        ) from None
+    missing = [p for p in ("{context}", "{num_questions}") if p not in text]
+    if missing:
+        raise ConfigError(
+            f"prompt template {path} lacks the placeholder(s) {', '.join(missing)}; a template "
+            "needs {context} (where the chunk goes) and {num_questions} (how many to write)"
+        )
+    return PromptTemplate(text, str(path), None)
+
+
+def render(template: PromptTemplate, context: str, num_questions: int, index: int = 0) -> str:
+    """Fill in a template; ``index`` picks the question kind for one-question templates."""
+    text = template.text.replace("{num_questions}", str(num_questions))
+    text = text.replace("{kind}", QUESTION_KINDS[index % len(QUESTION_KINDS)])
+    # The context goes in last so that braces inside a chunk are never treated as placeholders.
+    return text.replace("{context}", context.strip())
+
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
+
+
+def _from_json(obj: object) -> list[str] | None:
+    if isinstance(obj, dict):
+        for key in ("questions", "queries", "question", "query", "items", "results"):
+            if key in obj:
+                return _from_json(obj[key])
+        values = list(obj.values())
+        if len(values) == 1:
+            return _from_json(values[0])
+        return None
+    if isinstance(obj, list):
+        out = []
+        for item in obj:
+            if isinstance(item, str):
+                out.append(item)
+            elif isinstance(item, dict):
+                inner = _from_json(item)
+                out.extend(inner or [])
+        return out
+    if isinstance(obj, str):
+        return [obj]
+    return None
+
+
+def _try_json(text: str) -> list[str] | None:
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    for cand in candidates:
+        cand = cand.strip()
+        for opener, closer in (("{", "}"), ("[", "]")):
+            start, end = cand.find(opener), cand.rfind(closer)
+            if start == -1 or end <= start:
+                continue
+            try:
+                found = _from_json(json.loads(cand[start : end + 1]))
+            except json.JSONDecodeError:
+                continue
+            if found is not None:
+                return found
+    return None
+
+
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.){3,})"')
+
+
+def parse_questions(text: str) -> list[str]:
+    """Candidate questions from a model's reply, whatever shape it took.
+
+    JSON (an object with a ``questions`` list, a bare list, either inside code fences or amid
+    prose) is read first; a JSON reply cut off mid-way yields the strings it completed; anything
+    else is split into lines. Lines are returned as written, numbering and preambles included:
+    `filters.clean_question` strips and counts those.
+    """
+    if not text or not text.strip():
+        return []
+    found = _try_json(text)
+    if found is not None:
+        return [q for q in found if q.strip()]
+    stripped = text.strip()
+    if stripped.startswith(("{", "[", "```")) and '"' in stripped:
+        # Truncated or malformed JSON: keep the complete string literals, except the keys.
+        out = []
+        for m in _QUOTED.finditer(stripped):
+            value = m.group(1)
+            after = stripped[m.end() : m.end() + 3].lstrip()
+            if after.startswith(":"):
+                continue
+            try:
+                out.append(json.loads(f'"{value}"'))
+            except json.JSONDecodeError:
+                out.append(value)
+        if out:
+            return out
+    lines = []
+    for line in stripped.splitlines():
+        line = line.strip().strip("`").strip()
+        if line and line.lower() not in ("json", "```json"):
+            lines.append(line)
+    return lines

@@ -1,0 +1,78 @@
+"""Training and validation inputs built from :class:`~embedtune.dataset.QADataset`.
+
+Training rows are ``(anchor, positive)`` pairs: one per query and relevant chunk, the shape
+sentence-transformers' in-batch-negative losses expect. Validation searches the held-out queries
+against the *full* corpus (training and validation chunks), as a deployed retriever would::
+
+    >>> train = QADataset(queries={"q1": "What is R?"}, corpus={"c1": "R is a language."},
+    ...                   relevant_docs={"q1": ["c1"]})
+    >>> pairs_dataset(train)["anchor"]
+    ['What is R?']
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from embedtune.dataset import QADataset
+from embedtune.errors import InputError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+__all__ = ["check_dataset", "pair_rows", "pairs_dataset", "merged_corpus"]
+
+
+def check_dataset(ds: QADataset, source: str) -> None:
+    """Raise InputError, naming ``source``, when ``ds`` cannot be trained or evaluated on."""
+    ds.validate_references(source)
+    empty = [qid for qid, text in ds.queries.items() if not str(text).strip()]
+    if empty:
+        raise InputError(
+            f"{source}: query {empty[0]!r} is empty ({len(empty)} empty queries); remove them or "
+            "regenerate the questions"
+        )
+    empty_docs = [
+        cid for cids in ds.relevant_docs.values() for cid in cids if not ds.corpus[cid].strip()
+    ]
+    if empty_docs:
+        raise InputError(
+            f"{source}: corpus entry {empty_docs[0]!r} is empty but is some query's relevant "
+            "document; drop that query or fix the chunk text"
+        )
+
+
+def pair_rows(ds: QADataset) -> list[tuple[str, str]]:
+    """Unique (query text, relevant chunk text) pairs, in the dataset's order."""
+    seen: set[tuple[str, str]] = set()
+    rows = []
+    for pair in ds.pairs():
+        if pair not in seen:
+            seen.add(pair)
+            rows.append(pair)
+    return rows
+
+
+def pairs_dataset(ds: QADataset) -> Dataset:
+    """A ``datasets.Dataset`` with columns ``anchor`` and ``positive``."""
+    from datasets import Dataset
+
+    rows = pair_rows(ds)
+    return Dataset.from_dict({"anchor": [a for a, _ in rows], "positive": [p for _, p in rows]})
+
+
+def merged_corpus(*parts: QADataset | dict[str, str] | None) -> dict[str, str]:
+    """Union of corpora keyed by chunk id; the same id with different text is an error."""
+    out: dict[str, str] = {}
+    for part in parts:
+        if part is None:
+            continue
+        corpus = part.corpus if isinstance(part, QADataset) else part
+        for cid, text in corpus.items():
+            if cid in out and out[cid] != text:
+                raise InputError(
+                    f"corpus id {cid!r} names two different texts in the training and validation "
+                    "data; chunk ids must be unique across splits"
+                )
+            out[cid] = text
+    return out
