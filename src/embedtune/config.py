@@ -165,7 +165,10 @@ class EvaluateConfig(_Section):
     data: list[str] = Field(
         default_factory=list, description="Extra evaluation sets: BEIR folders or llama-index JSON."
     )
-    bootstrap_samples: int = Field(2000, ge=100)
+    bootstrap_samples: int = Field(
+        2000, ge=100, description="Resamples of the queries for the 95% confidence intervals."
+    )
+    seed: int = Field(42, description="Seed of the bootstrap resampling.")
     batch_size: int = Field(64, ge=1)
 
 

@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from embedtune.cli._app import ConfigFile, app, console, run_config
+
+
+def _parse_k(raw: str | None) -> list[int] | None:
+    if raw is None:
+        return None
+    try:
+        ks = sorted({int(part) for part in raw.split(",") if part.strip()})
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {raw!r}") from None
+    if not ks or ks[0] < 1:
+        raise typer.BadParameter(f"k values must be positive, got {raw!r}")
+    return ks
+
+
+@app.command()
+def evaluate(
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="ID",
+            help="Model to score (hub id, alias such as minilm, or folder); repeat it. The first "
+            "is the base the others are compared with. With --run: extra baselines.",
+        ),
+    ] = None,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--data",
+            "-d",
+            metavar="PATH",
+            help="Evaluation set: BEIR folder or llama-index EmbeddingQAFinetuneDataset JSON; "
+            "repeat it. With --run: sets in addition to the run's validation split.",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Report folder (without --run; default ./eval)."),
+    ] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option(
+            "--run",
+            help="Run directory: score its base model, RUN/model and evaluate.baselines on "
+            "its validation split; writes RUN/eval/.",
+        ),
+    ] = None,
+    config: ConfigFile = None,
+    corpus: Annotated[
+        str | None,
+        typer.Option(
+            metavar="full|split",
+            help="With --run: 'full' searches validation queries against train+validation "
+            "chunks (default), 'split' against validation chunks only.",
+        ),
+    ] = None,
+    k: Annotated[
+        str | None, typer.Option("--k", help="Cut-offs for hit rate/precision/recall: 1,3,5,10.")
+    ] = None,
+    bootstrap: Annotated[
+        int | None, typer.Option(help="Bootstrap resamples for the 95% intervals (default 2000).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Encoding batch size.")] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="With --run: evaluate again even if current.")
+    ] = False,
+) -> None:
+    """Score models on retrieval data: base first, then each model with a 95% interval and a
+    verdict (better / worse / no clear difference) on NDCG@10.
+
+    Writes metrics.json, per_query.jsonl, report.md and a self-contained report.html.
+    Embeddings are cached per model and text, so evaluating a model again is near instant.
+
+    \b
+    A run (base vs fine-tuned, on its validation split):
+      embedtune evaluate --run runs/first
+    Any models on any data:
+      embedtune evaluate --model minilm --model runs/first/model \\
+          --data ./beir/my-set --data val.json --output reports/cmp
+    """
+    from embedtune.errors import InputError
+
+    if corpus is not None and corpus not in ("full", "split"):
+        raise typer.BadParameter(
+            f"expected 'full' or 'split', got {corpus!r}", param_hint="--corpus"
+        )
+    overrides = {
+        "evaluate": {
+            "k_values": _parse_k(k),
+            "corpus": corpus,
+            "bootstrap_samples": bootstrap,
+            "batch_size": batch_size,
+        }
+    }
+    out = console()
+    if run is not None:
+        from embedtune.evaluate import run_evaluate
+
+        if output is not None:
+            raise typer.BadParameter(
+                "with --run the report goes to RUN/eval; drop --output or drop --run",
+                param_hint="--output",
+            )
+        cfg = run_config(run, config, overrides)
+        if model:
+            cfg.evaluate.baselines = list(dict.fromkeys([*cfg.evaluate.baselines, *model]))
+        if data:
+            cfg.evaluate.data = list(dict.fromkeys([*cfg.evaluate.data, *map(str, data)]))
+        summary = run_evaluate(cfg, run, fresh=fresh, progress=lambda m: out.print(f"[dim]{m}"))
+        _print_run_summary(out, summary)
+        return
+
+    from embedtune.dataset import load_dataset_path
+    from embedtune.evaluate import evaluate_models
+    from embedtune.evaluate.report import print_table
+
+    if not model:
+        raise InputError("give models with --model (the first is the base) or a run with --run")
+    if not data:
+        raise InputError(
+            "give evaluation data with --data (a BEIR folder or llama-index JSON) or a run "
+            "with --run"
+        )
+    cfg = run_config(None, config, overrides)
+    datasets = {}
+    for path in data:
+        name = path.stem if path.is_file() else path.name
+        base, n = name, 1
+        while name in datasets:
+            n += 1
+            name = f"{base}-{n}"
+        datasets[name] = load_dataset_path(path)
+    output = output or Path("eval")
+    result = evaluate_models(
+        model, datasets, cfg.evaluate, output, progress=lambda m: out.print(f"[dim]{m}")
+    )
+    print_table(result, out)
+    out.print(f"wrote {output / 'report.html'}, {output / 'report.md'}, {output / 'metrics.json'}")
+
+
+def _print_run_summary(out, summary: dict) -> None:  # noqa: ANN001 - rich Console, lazily imported
+    from rich.table import Table
+
+    table = Table(title="Retrieval evaluation, NDCG@10 (base first)", title_justify="left")
+    for col in ("data", "model", "NDCG@10", "diff", "95% CI", "verdict"):
+        table.add_column(col)
+    for name, row in summary["datasets"].items():
+        table.add_row(name, "base", f"{row['base']:.4f}", "", "", "")
+        others = []
+        if row.get("fine_tuned") is not None:
+            others.append(("fine-tuned", row["fine_tuned"], row))
+        for label, b in row.get("baselines", {}).items():
+            others.append((label, b["ndcg@10"], b))
+        for label, value, r in others:
+            table.add_row(
+                name,
+                label,
+                f"{value:.4f}",
+                f"{r['diff']:+.4f}",
+                f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
+                r["verdict"],
+            )
+    out.print(table)
+    state = "current, not re-evaluated" if summary.get("skipped") else "wrote"
+    out.print(f"{state}: {summary['output']}/report.html")

@@ -1,0 +1,34 @@
+"""Retrieval evaluation: base model first, then each other model with a bootstrap verdict.
+
+- :mod:`~embedtune.evaluate.metrics`: per-query metrics (sentence-transformers' definitions),
+  means, paired bootstrap intervals, verdicts.
+- :mod:`~embedtune.evaluate.cache`: embeddings cached on disk per model fingerprint and text.
+- :mod:`~embedtune.evaluate.evaluator`: :func:`evaluate_models` for any models and datasets,
+  :func:`run_evaluate` for a run directory.
+- :mod:`~embedtune.evaluate.report`: report.md, self-contained report.html, terminal table.
+"""
+
+from __future__ import annotations
+
+from embedtune.evaluate.evaluator import (
+    DatasetResult,
+    EvaluationResult,
+    ModelScores,
+    ModelSpec,
+    evaluate_models,
+    run_evaluate,
+)
+from embedtune.evaluate.metrics import PRIMARY_METRIC, Comparison, paired_bootstrap, verdict
+
+__all__ = [
+    "PRIMARY_METRIC",
+    "Comparison",
+    "DatasetResult",
+    "EvaluationResult",
+    "ModelScores",
+    "ModelSpec",
+    "evaluate_models",
+    "paired_bootstrap",
+    "run_evaluate",
+    "verdict",
+]

@@ -1,0 +1,251 @@
+"""Embeddings computed once per model and text, kept on disk, so re-evaluating is near instant.
+
+A model is identified by a fingerprint of what determines its embeddings, not by its name:
+
+- a local folder: the content hash of every file in it (weights included; the hash of a large
+  file is remembered by path, size and modification time, so it is read once);
+- a hub id: the id and the commit of the locally cached snapshot;
+- an already loaded model: a hash of its parameters, prompts and sequence length.
+
+Embeddings live under ``cache_dir()/embeddings/<fingerprint>/`` as ``.npy`` shards, each with a
+``.keys`` file listing the hash of every row's text (with its role, query or document, since
+prompts and routers embed the two differently). The store is append-only: a lookup encodes only
+the texts it has not seen and writes them as a new shard::
+
+    cache = EmbeddingCache(model_fingerprint("all-MiniLM-L6-v2"))
+    vectors = cache.get_or_encode(texts, "document", lambda missing: model.encode_document(missing))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from embedtune.models import cache_dir, resolve_model
+from embedtune.records import content_hash
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["Role", "EmbeddingCache", "model_fingerprint", "loaded_model_fingerprint", "text_key"]
+
+log = logging.getLogger(__name__)
+
+Role = Literal["query", "document"]
+
+_SMALL = 1 << 20  # files below 1 MiB are hashed every time; larger ones are memoised by stat
+_SKIP_NAMES = {"README.md", "manifest.json"}
+_FORMAT = "v1"
+_lock = threading.Lock()
+
+
+def text_key(role: Role, text: str) -> str:
+    """The cache key of one text in one role."""
+    return content_hash(role, text, length=32)
+
+
+def _file_digest(path: Path, memo: dict[str, str]) -> str:
+    st = path.stat()
+    if st.st_size < _SMALL:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    stamp = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    if stamp in memo:
+        return memo[stamp]
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(8 << 20), b""):
+            h.update(block)
+    memo[stamp] = h.hexdigest()
+    return memo[stamp]
+
+
+def _memo_path() -> Path:
+    return cache_dir() / "embeddings" / "file-hashes.json"
+
+
+def _load_memo() -> dict[str, str]:
+    try:
+        return json.loads(_memo_path().read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _save_memo(memo: dict[str, str]) -> None:
+    path = _memo_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        tmp.write_text(json.dumps(memo), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:  # a read-only cache only costs speed
+        log.warning("could not write %s: %s", path, exc)
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    memo = _load_memo()
+    before = len(memo)
+    parts: list[str] = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if not path.is_file() or path.name in _SKIP_NAMES:
+            continue
+        if any(p.startswith(".") or p.startswith("checkpoint-") for p in rel.parts):
+            continue
+        parts.append(f"{rel.as_posix()}:{_file_digest(path, memo)}")
+    if len(memo) != before:
+        _save_memo(memo)
+    return content_hash("folder", *parts, length=24)
+
+
+def _hub_snapshot(name: str) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=name, local_files_only=True))
+    except Exception:  # not cached locally, or not a valid repo id
+        return None
+
+
+def model_fingerprint(name: str) -> str | None:
+    """A fingerprint of a model given by alias, local path or hub id; None when it cannot be
+    determined without downloading (a hub id not yet in the local hub cache)."""
+    path = resolve_model(name)
+    if os.path.isdir(path):
+        return "dir-" + _folder_fingerprint(Path(path))
+    snapshot = _hub_snapshot(path)
+    if snapshot is None:
+        return None
+    # The snapshot folder is named after the commit, which pins every file's content.
+    return "hub-" + content_hash(path, snapshot.name, length=24)
+
+
+def loaded_model_fingerprint(model: SentenceTransformer) -> str:
+    """A fingerprint of a model object: its parameters, prompts, modules and sequence length."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    meta = {
+        "modules": [type(m).__name__ for m in model],
+        "prompts": dict(getattr(model, "prompts", {}) or {}),
+        "max_seq_length": getattr(model, "max_seq_length", None),
+        "truncate_dim": getattr(model, "truncate_dim", None),
+    }
+    h.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    return "obj-" + h.hexdigest()[:24]
+
+
+class EmbeddingCache:
+    """Append-only store of one model's embeddings, keyed by text hash.
+
+    ``fingerprint=None`` gives a cache that stores nothing (every text is encoded), so callers
+    need no special case for models that cannot be fingerprinted.
+    """
+
+    def __init__(self, fingerprint: str | None, root: Path | None = None) -> None:
+        self.fingerprint = fingerprint
+        self.folder = (
+            (root or cache_dir() / "embeddings") / f"{_FORMAT}-{fingerprint}"
+            if fingerprint
+            else None
+        )
+        self._index: dict[str, tuple[str, int]] | None = None
+        self._shards: dict[str, np.ndarray] = {}
+        self.encoded = 0  # texts encoded through this cache (misses)
+        self.hits = 0
+
+    # ------------------------------------------------------------------ reading
+    def _load_index(self) -> dict[str, tuple[str, int]]:
+        if self._index is not None:
+            return self._index
+        index: dict[str, tuple[str, int]] = {}
+        if self.folder is not None and self.folder.is_dir():
+            # A .keys file is written after its .npy, so its presence means the shard is whole.
+            for keys_file in sorted(self.folder.glob("*.keys")):
+                shard = keys_file.stem
+                if not (self.folder / f"{shard}.npy").is_file():
+                    continue
+                try:
+                    keys = keys_file.read_text(encoding="utf-8").split()
+                except OSError:
+                    continue
+                for row, key in enumerate(keys):
+                    index.setdefault(key, (shard, row))
+        self._index = index
+        return index
+
+    def _shard(self, name: str) -> np.ndarray:
+        if name not in self._shards:
+            assert self.folder is not None
+            self._shards[name] = np.load(self.folder / f"{name}.npy", mmap_mode="r")
+        return self._shards[name]
+
+    def __len__(self) -> int:
+        return len(self._load_index())
+
+    # ------------------------------------------------------------------ writing
+    def _append(self, keys: list[str], vectors: np.ndarray) -> None:
+        if self.folder is None or not keys:
+            return
+        name = f"shard-{uuid.uuid4().hex[:16]}"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp = self.folder / f".{name}.npy.tmp"
+            with tmp.open("wb") as f:
+                np.save(f, np.ascontiguousarray(vectors, dtype=np.float32))
+            os.replace(tmp, self.folder / f"{name}.npy")
+            tmp_keys = self.folder / f".{name}.keys.tmp"
+            tmp_keys.write_text("\n".join(keys) + "\n", encoding="utf-8")
+            os.replace(tmp_keys, self.folder / f"{name}.keys")
+        except OSError as exc:
+            log.warning("could not write embeddings cache %s: %s", self.folder, exc)
+            return
+        index = self._load_index()
+        self._shards[name] = np.asarray(vectors, dtype=np.float32)
+        for row, key in enumerate(keys):
+            index.setdefault(key, (name, row))
+
+    # ------------------------------------------------------------------ lookup
+    def get_or_encode(
+        self,
+        texts: Sequence[str],
+        role: Role,
+        encode: Callable[[list[str]], np.ndarray],
+    ) -> np.ndarray:
+        """Embeddings of ``texts`` (rows in the same order); only unseen texts reach ``encode``."""
+        keys = [text_key(role, t) for t in texts]
+        with _lock:
+            index = self._load_index()
+            missing: dict[str, str] = {}
+            for key, text in zip(keys, texts, strict=True):
+                if key not in index and key not in missing:
+                    missing[key] = text
+        fresh: dict[str, np.ndarray] = {}
+        if missing:
+            vectors = np.asarray(encode(list(missing.values())), dtype=np.float32)
+            if vectors.ndim != 2 or vectors.shape[0] != len(missing):
+                raise ValueError(f"encoder returned shape {vectors.shape} for {len(missing)} texts")
+            self.encoded += len(missing)
+            fresh = dict(zip(missing, vectors, strict=True))
+            with _lock:
+                self._append(list(missing), vectors)
+        self.hits += len(texts) - len(missing)
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        rows = []
+        for key in keys:
+            if key in fresh:
+                rows.append(fresh[key])
+            else:
+                shard, row = self._index[key]  # type: ignore[index]
+                rows.append(self._shard(shard)[row])
+        return np.stack(rows).astype(np.float32, copy=False)

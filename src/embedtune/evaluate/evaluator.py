@@ -1,0 +1,616 @@
+"""Score any set of embedding models on any set of retrieval datasets, base model first.
+
+Each model embeds every dataset's queries (``encode_query``) and corpus (``encode_document``, so
+saved prompts apply), through the on-disk embeddings cache; the corpus is ranked per query by the
+model's own similarity function, and the metrics of :mod:`embedtune.evaluate.metrics` are taken
+per query. Every later model is compared with the first by a paired bootstrap over queries::
+
+    >>> from embedtune.config import EvaluateConfig
+    >>> result = evaluate_models(
+    ...     ["all-MiniLM-L6-v2", "runs/first/model"],
+    ...     {"val": QADataset.from_json("runs/first/data/val.json")},
+    ...     EvaluateConfig(),
+    ...     Path("runs/first/eval"),
+    ... )                                                     # doctest: +SKIP
+    >>> result.datasets["val"].comparisons["runs/first/model"]["ndcg@10"]   # doctest: +SKIP
+    Comparison(metric='ndcg@10', base=0.712, model=0.801, diff=0.089, ci_low=0.05,
+               ci_high=0.127, verdict='better')
+
+The primary metric is NDCG@10; the verdict per model is "better" when the 95% interval of its
+NDCG@10 difference lies above zero, "worse" when below, else "no clear difference".
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from embedtune.artifacts import is_current, read_manifest, stage_key, write_manifest
+from embedtune.config import EvaluateConfig, PipelineConfig
+from embedtune.dataset import QADataset, load_dataset_path
+from embedtune.errors import InputError
+from embedtune.evaluate.cache import EmbeddingCache, loaded_model_fingerprint, model_fingerprint
+from embedtune.evaluate.metrics import (
+    MAP_K,
+    MRR_K,
+    PRIMARY_METRIC,
+    Comparison,
+    aggregate,
+    hit_matrix,
+    hit_rate_curve,
+    metric_names,
+    paired_bootstrap,
+    per_query_metrics,
+    rank_corpus,
+    retrieval_depth,
+)
+from embedtune.models import load_model, resolve_model
+from embedtune.records import write_json_atomic, write_jsonl
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = [
+    "ModelSpec",
+    "ModelScores",
+    "DatasetResult",
+    "EvaluationResult",
+    "HEADLINE_METRICS",
+    "evaluate_models",
+    "run_evaluate",
+]
+
+#: Metrics shown in tables and charts (those a config's k values produce; others stay in JSON).
+HEADLINE_METRICS = (
+    PRIMARY_METRIC,
+    f"mrr@{MRR_K}",
+    "accuracy@1",
+    "accuracy@5",
+    "recall@10",
+    f"map@{MAP_K}",
+)
+_SIMILARITIES = {"cosine", "dot", "euclidean", "manhattan"}
+
+
+@dataclass
+class ModelSpec:
+    """A model to evaluate and the label reports give it.
+
+    ``model`` is an alias, hub id or local path (loaded with :func:`embedtune.models.load_model`
+    only when some text is not in the embeddings cache), or an already loaded model.
+    """
+
+    label: str
+    model: str | SentenceTransformer
+
+
+@dataclass
+class ModelScores:
+    """One model on one dataset."""
+
+    label: str
+    source: str
+    fingerprint: str | None
+    similarity: str
+    metrics: dict[str, float]
+    per_query: dict[str, np.ndarray]
+    ranked: list[list[str]]  # top corpus ids per query, best first (retrieval depth)
+    hit_rate: list[float]  # accuracy@k for k = 1..max(10, max k)
+    encoded: int  # texts encoded now
+    cached: int  # texts served from the cache
+    seconds: float
+
+
+@dataclass
+class DatasetResult:
+    """All models on one dataset, and each later model compared with the first."""
+
+    name: str
+    corpus_mode: str
+    query_ids: list[str]
+    queries: list[str]
+    relevant: list[list[str]]
+    corpus: dict[str, str]
+    scores: list[ModelScores]
+    comparisons: dict[str, dict[str, Comparison]] = field(default_factory=dict)
+
+    @property
+    def base(self) -> ModelScores:
+        return self.scores[0]
+
+    def verdict(self, label: str) -> str:
+        return self.comparisons[label][PRIMARY_METRIC].verdict
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`evaluate_models` returns: per dataset, every model's scores and comparisons.
+
+    ``labels[0]`` is the base every other model is compared with. ``summary()`` gives the
+    headline numbers as plain JSON; ``metrics.json`` in ``output_dir`` holds all of them.
+    """
+
+    labels: list[str]
+    sources: dict[str, str]
+    datasets: dict[str, DatasetResult]
+    config: EvaluateConfig
+    output_dir: Path | None
+
+    @property
+    def base(self) -> str:
+        return self.labels[0]
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"base": self.base, "models": list(self.labels), "datasets": {}}
+        for name, ds in self.datasets.items():
+            entry: dict[str, Any] = {
+                "n_queries": len(ds.query_ids),
+                "n_corpus": len(ds.corpus),
+                "corpus": ds.corpus_mode,
+                f"base_{PRIMARY_METRIC}": ds.base.metrics[PRIMARY_METRIC],
+                "models": {},
+            }
+            for label, comps in ds.comparisons.items():
+                c = comps[PRIMARY_METRIC]
+                entry["models"][label] = {
+                    PRIMARY_METRIC: c.model,
+                    "diff": c.diff,
+                    "ci_low": c.ci_low,
+                    "ci_high": c.ci_high,
+                    "verdict": c.verdict,
+                }
+            out["datasets"][name] = entry
+        if self.output_dir is not None:
+            out["output"] = str(self.output_dir)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        datasets: dict[str, Any] = {}
+        for name, ds in self.datasets.items():
+            datasets[name] = {
+                "n_queries": len(ds.query_ids),
+                "n_corpus": len(ds.corpus),
+                "corpus": ds.corpus_mode,
+                "metrics": {s.label: s.metrics for s in ds.scores},
+                "hit_rate_at_k": {s.label: s.hit_rate for s in ds.scores},
+                "comparisons": {
+                    label: {m: c.as_dict() for m, c in comps.items()}
+                    for label, comps in ds.comparisons.items()
+                },
+                "verdicts": {label: ds.verdict(label) for label in ds.comparisons},
+                "timing": {
+                    s.label: {"seconds": s.seconds, "encoded": s.encoded, "cached": s.cached}
+                    for s in ds.scores
+                },
+            }
+        return {
+            "primary_metric": PRIMARY_METRIC,
+            "base": self.base,
+            "models": [{"label": lb, "source": self.sources[lb]} for lb in self.labels],
+            "config": self.config.model_dump(mode="json"),
+            "bootstrap": {
+                "samples": self.config.bootstrap_samples,
+                "confidence": 0.95,
+                "seed": self.config.seed,
+                "method": "paired percentile bootstrap over queries",
+            },
+            "datasets": datasets,
+        }
+
+
+# --------------------------------------------------------------------------- models
+class _Model:
+    """A model that is loaded only when some text misses the cache."""
+
+    def __init__(self, spec: ModelSpec, batch_size: int, use_cache: bool) -> None:
+        self.label = spec.label
+        self.batch_size = batch_size
+        self.use_cache = use_cache
+        self._model: SentenceTransformer | None = None
+        if isinstance(spec.model, str):
+            self.name: str = spec.model
+            self.path = resolve_model(spec.model)
+            fingerprint = model_fingerprint(spec.model) if use_cache else None
+        else:
+            self._model = spec.model
+            self.name = _describe(spec.model)
+            self.path = self.name
+            fingerprint = loaded_model_fingerprint(spec.model) if use_cache else None
+        self.fingerprint = fingerprint
+        self.cache = EmbeddingCache(fingerprint)
+
+    @property
+    def model(self) -> SentenceTransformer:
+        if self._model is None:
+            self._model = _load(self.name)
+            if self.fingerprint is None and self.use_cache:
+                # a hub model fetched just now has a snapshot to fingerprint
+                self.fingerprint = model_fingerprint(self.name)
+                if self.fingerprint is not None:
+                    self.cache = EmbeddingCache(self.fingerprint)
+        return self._model
+
+    def similarity(self) -> str:
+        if self._model is not None:
+            fn = str(self._model.similarity_fn_name or "cosine")
+        else:
+            fn = "cosine"
+            cfg = Path(self.path) / "config_sentence_transformers.json"
+            if cfg.is_file():
+                try:
+                    fn = json.loads(cfg.read_text(encoding="utf-8")).get("similarity_fn_name")
+                    fn = fn or "cosine"
+                except (OSError, json.JSONDecodeError):
+                    fn = "cosine"
+            elif not os.path.isdir(self.path):
+                fn = str(self.model.similarity_fn_name or "cosine")
+        if fn not in _SIMILARITIES:
+            raise InputError(
+                f"model {self.name!r} uses similarity {fn!r}; embedtune evaluates cosine, dot, "
+                "euclidean and manhattan"
+            )
+        return fn
+
+    def embed(self, texts: Sequence[str], role: str) -> np.ndarray:
+        def encode(missing: list[str]) -> np.ndarray:
+            fn = self.model.encode_query if role == "query" else self.model.encode_document
+            return fn(
+                missing,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+
+        return self.cache.get_or_encode(texts, role, encode)  # type: ignore[arg-type]
+
+    def release(self) -> None:
+        self._model = None
+        gc.collect()
+
+
+def _describe(model: SentenceTransformer) -> str:
+    card = getattr(model, "model_card_data", None)
+    base = getattr(card, "base_model", None) if card is not None else None
+    return str(base or type(model).__name__)
+
+
+def _load(name: str) -> SentenceTransformer:
+    try:
+        return load_model(name)
+    except InputError:
+        raise
+    except Exception as exc:  # transformers raises many types for a broken folder
+        raise InputError(
+            f"could not load model {name!r}: {type(exc).__name__}: {exc}. Check that it is a "
+            "sentence-transformers model folder or hub id"
+        ) from None
+
+
+def _specs(models: Sequence[str | ModelSpec | SentenceTransformer]) -> list[ModelSpec]:
+    specs: list[ModelSpec] = []
+    seen: dict[str, int] = {}
+    for m in models:
+        if isinstance(m, ModelSpec):
+            spec = m
+        elif isinstance(m, str):
+            spec = ModelSpec(label=m, model=m)
+        else:
+            spec = ModelSpec(label=_describe(m), model=m)
+        n = seen.get(spec.label, 0) + 1
+        seen[spec.label] = n
+        if n > 1:  # the same model twice still gets two columns
+            spec = ModelSpec(label=f"{spec.label} ({n})", model=spec.model)
+        specs.append(spec)
+    return specs
+
+
+# --------------------------------------------------------------------------- datasets
+def _with_extra(ds: QADataset, extra: Mapping[str, str] | None) -> dict[str, str]:
+    corpus = dict(ds.corpus)
+    for cid, text in (extra or {}).items():
+        if cid in corpus:
+            if corpus[cid] == text:
+                continue
+            cid = f"extra:{cid}"  # same id, different text: keep both
+        corpus[cid] = text
+    return corpus
+
+
+def _score(
+    model: _Model,
+    ds_name: str,
+    ds: QADataset,
+    corpus: dict[str, str],
+    k_values: Sequence[int],
+) -> tuple[ModelScores, list[str], list[list[str]]]:
+    t0 = time.perf_counter()
+    encoded0, hits0 = model.cache.encoded, model.cache.hits
+    qids = list(ds.queries)
+    cids = list(corpus)
+    q_emb = model.embed([ds.queries[q] for q in qids], "query")
+    c_emb = model.embed([corpus[c] for c in cids], "document")
+    depth = retrieval_depth(k_values)
+    idx, _ = rank_corpus(q_emb, c_emb, cids, depth, model.similarity())
+    ranked = [[cids[j] for j in row] for row in idx]
+    relevant = [list(dict.fromkeys(ds.relevant_docs[q])) for q in qids]
+    hits, n_rel = hit_matrix(ranked, [set(r) for r in relevant], depth)
+    per_query = per_query_metrics(hits, n_rel, k_values)
+    scores = ModelScores(
+        label=model.label,
+        source=model.path,
+        fingerprint=model.fingerprint,
+        similarity=model.similarity(),
+        metrics=aggregate(per_query),
+        per_query=per_query,
+        ranked=ranked,
+        hit_rate=hit_rate_curve(hits, max(10, max(k_values))),
+        encoded=model.cache.encoded - encoded0,
+        cached=model.cache.hits - hits0,
+        seconds=time.perf_counter() - t0,
+    )
+    return scores, qids, [list(r) for r in relevant]
+
+
+def evaluate_models(
+    models: Sequence[str | ModelSpec | SentenceTransformer],
+    datasets: Mapping[str, QADataset],
+    cfg: EvaluateConfig,
+    output_dir: Path | None,
+    *,
+    extra_corpus: Mapping[str, Mapping[str, str]] | None = None,
+    use_cache: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> EvaluationResult:
+    """Evaluate ``models`` (the first is the base) on every dataset and write the reports.
+
+    - ``datasets``: name -> dataset; every query needs a relevant document in its corpus.
+    - ``extra_corpus``: name -> more passages searched with that dataset when
+      ``cfg.corpus == "full"`` (a run's training chunks, so validation queries compete with
+      everything a deployed retriever would index); ignored under ``"split"``.
+    - ``output_dir``: where ``metrics.json``, ``per_query.jsonl``, ``report.md`` and
+      ``report.html`` go; ``None`` writes nothing.
+    - ``use_cache``: read and fill the embeddings cache under ``models.cache_dir()``.
+
+    Raises :class:`InputError` for an empty model list, an invalid dataset or a model that
+    cannot load.
+    """
+    say = progress or (lambda _msg: None)
+    if not models:
+        raise InputError("no model to evaluate: give at least one (the first is the base)")
+    if not datasets:
+        raise InputError("no evaluation data: give a dataset (BEIR folder or llama-index JSON)")
+    k_values = sorted(set(cfg.k_values))
+    if not k_values or k_values[0] < 1:
+        raise InputError(f"evaluate.k_values must be positive integers, got {cfg.k_values}")
+    for name, ds in datasets.items():
+        ds.validate_references(f"dataset {name!r}")
+
+    corpora = {
+        name: _with_extra(ds, (extra_corpus or {}).get(name) if cfg.corpus == "full" else None)
+        for name, ds in datasets.items()
+    }
+    specs = _specs(models)
+    per_dataset: dict[str, list[ModelScores]] = {name: [] for name in datasets}
+    meta: dict[str, tuple[list[str], list[list[str]]]] = {}
+    sources: dict[str, str] = {}
+    for spec in specs:
+        handle = _Model(spec, cfg.batch_size, use_cache)
+        sources[spec.label] = handle.path
+        for name, ds in datasets.items():
+            say(f"{spec.label}: {name} ({len(ds.queries)} queries, {len(corpora[name])} passages)")
+            scores, qids, relevant = _score(handle, name, ds, corpora[name], k_values)
+            per_dataset[name].append(scores)
+            meta[name] = (qids, relevant)
+        handle.release()
+
+    results: dict[str, DatasetResult] = {}
+    for name, ds in datasets.items():
+        qids, relevant = meta[name]
+        scores = per_dataset[name]
+        extra = (extra_corpus or {}).get(name)
+        result = DatasetResult(
+            name=name,
+            corpus_mode=cfg.corpus if extra else "dataset",
+            query_ids=qids,
+            queries=[ds.queries[q] for q in qids],
+            relevant=relevant,
+            corpus=corpora[name],
+            scores=scores,
+        )
+        for other in scores[1:]:
+            result.comparisons[other.label] = paired_bootstrap(
+                scores[0].per_query,
+                other.per_query,
+                samples=cfg.bootstrap_samples,
+                seed=cfg.seed,
+                metrics=metric_names(k_values),
+            )
+        results[name] = result
+
+    evaluation = EvaluationResult(
+        labels=[s.label for s in specs],
+        sources=sources,
+        datasets=results,
+        config=cfg,
+        output_dir=output_dir,
+    )
+    if output_dir is not None:
+        write_outputs(evaluation, output_dir)
+    return evaluation
+
+
+def write_outputs(result: EvaluationResult, output_dir: Path) -> None:
+    """metrics.json, per_query.jsonl, report.md and report.html in ``output_dir``."""
+    from embedtune.evaluate.report import render_html, render_markdown
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(output_dir / "metrics.json", result.to_json())
+    rows = []
+    for name, ds in result.datasets.items():
+        for i, qid in enumerate(ds.query_ids):
+            rows.append(
+                {
+                    "dataset": name,
+                    "query_id": qid,
+                    "query": ds.queries[i],
+                    "relevant": ds.relevant[i],
+                    "models": {
+                        s.label: {
+                            PRIMARY_METRIC: float(s.per_query[PRIMARY_METRIC][i]),
+                            f"mrr@{MRR_K}": float(s.per_query[f"mrr@{MRR_K}"][i]),
+                            "top10": s.ranked[i][:10],
+                        }
+                        for s in ds.scores
+                    },
+                }
+            )
+    write_jsonl(output_dir / "per_query.jsonl", rows)
+    for fname, text in (
+        ("report.md", render_markdown(result)),
+        ("report.html", render_html(result)),
+    ):
+        tmp = output_dir / f".{fname}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, output_dir / fname)
+
+
+# --------------------------------------------------------------------------- run dir
+def _path_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:24]
+
+
+def _dataset_name(path: str, taken: Mapping[str, Any]) -> str:
+    p = Path(path)
+    base = p.stem if p.is_file() else p.name or str(p)
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def _has_model(folder: Path) -> bool:
+    return (folder / "modules.json").is_file() or (folder / "config.json").is_file()
+
+
+def _run_summary(result: EvaluationResult) -> dict[str, Any]:
+    datasets: dict[str, Any] = {}
+    for name, ds in result.datasets.items():
+        entry: dict[str, Any] = {
+            "n_queries": len(ds.query_ids),
+            "n_corpus": len(ds.corpus),
+            "corpus": ds.corpus_mode,
+            "base": ds.base.metrics[PRIMARY_METRIC],
+            "fine_tuned": None,
+            "diff": None,
+            "ci_low": None,
+            "ci_high": None,
+            "verdict": "missing",
+            "baselines": {},
+        }
+        for label, comps in ds.comparisons.items():
+            c = comps[PRIMARY_METRIC]
+            row = {"diff": c.diff, "ci_low": c.ci_low, "ci_high": c.ci_high, "verdict": c.verdict}
+            if label == "fine-tuned":
+                entry.update(fine_tuned=c.model, **row)
+            else:
+                entry["baselines"][label] = {PRIMARY_METRIC: c.model, **row}
+        datasets[name] = entry
+    return {
+        "primary_metric": PRIMARY_METRIC,
+        "models": {label: result.sources[label] for label in result.labels},
+        "datasets": datasets,
+        "validation": datasets["val"],
+        "verdict": datasets["val"]["verdict"],
+        "output": str(result.output_dir),
+        "skipped": False,
+    }
+
+
+def run_evaluate(
+    cfg: PipelineConfig,
+    run_dir: Path,
+    *,
+    fresh: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate a run: base model, fine-tuned ``RUN/model`` (when trained) and the configured
+    baselines, on the run's validation split and on every ``evaluate.data`` set; write RUN/eval/.
+
+    The validation split is named ``val``; under ``evaluate.corpus == "full"`` its queries search
+    the training chunks too. Returns a summary (plain JSON)::
+
+        {"verdict": "better",                # fine-tuned vs base on val; "missing" if untrained
+         "validation": {...},                # == datasets["val"]
+         "datasets": {"val": {"base": 0.71, "fine_tuned": 0.80, "diff": 0.09,
+                              "ci_low": 0.05, "ci_high": 0.13, "verdict": "better",
+                              "n_queries": 120, "n_corpus": 540, "corpus": "full",
+                              "baselines": {label: {"ndcg@10", "diff", "ci_low", "ci_high",
+                                                    "verdict"}}}},
+         "models": {label: source}, "primary_metric": "ndcg@10",
+         "output": "RUN/eval", "skipped": False}
+
+    Skipped (``skipped: True``, the saved summary) when models, data and settings are unchanged.
+    """
+    run_dir = Path(run_dir)
+    ecfg = cfg.evaluate
+    val_path = run_dir / "data" / "val.json"
+    train_path = run_dir / "data" / "train.json"
+    if not val_path.is_file():
+        raise InputError(
+            f"{val_path} not found: generate questions first with "
+            f"'embedtune generate --run {run_dir}'"
+        )
+    specs = [ModelSpec("base", cfg.model)]
+    model_dir = run_dir / "model"
+    if _has_model(model_dir):
+        specs.append(ModelSpec("fine-tuned", str(model_dir)))
+    for name in ecfg.baselines:
+        specs.append(ModelSpec(name, name))
+
+    data_paths: dict[str, Path] = {"val": val_path}
+    for p in ecfg.data:
+        path = Path(p).expanduser()
+        if not path.exists():
+            raise InputError(
+                f"evaluate.data: {path} not found; give a BEIR folder or a llama-index JSON file"
+            )
+        data_paths[_dataset_name(p, data_paths)] = path
+
+    out_dir = run_dir / "eval"
+    fingerprints = []
+    for spec in specs:
+        assert isinstance(spec.model, str)
+        fingerprints.append(model_fingerprint(spec.model) or spec.model)
+    hashed = {name: _path_hash(p) for name, p in data_paths.items()}
+    if train_path.is_file():
+        hashed["train-corpus"] = _path_hash(train_path)
+    key = stage_key("evaluate", models=fingerprints, data=hashed, config=ecfg)
+    if not fresh and is_current(out_dir, key):
+        saved = (read_manifest(out_dir) or {}).get("summary")
+        if saved:
+            return {**saved, "skipped": True}
+
+    datasets = {name: load_dataset_path(p) for name, p in data_paths.items()}
+    extra = {}
+    if train_path.is_file():
+        extra["val"] = QADataset.from_json(train_path).corpus
+    result = evaluate_models(specs, datasets, ecfg, out_dir, extra_corpus=extra, progress=progress)
+    summary = _run_summary(result)
+    write_manifest(out_dir, key, {"summary": summary})
+    return summary
