@@ -119,6 +119,12 @@ class GenerateConfig(_Section):
     min_question_chars: int = Field(12, ge=1)
     max_question_chars: int = Field(300, ge=10)
     seed: int = 42
+    local_batch_size: int = Field(
+        16, ge=1, description="local backend: prompts generated together per model call."
+    )
+    local_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="local backend: weights dtype (bfloat16 needs AVX512-BF16/AMX)."
+    )
 
 
 class TrainConfig(_Section):
