@@ -1,0 +1,92 @@
+"""`embedtune serve`: the embeddings HTTP service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from embedtune.cli._app import ConfigFile, app
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help="Model to serve: a fine-tuned folder (RUN/model), a local path, a hub id or an "
+            "alias such as all-MiniLM-L6-v2. Default: RUN/model with --run."
+        ),
+    ] = None,
+    run: Annotated[
+        Path | None, typer.Option("--run", help="Run directory: serves RUN/model.")
+    ] = None,
+    config: ConfigFile = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Require 'Authorization: Bearer KEY' on every route but /health. Default: the "
+            "environment variable named by serve.api_key_env (EMBEDTUNE_API_KEY)."
+        ),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="torch, onnx or onnx-int8 (the last two need `embedtune export`)."),
+    ] = None,
+    max_batch_size: Annotated[
+        int | None, typer.Option(help="Most texts per model call, across requests.")
+    ] = None,
+    max_wait_ms: Annotated[
+        float | None, typer.Option(help="How long a batch waits for more requests to join.")
+    ] = None,
+    max_inputs: Annotated[int | None, typer.Option(help="Most texts per request.")] = None,
+    max_chars: Annotated[int | None, typer.Option(help="Most characters per text.")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+) -> None:
+    """Serve embeddings over HTTP, in OpenAI's and text-embeddings-inference's APIs.
+
+    \b
+    Example:
+      embedtune serve runs/first/model --port 8080
+      curl -s localhost:8080/v1/embeddings -H 'Content-Type: application/json' \\
+           -d '{"input": ["How do I install a package?"], "model": "first"}'
+      curl -s localhost:8080/embed -H 'Content-Type: application/json' \\
+           -d '{"inputs": "How do I install a package?"}'
+    \b
+    Faster on CPU, after `embedtune export runs/first/model --output runs/first/model-onnx`:
+      embedtune serve runs/first/model-onnx --backend onnx-int8
+    """
+    from embedtune.cli._app import run_config
+    from embedtune.errors import InputError
+
+    if model is None:
+        if run is None:
+            raise InputError("give the model to serve (e.g. runs/first/model) or --run RUN")
+        model = str(run / "model")
+    cfg = run_config(
+        run,
+        config,
+        {
+            "serve": {
+                "host": host,
+                "port": port,
+                "backend": backend,
+                "max_batch_size": max_batch_size,
+                "max_wait_ms": max_wait_ms,
+                "max_inputs": max_inputs,
+                "max_chars": max_chars,
+            }
+        },
+    )
+    s = cfg.serve
+    typer.echo(
+        f"serving {model} ({s.backend}) on http://{s.host}:{s.port}: OpenAI clients use "
+        f"base_url='http://{s.host}:{s.port}/v1'; also /embed, /info, /metrics, /docs",
+        err=True,
+    )
+    from embedtune.serve.app import serve as run_server
+
+    run_server(model, s, api_key=api_key, log_level=log_level)

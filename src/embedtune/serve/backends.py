@@ -1,0 +1,116 @@
+"""Load a model for serving with PyTorch or with an ONNX export of it.
+
+``torch`` loads the model as trained. ``onnx`` and ``onnx-int8`` load the files that
+``embedtune export`` wrote into ``MODEL/onnx/`` (``model.onnx`` and ``model_qint8_<cpu>.onnx``)
+through sentence-transformers' ONNX backend, which needs ``pip install 'embedtune[onnx]'``::
+
+    >>> model = load_backend("runs/first/model-onnx", "onnx-int8")     # doctest: +SKIP
+    >>> model.encode(["What is R?"]).shape
+    (1, 384)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from embedtune.errors import InputError
+from embedtune.models import load_model, resolve_model
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["Backend", "BACKENDS", "load_backend", "onnx_file", "require_onnx", "cpu_int8_config"]
+
+Backend = Literal["torch", "onnx", "onnx-int8"]
+BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
+
+ONNX_INSTALL_HINT = "pip install 'embedtune[onnx]'"
+
+
+def require_onnx() -> None:
+    """Raise InputError naming the install command when ONNX Runtime or Optimum is missing."""
+    missing = [m for m in ("onnxruntime", "optimum.onnxruntime") if not _importable(m)]
+    if missing:
+        raise InputError(
+            f"the ONNX backends need {' and '.join(missing)}, which are not installed; run "
+            f"`{ONNX_INSTALL_HINT}`"
+        )
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def cpu_int8_config() -> Literal["arm64", "avx2", "avx512", "avx512_vnni"]:
+    """The int8 kernel set this CPU runs fastest (sentence-transformers' preset names)."""
+    import platform
+
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        return "arm64"
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    if "avx512_vnni" in flags:
+        return "avx512_vnni"
+    if "avx512f" in flags:
+        return "avx512"
+    return "avx2"
+
+
+def onnx_file(model_dir: str | Path, backend: Backend) -> Path:
+    """The ONNX file ``backend`` loads from ``model_dir``, or InputError saying how to make it."""
+    folder = Path(model_dir) / "onnx"
+    if backend == "onnx":
+        path = folder / "model.onnx"
+        if path.is_file():
+            return path
+    elif backend == "onnx-int8":
+        found = sorted(folder.glob("model_*int8*.onnx"))
+        if found:
+            preferred = [p for p in found if p.stem.endswith(cpu_int8_config())]
+            return (preferred or found)[0]
+    else:
+        raise InputError(f"backend {backend!r} has no ONNX file; use one of {', '.join(BACKENDS)}")
+    what = "model.onnx" if backend == "onnx" else "model_qint8_*.onnx"
+    raise InputError(
+        f"no {what} in {folder}: export the model first with "
+        f"`embedtune export {model_dir} --output {model_dir}`, then serve that folder"
+    )
+
+
+def load_backend(
+    model: str, backend: Backend = "torch", *, device: str = "cpu"
+) -> SentenceTransformer:
+    """Load ``model`` (alias, hub id or folder) to run with ``backend``."""
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return load_model(model, device=device)
+    require_onnx()
+    path = resolve_model(model)
+    if not os.path.isdir(path):
+        raise InputError(
+            f"the {backend} backend serves a local folder written by `embedtune export`, not "
+            f"{model!r}; run `embedtune export {model} --output DIR` and serve DIR"
+        )
+    file = onnx_file(path, backend)
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(
+        path,
+        backend="onnx",
+        device=device,
+        model_kwargs={"file_name": f"onnx/{file.name}"},
+    )
