@@ -1,0 +1,57 @@
+"""HTML pages: the visible text, with navigation, scripts and styles dropped.
+
+BeautifulSoup finds the encoding (byte-order mark, ``<meta charset>``, then a guess). Block
+elements (paragraphs, headings, list items, table rows...) become paragraph breaks, inline ones
+(links, emphasis) stay inside their sentence, and ``<pre>`` keeps its line breaks.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from embedtune.ingest.text import SkipFile, normalize_text
+from embedtune.records import Page
+
+__all__ = ["html_to_text", "load_html"]
+
+_DROP = ("script", "style", "nav", "noscript", "template", "svg", "iframe", "head", "form")
+_BLOCKS = (
+    "p", "div", "section", "article", "main", "aside", "header", "footer", "h1", "h2", "h3",
+    "h4", "h5", "h6", "li", "ul", "ol", "dl", "dt", "dd", "table", "tr", "blockquote", "pre",
+    "figure", "figcaption", "hr", "br", "title", "caption", "details", "summary", "address",
+)  # fmt: skip
+_WS = re.compile(r"\s+")
+
+
+def html_to_text(html: str | bytes) -> str:
+    from bs4 import BeautifulSoup, Comment, NavigableString
+
+    soup = BeautifulSoup(html, "html.parser")
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    for tag in soup.find_all(_DROP):
+        tag.decompose()
+    for comment in soup.find_all(string=lambda s: isinstance(s, Comment)):
+        comment.extract()
+    # Source formatting is not content: collapse it, except inside <pre>.
+    for string in soup.find_all(string=True):
+        if isinstance(string, NavigableString) and string.find_parent("pre") is None:
+            string.replace_with(_WS.sub(" ", str(string)))
+    for tag in soup.find_all(_BLOCKS):
+        tag.insert_before("\n\n")
+        tag.insert_after("\n\n")
+    body = soup.get_text()
+    text = normalize_text(body)
+    if title and not text.startswith(title):
+        text = f"{title}\n\n{text}" if text else title
+    return text
+
+
+def load_html(path: Path) -> list[Page]:
+    data = path.read_bytes()
+    if not data.strip():
+        raise SkipFile("empty", "empty file")
+    text = html_to_text(data)
+    if not text:
+        raise SkipFile("empty", "no visible text (only markup, scripts or navigation)")
+    return [Page(number=1, text=text)]
