@@ -186,6 +186,7 @@ class FakeOpenAI:
                 return
             if kind == "text":
                 content = action[1]
+            # ("ok",): the default reply, to let some requests through before a scripted failure
         if content is None:
             content = self.reply(prompt)
         body = {

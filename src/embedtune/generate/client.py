@@ -35,6 +35,8 @@ __all__ = ["OpenAIBackend", "Completion", "resolve_api_key", "is_openai_host"]
 
 log = logging.getLogger("embedtune.generate")
 
+#: First backoff delay in seconds (doubled per retry, with jitter, up to ``max_delay``).
+INITIAL_DELAY = 0.5
 #: Local servers (vLLM, Ollama, llama.cpp) accept any key; the SDK insists on one.
 PLACEHOLDER_KEY = "not-needed"
 
@@ -101,7 +103,7 @@ class OpenAIBackend:
         cfg: GenerateConfig,
         *,
         environ: Mapping[str, str] | None = None,
-        initial_delay: float = 0.5,
+        initial_delay: float | None = None,
         max_delay: float = 30.0,
         max_retry_after: float = 300.0,
         check_key: bool = True,
@@ -114,7 +116,7 @@ class OpenAIBackend:
         self.cfg = cfg
         self.model = cfg.model
         self.base_url = cfg.base_url or "https://api.openai.com/v1"
-        self.initial_delay = initial_delay
+        self.initial_delay = INITIAL_DELAY if initial_delay is None else initial_delay
         self.max_delay = max_delay
         self.max_retry_after = max_retry_after
         self.json_mode = True

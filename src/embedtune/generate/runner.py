@@ -19,6 +19,7 @@ A rerun makes only the calls the cache lacks; the datasets are rebuilt from cach
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -336,14 +337,6 @@ def run_generate(
     gen_dir = run_dir / "generate"
     data_dir = run_dir / "data"
     key = _stage_key(cfg, run_dir, template)
-    outputs = [data_dir / "train.json", data_dir / "val.json", gen_dir / "report.json"]
-    if not fresh and not dry_run and is_current(gen_dir, key) and all(p.is_file() for p in outputs):
-        import json
-
-        report = json.loads((gen_dir / "report.json").read_text(encoding="utf-8"))
-        report["skipped"] = True
-        return report
-
     backend: OpenAIBackend | LocalBackend
     if backend_name == "openai":
         backend = OpenAIBackend(g, check_key=not dry_run)
@@ -377,6 +370,14 @@ def run_generate(
         return _dry_run_report(plans, caches, backend_name, model_name, g, template)
 
     missing = [c for s in SPLITS for c in plans[s] if c.key not in caches[s]]
+    outputs = [data_dir / "train.json", data_dir / "val.json", gen_dir / "report.json"]
+    if not fresh and not missing and is_current(gen_dir, key) and all(p.is_file() for p in outputs):
+        # Chunks, config and cache are complete and the outputs were built from them.
+        for c in caches.values():
+            c.close()
+        report = json.loads((gen_dir / "report.json").read_text(encoding="utf-8"))
+        report["skipped"] = True
+        return report
     timings: dict[str, float] = {}
     start = time.perf_counter()
     try:

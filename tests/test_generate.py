@@ -1,0 +1,449 @@
+"""The generate stage against a real local HTTP server speaking OpenAI's protocol."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from embedtune.config import load_config
+from embedtune.dataset import QADataset
+from embedtune.errors import ConfigError, GenerationError, InputError
+from embedtune.generate import run_generate
+from embedtune.generate.cache import ResponseCache
+from embedtune.generate.filters import QuestionFilter, roundtrip_keep
+from embedtune.generate.prompts import load_template, parse_questions, render
+from embedtune.records import Chunk, write_jsonl
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_openai import FakeOpenAI, default_questions  # noqa: E402
+
+TOPICS = [
+    "The lm function fits linear regression models from a formula and a data frame.",
+    "install.packages downloads packages from CRAN mirrors and installs them locally.",
+    "Factors store categorical variables; levels returns the categories of a factor.",
+    "The apply family applies a function over the margins of an array or matrix.",
+    "read.csv reads a comma separated file into a data frame with a header row.",
+    "Sweave weaves R code chunks and LaTeX into a single report document.",
+    "The garbage collector gc frees memory that no R object refers to anymore.",
+    "Regular expressions in grepl and sub follow the POSIX extended syntax by default.",
+    "Environments map names to values and are passed by reference, unlike lists.",
+    "The plot function draws scatter plots; par sets graphical parameters like margins.",
+    "Rscript runs an R script from the shell and passes command line arguments.",
+    "S4 classes are defined with setClass and methods with setGeneric and setMethod.",
+    "Dates are stored as the number of days since 1970-01-01 in class Date.",
+    "The matrix function builds a matrix by filling columns first unless byrow is TRUE.",
+    "tryCatch handles errors and warnings with handler functions and a finally clause.",
+    "Vectors are recycled when an operation combines vectors of different lengths.",
+]
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch):
+    """Retries wait milliseconds, not seconds (Retry-After headers are still honoured)."""
+    from embedtune.generate import client
+
+    monkeypatch.setattr(client, "INITIAL_DELAY", 0.01)
+
+
+def make_run(tmp_path: Path, n_train: int = 4, n_val: int = 2, val_extra: list[str] = ()) -> Path:
+    run = tmp_path / "run"
+
+    def chunks(prefix: str, texts: list[str]) -> list[Chunk]:
+        return [
+            Chunk(
+                id=f"{prefix}{i}",
+                doc_id=prefix,
+                text=t,
+                n_tokens=len(t.split()),
+                page_start=1,
+                page_end=1,
+            )
+            for i, t in enumerate(texts)
+        ]
+
+    write_jsonl(run / "chunks" / "train.jsonl", chunks("t", TOPICS[:n_train]))
+    val = TOPICS[n_train : n_train + n_val] + list(val_extra)
+    write_jsonl(run / "chunks" / "val.jsonl", chunks("v", val))
+    return run
+
+
+def config(server: FakeOpenAI, roundtrip_top_k: int | None = None, **generate):
+    cfg = load_config(
+        overrides={"generate": {"base_url": server.url, "model": "fake-model", **generate}},
+        environ={},
+    )
+    cfg.generate.roundtrip_top_k = roundtrip_top_k  # None overrides are ignored: set it here
+    return cfg
+
+
+def cache_rows(run: Path, split: str) -> list[dict]:
+    path = run / "generate" / "cache" / f"{split}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------------------ parsing
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ('{"questions": ["What is lm?", "install packages"]}', ["What is lm?", "install packages"]),
+        ('```json\n{"questions": ["What is lm?"]}\n```', ["What is lm?"]),
+        (
+            'Sure! Here they are:\n["What is lm?", "Why use vapply?"]',
+            ["What is lm?", "Why use vapply?"],
+        ),
+        ('{"questions": ["What is lm?", "Why use vap', ["What is lm?"]),
+        ("1. What is lm?\n2) Why use vapply?", ["1. What is lm?", "2) Why use vapply?"]),
+        ("- What is lm?\n* Why use vapply?", ["- What is lm?", "* Why use vapply?"]),
+        ("What is lm?\n\nWhy use vapply?\n", ["What is lm?", "Why use vapply?"]),
+        ("", []),
+    ],
+)
+def test_parse_questions_reads_json_fences_lists_and_lines(reply, expected):
+    assert parse_questions(reply) == expected
+
+
+def test_filter_counts_every_reason_and_strips_numbering():
+    f = QuestionFilter(min_chars=12, max_chars=80)
+    f.filter_chunk("c0", ["How do I fit a linear model in R?"])
+    out = f.filter_chunk(
+        "c1",
+        [
+            "Here are two questions about the passage:",
+            "1. What does the lm function return?",
+            "   ",
+            "Answer: it returns an object of class lm",
+            "lm?",
+            "Why " + "very " * 30 + "long?",
+            "According to the passage, what is a formula?",
+            "What does the lm function return ?",
+            "how do I fit a linear model in R",
+            "- Which argument of lm takes the data frame?",
+        ],
+    )
+    assert f.dropped == {
+        "preamble": 1,
+        "empty": 1,
+        "answer": 1,
+        "too_short": 1,
+        "too_long": 1,
+        "mentions_context": 1,
+        "duplicate_in_chunk": 1,
+        "duplicate_in_set": 1,
+    }
+    kept = [q for q, reason in out if not reason]
+    assert kept == [
+        "What does the lm function return?",
+        "Which argument of lm takes the data frame?",
+    ]
+    assert f.cleaned["numbering_stripped"] == 2
+
+
+def test_roundtrip_ranks_the_source_chunk(minilm):
+    chunks = TOPICS[:6]
+    ranks = roundtrip_keep(
+        minilm,
+        chunks,
+        ["How do I install a package from CRAN?", "How do I install a package from CRAN?"],
+        [1, 4],
+        top_k=1,
+    )
+    assert ranks[0] == 0  # its own chunk comes first
+    assert ranks[1] >= 1  # attributed to the wrong chunk: would be dropped at top_k=1
+
+
+# -------------------------------------------------------------------- templates, keys
+def test_template_missing_placeholder_names_the_file(tmp_path):
+    bad = tmp_path / "prompt.txt"
+    bad.write_text("Write questions about: {context}")
+    with pytest.raises(
+        ConfigError, match=r"prompt\.txt lacks the placeholder\(s\) \{num_questions\}"
+    ):
+        load_template(bad, "openai")
+
+
+def test_template_leaves_braces_in_the_chunk_alone(tmp_path):
+    good = tmp_path / "prompt.txt"
+    good.write_text('Give {num_questions} as {"questions": []} for:\n{context}')
+    t = load_template(good, "local")
+    assert render(t, "f <- function(x) { x }", 3) == (
+        'Give 3 as {"questions": []} for:\nf <- function(x) { x }'
+    )
+
+
+def test_missing_api_key_for_openai_is_a_clear_error(tmp_path):
+    run = make_run(tmp_path)
+    cfg = load_config(overrides={"generate": {"model": "gpt-4o-mini", "api_key_env": "ET_NO_KEY"}})
+    with pytest.raises(ConfigError, match="set the environment variable ET_NO_KEY"):
+        run_generate(cfg, run)
+
+
+def test_missing_chunks_say_to_run_prepare(tmp_path):
+    cfg = load_config(overrides={"generate": {"model": "m", "base_url": "http://127.0.0.1:9/v1"}})
+    with pytest.raises(InputError, match="embedtune prepare"):
+        run_generate(cfg, tmp_path / "nothing")
+
+
+# ------------------------------------------------------------------------------ retries
+def test_429_with_retry_after_then_success(tmp_path):
+    run = make_run(tmp_path, n_train=1, n_val=0)
+    with FakeOpenAI() as server:
+        server.script = [("status", 429, {"Retry-After": "0.3"})]
+        report = run_generate(config(server), run)
+    times = [r["time"] for r in server.requests]
+    assert len(times) == 2
+    assert times[1] - times[0] >= 0.3  # waited at least what the header asked
+    assert report["splits"]["train"]["kept"] == 2
+    assert report["retries"] == 1
+
+
+def test_500s_dropped_connections_and_malformed_bodies_are_retried(tmp_path):
+    run = make_run(tmp_path, n_train=1, n_val=0)
+    with FakeOpenAI() as server:
+        server.script = [("status", 500), ("status", 503), ("drop",), ("malformed",)]
+        report = run_generate(config(server, concurrency=1), run)
+    assert server.calls_total == 5
+    assert report["splits"]["train"]["kept"] == 2
+    assert cache_rows(run, "train")[0]["attempts"] == 5
+
+
+def test_gives_up_after_max_retries_with_a_clear_error(tmp_path):
+    run = make_run(tmp_path, n_train=1, n_val=0)
+    with FakeOpenAI() as server:
+        server.script = [("status", 500, {"Retry-After": "0.01"})] * 10
+        with pytest.raises(GenerationError, match="gave up after 3 attempts") as err:
+            run_generate(config(server, max_retries=2), run)
+        assert server.calls_total == 3
+        assert server.url in str(err.value) and "rerunning resumes" in str(err.value)
+
+
+def test_auth_error_stops_at_once_and_keeps_the_cache(tmp_path):
+    run = make_run(tmp_path, n_train=4, n_val=0)
+    with FakeOpenAI() as server:
+        server.script = [("ok",), ("ok",), ("status", 401)]
+        with pytest.raises(GenerationError) as err:
+            run_generate(config(server, concurrency=1, api_key_env="ET_KEY_VAR"), run)
+        assert server.calls_total == 3  # no retry of a 401, no further calls
+        msg = str(err.value)
+        assert "401" in msg and server.url in msg and "ET_KEY_VAR" in msg
+    assert len(cache_rows(run, "train")) == 2
+
+
+def test_unknown_model_names_model_and_server(tmp_path):
+    run = make_run(tmp_path, n_train=1, n_val=0)
+    with FakeOpenAI(models=("llama3",)) as server:
+        with pytest.raises(GenerationError, match=r"model 'fake-model' was not found at http"):
+            run_generate(config(server), run)
+
+
+def test_response_format_rejection_falls_back_to_plain_text(tmp_path):
+    run = make_run(tmp_path, n_train=2, n_val=0)
+
+    def numbered(prompt: str) -> str:
+        qs = default_questions(prompt)
+        return "Here are 2 questions:\n" + "\n".join(f"{i}. {q}" for i, q in enumerate(qs, 1))
+
+    with FakeOpenAI(reject_response_format=True, reply=numbered) as server:
+        report = run_generate(config(server, concurrency=1), run)
+    bodies = [r["body"] for r in server.requests]
+    assert "response_format" in bodies[0]
+    assert all("response_format" not in b for b in bodies[1:])  # the choice sticks
+    assert len(bodies) == 3
+    train = report["splits"]["train"]
+    assert train["kept"] == 4
+    assert train["dropped"] == {"preamble": 2}
+    assert train["cleaned"] == {"numbering_stripped": 4}
+
+
+def test_messy_replies_are_filtered_and_counted_in_the_report(tmp_path):
+    run = make_run(tmp_path, n_train=2, n_val=0)
+    messy = (
+        "Sure! Here are two questions:\n1. What does the text say about lm?\n"
+        "2. What does lm fit from a formula?\n3. What does lm fit from a formula?\n4. ok?"
+    )
+    with FakeOpenAI(reply=lambda prompt: messy) as server:
+        report = run_generate(config(server), run)
+    train = report["splits"]["train"]
+    assert train["dropped"]["preamble"] == 2
+    assert train["dropped"]["mentions_context"] == 2
+    assert train["dropped"]["duplicate_in_chunk"] == 1
+    assert train["dropped"]["too_short"] == 2
+    assert train["dropped"]["duplicate_in_set"] == 2  # chunk 2 asked what chunk 1 asked
+    assert train["kept"] == 1
+    saved = QADataset.from_json(run / "data" / "train.json")
+    assert list(saved.queries.values()) == ["What does lm fit from a formula?"]
+
+
+# ------------------------------------------------------------------ never lose work
+def test_killed_run_resumes_without_repeating_a_call_and_fresh_repeats(tmp_path):
+    run = make_run(tmp_path, n_train=12, n_val=4)
+    concurrency = 2
+    with FakeOpenAI(latency=0.15) as server:
+        cfg = run / "config.yaml"
+        cfg.write_text(
+            f"generate:\n  base_url: {server.url}\n  model: fake-model\n"
+            f"  concurrency: {concurrency}\n  roundtrip_top_k: null\n"
+        )
+        env = {**os.environ, "OPENAI_API_KEY": "unused"}
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from embedtune.cli import main; main()",
+                "generate",
+                "--run",
+                str(run),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        cache = run / "generate" / "cache" / "train.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if cache.is_file() and cache.read_text().count("\n") >= 5:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        before = {row["chunk_id"] for row in cache_rows(run, "train")}
+        assert 5 <= len(before) < 16, "the run should have been killed half way"
+        calls_at_kill = server.calls_total
+
+        report = run_generate(load_config(cfg, environ={}), run)
+        assert report["splits"]["train"]["kept"] + report["splits"]["val"]["kept"] == 32
+        by_chunk = {}
+        for prompt, n in server.calls.items():
+            chunk = next(t for t in TOPICS if t in prompt)
+            by_chunk[chunk] = n
+        cached_texts = {TOPICS[int(cid[1:])] for cid in before}
+        assert all(by_chunk[t] == 1 for t in cached_texts), "a cached call was made again"
+        repeated = sum(n - 1 for n in by_chunk.values())
+        assert repeated <= concurrency  # only calls in flight at the kill
+        assert server.calls_total == 16 + repeated
+        assert calls_at_kill < server.calls_total
+
+        # A third run changes nothing; --fresh moves the cache aside and asks again.
+        assert run_generate(load_config(cfg, environ={}), run)["skipped"] is True
+        total = server.calls_total
+        run_generate(load_config(cfg, environ={}), run, fresh=True)
+        assert server.calls_total == total + 16
+    assert list((run / "generate" / "cache").glob("train.jsonl.*.bak"))
+
+
+def test_torn_last_line_is_tolerated_on_resume(tmp_path):
+    run = make_run(tmp_path, n_train=3, n_val=0)
+    with FakeOpenAI() as server:
+        run_generate(config(server), run)
+        cache = run / "generate" / "cache" / "train.jsonl"
+        lines = cache.read_text().splitlines(keepends=True)
+        cache.write_text("".join(lines[:2]) + lines[2][: len(lines[2]) // 2])  # killed mid-write
+        report = run_generate(config(server), run)
+        assert server.calls_total == 4  # only the torn reply was asked again
+    assert report["splits"]["train"]["torn_cache_lines"] == 1
+    assert len(cache_rows(run, "train")) == 3  # the file parses line by line again
+    assert ResponseCache(cache).torn_lines == 0
+
+
+def test_train_and_val_never_share_a_cache_entry(tmp_path):
+    run = make_run(tmp_path, n_train=3, n_val=1, val_extra=[TOPICS[0]])  # same text in both
+    with FakeOpenAI() as server:
+        run_generate(config(server), run)
+    train, val = cache_rows(run, "train"), cache_rows(run, "val")
+    assert {r["chunk_id"] for r in train} == {"t0", "t1", "t2"}
+    assert {r["chunk_id"] for r in val} == {"v0", "v1"}
+    assert all(r["split"] == "val" for r in val)
+    assert max(server.calls.values()) == 2  # the shared text was asked once per split
+    val_ds = QADataset.from_json(run / "data" / "val.json")
+    train_ds = QADataset.from_json(run / "data" / "train.json")
+    assert set(val_ds.corpus) == {"v0", "v1"} and set(train_ds.corpus) == {"t0", "t1", "t2"}
+    # A validation question identical to a training one would leak: it is dropped.
+    assert not set(val_ds.queries.values()) & set(train_ds.queries.values())
+
+
+def test_api_key_is_sent_but_never_written(tmp_path, monkeypatch):
+    secret = "sk-test-53cr3t-never-on-disk"
+    monkeypatch.setenv("ET_SECRET_KEY", secret)
+    run = make_run(tmp_path)
+    with FakeOpenAI(api_key=secret) as server:
+        run_generate(config(server, api_key_env="ET_SECRET_KEY"), run)
+    assert all(r["authorization"] == f"Bearer {secret}" for r in server.requests)
+    written = [p for p in run.rglob("*") if p.is_file()]
+    assert len(written) > 8
+    for path in written:
+        assert secret not in path.read_text(encoding="utf-8", errors="replace"), path
+
+
+def test_dry_run_makes_no_call_and_prices_openai_models(tmp_path):
+    run = make_run(tmp_path, n_train=4, n_val=2)
+    with FakeOpenAI() as server:
+        report = run_generate(config(server), run, dry_run=True)
+        assert server.calls_total == 0
+    assert report["calls"] == 6 and report["prompt_tokens"] > 6 * 50
+    assert report["cost_usd"] is None  # not OpenAI's own service
+    assert not (run / "generate").exists() and not (run / "data").exists()
+
+    # No key needed to price a run on OpenAI itself.
+    cfg = load_config(overrides={"generate": {"model": "gpt-4o-mini", "api_key_env": "ET_NONE"}})
+    priced = run_generate(cfg, run, dry_run=True)
+    assert 0 < priced["cost_usd"] < 0.01 and priced["prices_as_of"]
+
+
+# --------------------------------------------------------------------------------- CLI
+def test_cli_end_to_end_writes_llama_index_and_beir_datasets(tmp_path, minilm_path, monkeypatch):
+    from embedtune.cli import app
+
+    monkeypatch.setenv("ET_CLI_KEY", "sk-cli")
+    run = make_run(tmp_path, n_train=6, n_val=3)
+    (run / "config.yaml").write_text(
+        f"model: {minilm_path}\ngenerate:\n  api_key_env: ET_CLI_KEY\n  roundtrip_top_k: 3\n"
+    )
+    with FakeOpenAI() as server:
+        result = CliRunner().invoke(
+            app,
+            [
+                "generate",
+                "--run",
+                str(run),
+                "--base-url",
+                server.url,
+                "--model",
+                "fake-model",
+                "--questions-per-chunk",
+                "3",
+                "--concurrency",
+                "4",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert server.calls_total == 9
+    train = QADataset.from_json(run / "data" / "train.json")
+    train.validate_references("train.json")
+    assert len(train.corpus) == 6 and 12 <= len(train.queries) <= 18
+    assert all(len(ids) == 1 for ids in train.relevant_docs.values())
+    beir = QADataset.from_beir(run / "data" / "beir" / "val")
+    assert beir.corpus == QADataset.from_json(run / "data" / "val.json").corpus
+    report = json.loads((run / "generate" / "report.json").read_text())
+    assert report["splits"]["train"]["roundtrip"]["top_k"] == 3
+    assert "kept" in result.output and "train" in result.output
+
+
+def test_cli_reports_a_bad_template_as_one_line(tmp_path):
+    from embedtune.cli import app
+
+    run = make_run(tmp_path)
+    bad = tmp_path / "mine.txt"
+    bad.write_text("{context}")
+    result = CliRunner().invoke(
+        app, ["generate", "--run", str(run), "--prompt-file", str(bad), "--dry-run"]
+    )
+    assert result.exit_code != 0
+    assert "mine.txt lacks the placeholder(s) {num_questions}" in result.output
+    assert "Traceback" not in result.output
