@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from embedtune.cli._app import ConfigFile, RunDir, app, console, run_config
+
+
+def _log_to_console() -> None:
+    """Library warnings (skipped files, capped chunks) as one rich line each on stderr."""
+    logger = logging.getLogger("embedtune")
+    if logger.handlers:
+        return
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=console(), show_time=False, show_path=False, markup=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def _tables(summary: dict[str, Any]) -> list[Any]:
+    """The split table (documents, chunks, tokens), the facts beside it, and skipped files."""
+    from rich.table import Table
+
+    split = Table(title="embedtune prepare", header_style="bold")
+    split.add_column("")
+    for name in ("train", "val", "total"):
+        split.add_column(name, justify="right")
+    for name in ("documents", "chunks", "tokens"):
+        tr, va = summary[name].get("train", 0), summary[name].get("val", 0)
+        split.add_row(name, f"{tr:,}", f"{va:,}", f"{tr + va:,}")
+
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(summary["skipped_by_reason"].items()))
+    facts.add_row("files read", f"{summary['files_read']:,}")
+    facts.add_row(
+        "files skipped", f"{summary['files_skipped']:,}" + (f" ({reasons})" * bool(reasons))
+    )
+    facts.add_row("pages", f"{summary['pages']:,}")
+    facts.add_row("characters", f"{summary['chars']:,}")
+    dup = summary["dropped_duplicates"]
+    facts.add_row(
+        "dropped from val",
+        f"{dup['exact']} exact and {dup['near']} near-duplicate(s) of training chunks "
+        f"(Jaccard >= {dup['threshold']})",
+    )
+    c = summary["chunking"]
+    facts.add_row(
+        "chunking",
+        f"{c['chunk_size']} tokens, overlap {c['chunk_overlap']} ({c['model']} reads "
+        f"{c['max_seq_length']} tokens incl. {c['special_tokens']} special)",
+    )
+    facts.add_row("seconds", f"{summary['seconds']['total']:.1f}")
+    out = [split, facts]
+    if summary["skipped"]:
+        skipped = Table(title="skipped files", header_style="bold")
+        skipped.add_column("file", overflow="fold")
+        skipped.add_column("reason", overflow="fold")
+        for s in summary["skipped"][:20]:
+            skipped.add_row(s["path"], s["reason"])
+        if len(summary["skipped"]) > 20:
+            skipped.add_row(f"... and {len(summary['skipped']) - 20} more", "see manifest.json")
+        out.append(skipped)
+    return out
+
+
+@app.command()
+def prepare(
+    run: RunDir,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="PDF, text, Markdown or HTML files, or folders of them (recursive)."),
+    ] = None,
+    config: ConfigFile = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model whose tokenizer sizes the chunks (hub id or path).")
+    ] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Tokens per chunk.")] = None,
+    chunk_overlap: Annotated[int | None, typer.Option(help="Tokens shared by neighbours.")] = None,
+    val_ratio: Annotated[float | None, typer.Option(help="Share of documents held out.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the train/validation split.")] = None,
+    fresh: Annotated[bool, typer.Option(help="Redo the work even if the chunks are current.")] = (
+        False
+    ),
+) -> None:
+    """Read documents, split them by document into train/validation, and chunk them.
+
+    Writes RUN/config.yaml and RUN/chunks/{train,val}.jsonl (one chunk a line, with its
+    source file and pages). Files that cannot be read (encrypted, corrupt, scanned without a
+    text layer, empty) are skipped with a reason and the run goes on. Running it again with
+    the same documents and settings does nothing; --fresh redoes it.
+
+    \b
+    Example:
+      embedtune prepare ./docs manual.pdf --run runs/first
+      embedtune prepare ./docs --run runs/first --model all-mpnet-base-v2 --chunk-size 384
+      embedtune prepare --run runs/first --fresh      # the paths saved in the run's config
+    """
+    from embedtune.prepare import run_prepare
+
+    _log_to_console()
+    overrides: dict[str, Any] = {
+        "model": model,
+        "ingest": {
+            "paths": [str(p.expanduser().resolve()) for p in paths] if paths else None,
+            "val_ratio": val_ratio,
+            "seed": seed,
+        },
+        "chunk": {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap},
+    }
+    cfg = run_config(run, config, overrides)
+    summary = run_prepare(cfg, run, fresh=fresh)
+    out = console()
+    for table in _tables(summary):
+        out.print(table)
+    for ex in summary["dropped_duplicates"].get("examples", [])[:3]:
+        out.print(f"  dropped from val (similarity {ex['similarity']}): {ex['text'][:100]!r}")
+    typer.echo(f"wrote {run / 'chunks' / 'train.jsonl'} and {run / 'chunks' / 'val.jsonl'}")
