@@ -7,6 +7,7 @@ stage's library function; heavy libraries are imported inside the commands so `-
 from __future__ import annotations
 
 from embedtune.cli import init as _init  # noqa: F401  (registers commands)
+from embedtune.cli import prepare as _prepare  # noqa: F401
 from embedtune.cli import generate as _generate  # noqa: F401
 from embedtune.cli import evaluate as _evaluate  # noqa: F401
 from embedtune.cli import run as _run  # noqa: F401
