@@ -1,0 +1,343 @@
+"""Question generation speed and yield: concurrency against a server, batching on CPU.
+
+1. ``server``: the OpenAI backend against the fake OpenAI-protocol server with 200 ms latency per
+   call, questions/second at ``--concurrency`` (default 16) over the same run made one call at a
+   time (how llama-index's ``generate_qa_embedding_pairs`` calls its LLM).
+2. ``local``: the offline SmolLM2-135M backend on this machine's CPU: model load time,
+   questions/second at batch sizes 1, 8, 16, 32 (float32, plus bfloat16 at the default batch),
+   one-question-per-call prompts vs a two-question list prompt (kept questions per second), and
+   a full ``run_generate`` on a sample of chunks cut from the R manuals, with the share the
+   filters keep and sample kept/dropped questions.
+
+Run from the repository root (takes a few minutes on 2 cores)::
+
+    python benchmarks/bench_generate.py                      # both parts
+    python benchmarks/bench_generate.py --part server
+    python benchmarks/bench_generate.py --part local --chunks 40 ../shared/data
+
+Writes ``benchmarks/results/generate.json`` (parts not run keep their previous figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the fake server lives with the tests
+
+from embedtune.config import load_config  # noqa: E402
+from embedtune.records import Chunk, write_jsonl  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "generate.json"
+
+
+def _chunks_from_pdfs(data: Path, n: int, chars: int = 900) -> list[Chunk]:
+    """Simple chunks (~``chars`` characters, cut at paragraph or sentence ends) from the manuals.
+
+    Pages are taken evenly spread across all manuals, skipping front matter and indexes, so the
+    sample covers different topics.
+    """
+    import pypdfium2 as pdfium
+
+    pdfs = sorted((data / "r-manuals").glob("*.pdf"))
+    if not pdfs:
+        raise SystemExit(f"no PDFs in {data / 'r-manuals'}: pass the data folder as argument")
+    per_pdf = max(1, n // len(pdfs) + 1)
+    out: list[Chunk] = []
+    for pdf_path in pdfs:
+        pdf = pdfium.PdfDocument(str(pdf_path))
+        n_pages = len(pdf)
+        picks = [int(n_pages * (0.15 + 0.7 * i / per_pdf)) for i in range(per_pdf)]
+        for page_no in picks:
+            text = pdf[page_no].get_textpage().get_text_range()
+            text = re.sub(r"[\ufffe\x02]\s*", "", text)
+            text = re.sub(r"[ \t]+", " ", text.replace("\r", ""))
+            lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
+            body = " ".join(lines[1:])  # the first line is a running header
+            if len(body) < chars // 2:
+                continue
+            piece = body[:chars]
+            cut = max(piece.rfind(". "), piece.rfind("? "))
+            if cut > chars // 2:
+                piece = piece[: cut + 1]
+            out.append(
+                Chunk(
+                    id=f"{pdf_path.stem}-p{page_no + 1}",
+                    doc_id=pdf_path.stem,
+                    text=piece,
+                    n_tokens=len(piece) // 4,
+                    page_start=page_no + 1,
+                    page_end=page_no + 1,
+                    source=str(pdf_path),
+                )
+            )
+        pdf.close()
+    step = max(1, len(out) // n)
+    return out[::step][:n]
+
+
+def _write_run(run: Path, chunks: list[Chunk], val_share: float = 0.2) -> None:
+    n_val = max(1, int(len(chunks) * val_share))
+    write_jsonl(run / "chunks" / "train.jsonl", chunks[n_val:])
+    write_jsonl(run / "chunks" / "val.jsonl", chunks[:n_val])
+
+
+# ------------------------------------------------------------------------------ server
+def bench_server(n_chunks: int, latency: float, concurrency: int) -> dict:
+    from fake_openai import FakeOpenAI
+
+    from embedtune.generate import run_generate
+
+    texts = [
+        f"Section {i}: the function f{i}() computes statistic number {i} of a data frame "
+        f"column, with argument alpha{i} controlling the {['mean', 'median', 'trim'][i % 3]}."
+        for i in range(n_chunks)
+    ]
+    chunks = [
+        Chunk(id=f"c{i}", doc_id=f"d{i}", text=t, n_tokens=30, page_start=1, page_end=1)
+        for i, t in enumerate(texts)
+    ]
+    out = {"chunks": n_chunks, "latency_s": latency, "questions_per_chunk": 2}
+    with FakeOpenAI(latency=latency) as server:
+        # The first run pays for importing the openai SDK: warm it up outside the timings.
+        runs = [("warm-up", concurrency, chunks[:2]), ("sequential", 1, chunks)]
+        runs.append(("concurrent", concurrency, chunks))
+        for label, conc, run_chunks in runs:
+            with tempfile.TemporaryDirectory() as tmp:
+                run = Path(tmp)
+                _write_run(run, run_chunks)
+                cfg = load_config(
+                    overrides={
+                        "generate": {
+                            "base_url": server.url,
+                            "model": "fake",
+                            "concurrency": conc,
+                        }
+                    },
+                    environ={},
+                )
+                cfg.generate.roundtrip_top_k = None  # time the calls, not the embedding model
+                before = server.calls_total
+                start = time.perf_counter()
+                report = run_generate(cfg, run)
+                seconds = time.perf_counter() - start
+                kept = sum(s["kept"] for s in report["splits"].values())
+                if label == "warm-up":
+                    continue
+                out[label] = {
+                    "concurrency": conc,
+                    "calls": server.calls_total - before,
+                    "seconds": round(seconds, 3),
+                    "questions": kept,
+                    "questions_per_s": round(kept / seconds, 2),
+                }
+    out["speedup"] = round(
+        out["concurrent"]["questions_per_s"] / out["sequential"]["questions_per_s"], 1
+    )
+    return out
+
+
+# ------------------------------------------------------------------------------- local
+def bench_local(data: Path, n_chunks: int, batch_sizes: list[int]) -> dict:
+    import torch
+
+    from embedtune.generate import run_generate
+    from embedtune.generate.filters import QuestionFilter
+    from embedtune.generate.local import LocalBackend
+    from embedtune.generate.prompts import load_template, parse_questions, render
+
+    chunks = _chunks_from_pdfs(data, n_chunks)
+    out: dict = {
+        "cpu_threads": torch.get_num_threads(),
+        "chunks": len(chunks),
+        "chunk_chars_mean": round(sum(len(c.text) for c in chunks) / len(chunks)),
+    }
+    g = load_config(environ={}).generate
+    single = load_template(None, "local")
+    prompts = [render(single, c.text, 1, i) for c in chunks for i in range(2)]
+
+    def timed(backend: LocalBackend, ps: list[str]) -> tuple[float, list]:
+        start = time.perf_counter()
+        replies = []
+        for i in range(0, len(ps), backend.batch_size):
+            replies.extend(backend.complete_batch(ps[i : i + backend.batch_size]))
+        return time.perf_counter() - start, replies
+
+    sweep = {}
+    for dtype in ("float32", "bfloat16"):
+        cfg = g.model_copy(update={"local_dtype": dtype})
+        backend = LocalBackend(cfg, per_question=True)
+        backend.load()
+        out[f"load_s_{dtype}"] = round(backend.load_seconds or 0, 2)
+        timed(backend, prompts[:2])  # warm-up: first calls allocate and pick kernels
+        sizes = batch_sizes if dtype == "float32" else [g.local_batch_size, max(batch_sizes)]
+        for bs in sizes:
+            backend.batch_size = bs
+            # Same prompts for every size (sorted by length like the runner does), enough
+            # for two full batches of the largest size where the sample allows.
+            n = min(len(prompts), max(4, 2 * bs))
+            ps = sorted(prompts[:n], key=len)
+            seconds, _ = timed(backend, ps)
+            sweep[f"{dtype}/bs{bs}"] = {
+                "dtype": dtype,
+                "batch_size": bs,
+                "prompts": n,
+                "seconds": round(seconds, 2),
+                "questions_per_s": round(n / seconds, 3),
+            }
+            print(f"  local {dtype:8s} batch {bs:3d}: {n / seconds:6.2f} q/s ({n} prompts)")
+        if dtype == "float32":
+            fp32_backend = backend
+        else:
+            del backend
+    out["batch_sweep"] = sweep
+
+    # One question per call vs a two-question list per call, at the default batch size.
+    fp32_backend.batch_size = g.local_batch_size
+    sample = chunks[: min(len(chunks), 16)]
+    compare = {}
+    for label, template, per_question in (
+        ("one_per_call", single, True),
+        ("list_of_2", load_template(None, "openai"), False),
+    ):
+        fp32_backend.per_question = per_question
+        fp32_backend.max_new_tokens = 48 if per_question else 96
+        if per_question:
+            ps = [render(template, c.text, 1, i) for c in sample for i in range(2)]
+        else:
+            ps = [render(template, c.text, 2) for c in sample]
+        seconds, replies = timed(fp32_backend, ps)
+        qf = QuestionFilter(g.min_question_chars, g.max_question_chars)
+        kept = 0
+        per_chunk = 1 if per_question else 2
+        for i, c in enumerate(sample):
+            raw = []
+            for r in replies[i * (2 // per_chunk) : (i + 1) * (2 // per_chunk)]:
+                raw.extend(parse_questions(r.text))
+            kept += min(2, sum(1 for _, reason in qf.filter_chunk(c.id, raw) if not reason))
+        compare[label] = {
+            "calls": len(ps),
+            "seconds": round(seconds, 2),
+            "kept_questions": kept,
+            "kept_per_s": round(kept / seconds, 3),
+            "dropped": dict(qf.dropped),
+        }
+        print(f"  {label:13s}: {kept} kept in {seconds:.1f} s = {kept / seconds:.2f} kept/s")
+    out["prompt_comparison"] = compare
+    del fp32_backend
+
+    # The real stage end to end on the sample, with the round-trip filter.
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp)
+        _write_run(run, chunks)
+        cfg = load_config(overrides={"generate": {"backend": "local"}}, environ={})
+        start = time.perf_counter()
+        report = run_generate(cfg, run)
+        seconds = time.perf_counter() - start
+    raw = sum(s["raw_questions"] for s in report["splits"].values())
+    kept = sum(s["kept"] for s in report["splits"].values())
+    dropped: dict[str, int] = {}
+    for s in report["splits"].values():
+        for reason, n in s["dropped"].items():
+            dropped[reason] = dropped.get(reason, 0) + n
+    out["run"] = {
+        "seconds": round(seconds, 1),
+        "timings": report["timings"],
+        "raw_questions": raw,
+        "kept": kept,
+        "kept_share": round(kept / raw, 3) if raw else 0,
+        "kept_per_s": round(kept / seconds, 3),
+        "dropped": dropped,
+        "roundtrip": {k: s["roundtrip"] for k, s in report["splits"].items()},
+        "sample_kept": report["samples"]["kept"][:10],
+        "sample_dropped": report["samples"]["dropped"][:10],
+    }
+    return out
+
+
+def _table(results: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if "server" in results:
+        s = results["server"]
+        t = Table(title=f"OpenAI backend vs fake server ({s['latency_s'] * 1000:.0f} ms a call)")
+        for col in ("mode", "concurrency", "calls", "seconds", "questions/s"):
+            t.add_column(col, justify="right" if col != "mode" else "left")
+        for mode in ("sequential", "concurrent"):
+            r = s[mode]
+            t.add_row(
+                mode,
+                str(r["concurrency"]),
+                str(r["calls"]),
+                f"{r['seconds']:.2f}",
+                f"{r['questions_per_s']:.1f}",
+            )
+        t.caption = f"speedup {s['speedup']}x (sequential = llama-index's one call at a time)"
+        console.print(t)
+    if "local" in results:
+        loc = results["local"]
+        t = Table(title=f"local SmolLM2-135M on {loc['cpu_threads']} CPU threads")
+        for col in ("dtype", "batch", "prompts", "seconds", "questions/s"):
+            t.add_column(col, justify="right")
+        for r in loc["batch_sweep"].values():
+            t.add_row(
+                r["dtype"],
+                str(r["batch_size"]),
+                str(r["prompts"]),
+                f"{r['seconds']:.1f}",
+                f"{r['questions_per_s']:.2f}",
+            )
+        t.caption = f"load {loc['load_s_float32']} s (float32), {loc['load_s_bfloat16']} s (bf16)"
+        console.print(t)
+        run = loc["run"]
+        console.print(
+            f"full run on {loc['chunks']} chunks: {run['kept']}/{run['raw_questions']} kept "
+            f"({100 * run['kept_share']:.0f}%), {run['kept_per_s']:.2f} kept questions/s; "
+            f"dropped {run['dropped']}; prompt comparison {loc['prompt_comparison']}"
+        )
+        console.print("[bold]kept[/bold]")
+        for q in run["sample_kept"]:
+            console.print(f"  {q['question']}   [dim]({q['chunk_id']})[/dim]")
+        console.print("[bold]dropped[/bold]")
+        for q in run["sample_dropped"]:
+            console.print(f"  {q['reason']:>20s}: {q['question']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", nargs="?", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--part", choices=("server", "local", "all"), default="all")
+    parser.add_argument("--server-chunks", type=int, default=64)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--chunks", type=int, default=40, help="local part: sample size")
+    parser.add_argument("--batch-sizes", default="1,8,16,32")
+    args = parser.parse_args()
+
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    if args.part in ("server", "all"):
+        results["server"] = bench_server(args.server_chunks, args.latency, args.concurrency)
+    if args.part in ("local", "all"):
+        sizes = [int(x) for x in args.batch_sizes.split(",")]
+        results["local"] = bench_local(Path(args.data), args.chunks, sizes)
+    results["machine"] = {"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    _table(results)
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
