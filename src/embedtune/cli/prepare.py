@@ -20,7 +20,6 @@ def _log_to_console() -> None:
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    logger.propagate = False
 
 
 def _tables(summary: dict[str, Any]) -> list[Any]:
