@@ -148,27 +148,15 @@ def evaluate(
 
 
 def _print_run_summary(out, summary: dict) -> None:  # noqa: ANN001 - rich Console, lazily imported
-    from rich.table import Table
+    from embedtune.evaluate.report import print_rows
 
-    table = Table(title="Retrieval evaluation, NDCG@10 (base first)", title_justify="left")
-    for col in ("data", "model", "NDCG@10", "diff", "95% CI", "verdict"):
-        table.add_column(col)
+    rows = []
     for name, row in summary["datasets"].items():
-        table.add_row(name, "base", f"{row['base']:.4f}", "", "", "")
-        others = []
+        rows.append((name, "base", row["base"], None))
         if row.get("fine_tuned") is not None:
-            others.append(("fine-tuned", row["fine_tuned"], row))
+            rows.append((name, "fine-tuned", row["fine_tuned"], row))
         for label, b in row.get("baselines", {}).items():
-            others.append((label, b["ndcg@10"], b))
-        for label, value, r in others:
-            table.add_row(
-                name,
-                label,
-                f"{value:.4f}",
-                f"{r['diff']:+.4f}",
-                f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
-                r["verdict"],
-            )
-    out.print(table)
+            rows.append((name, label, b["ndcg@10"], b))
+    print_rows(rows, "base", out)
     state = "current, not re-evaluated" if summary.get("skipped") else "wrote"
     out.print(f"{state}: {summary['output']}/report.html")

@@ -22,7 +22,6 @@ NDCG@10 difference lies above zero, "worse" when below, else "no clear differenc
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import os
@@ -273,8 +272,7 @@ class _Model:
         return self.cache.get_or_encode(texts, role, encode)  # type: ignore[arg-type]
 
     def release(self) -> None:
-        self._model = None
-        gc.collect()
+        self._model = None  # free the weights before the next model loads
 
 
 def _describe(model: SentenceTransformer) -> str:
@@ -295,6 +293,13 @@ def _load(name: str) -> SentenceTransformer:
         ) from None
 
 
+def _short_label(name: str) -> str:
+    """A long path shortened to its last two parts (reports give the full source too)."""
+    if len(name) <= 40 or os.sep not in name:
+        return name
+    return "/".join(Path(name).parts[-2:])
+
+
 def _specs(models: Sequence[str | ModelSpec | SentenceTransformer]) -> list[ModelSpec]:
     specs: list[ModelSpec] = []
     seen: dict[str, int] = {}
@@ -302,7 +307,7 @@ def _specs(models: Sequence[str | ModelSpec | SentenceTransformer]) -> list[Mode
         if isinstance(m, ModelSpec):
             spec = m
         elif isinstance(m, str):
-            spec = ModelSpec(label=m, model=m)
+            spec = ModelSpec(label=_short_label(m), model=m)
         else:
             spec = ModelSpec(label=_describe(m), model=m)
         n = seen.get(spec.label, 0) + 1

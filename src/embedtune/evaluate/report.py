@@ -468,39 +468,48 @@ def render_html(result: EvaluationResult) -> str:
 
 # --------------------------------------------------------------------------- terminal
 def print_table(result: EvaluationResult, console: Console | None = None) -> None:
-    """A short table: per dataset and model, NDCG@10, difference, interval and verdict."""
+    """A short table per dataset and model (NDCG@10, difference, interval), then the verdicts."""
+    rows: list[tuple[str, str, float, Any]] = []
+    for name, ds in result.datasets.items():
+        for s in ds.scores:
+            comp = ds.comparisons.get(s.label, {}).get(PRIMARY_METRIC)
+            rows.append((name, s.label, s.metrics[PRIMARY_METRIC], comp and comp.as_dict()))
+    print_rows(rows, result.base, console)
+
+
+def print_rows(
+    rows: list[tuple[str, str, float, Any]], base: str, console: Console | None = None
+) -> None:
+    """Rows of (dataset, model, NDCG@10, comparison dict or None for the base)."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
-    table = Table(title=f"Retrieval evaluation (base: {result.base})", title_justify="left")
-    for col, justify in (
-        ("data", "left"),
-        ("model", "left"),
-        ("NDCG@10", "right"),
-        ("Hit@1", "right"),
-        ("diff", "right"),
-        ("95% CI", "right"),
-        ("verdict", "left"),
-    ):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    style = {"better": "green", "worse": "red", "no clear difference": "dim"}
-    for name, ds in result.datasets.items():
-        for s in ds.scores:
-            hit1 = f"{s.metrics['accuracy@1']:.4f}" if "accuracy@1" in s.metrics else "-"
-            if s.label in ds.comparisons:
-                c = ds.comparisons[s.label][PRIMARY_METRIC]
-                table.add_row(
-                    name,
-                    s.label,
-                    f"{c.model:.4f}",
-                    hit1,
-                    _signed(c.diff),
-                    f"[{_signed(c.ci_low)}, {_signed(c.ci_high)}]",
-                    f"[{style[c.verdict]}]{c.verdict}[/]",
-                )
-            else:
-                table.add_row(
-                    name, s.label, f"{s.metrics[PRIMARY_METRIC]:.4f}", hit1, "", "", "base"
-                )
+    table = Table(
+        title=f"Retrieval evaluation, NDCG@10 (base: {base})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("data", overflow="fold")
+    table.add_column("model", overflow="fold")
+    for col in ("NDCG@10", "diff", "95% CI"):
+        table.add_column(col, no_wrap=True, justify="right")
+    style = {"better": "green", "worse": "red", "no clear difference": "yellow"}
+    verdicts = []
+    for name, label, value, comp in rows:
+        if comp is None:
+            table.add_row(name, label, f"{value:.4f}", "base", "")
+            continue
+        table.add_row(
+            name,
+            label,
+            f"{value:.4f}",
+            _signed(comp["diff"]),
+            f"[{_signed(comp['ci_low'])}, {_signed(comp['ci_high'])}]",
+        )
+        v = comp["verdict"]
+        verdicts.append(f"{name}: {label} vs {base}: [bold {style[v]}]{v}[/]")
     console.print(table)
+    for line in verdicts:
+        console.print(line)

@@ -1,0 +1,316 @@
+"""Evaluation: metrics agree with sentence-transformers, verdicts are honest, embeddings cached."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedtune.config import EvaluateConfig, PipelineConfig
+from embedtune.dataset import QADataset
+from embedtune.errors import InputError
+from embedtune.evaluate import ModelSpec, evaluate_models, run_evaluate
+from embedtune.evaluate.metrics import (
+    hit_matrix,
+    paired_bootstrap,
+    per_query_metrics,
+    rank_corpus,
+)
+
+CORPUS = {
+    "c01": "To install a package from CRAN, call install.packages with the package name.",
+    "c02": "Packages can also be installed from a local tarball with R CMD INSTALL.",
+    "c03": "A data frame is a list of vectors of equal length, shown as a table.",
+    "c04": "Use read.csv to load a comma separated file into a data frame.",
+    "c05": "Factors store categorical data as integer codes with a set of levels.",
+    "c06": "The apply family (lapply, sapply, vapply) applies a function over a list.",
+    "c07": "Plots are drawn with plot(); ggplot2 builds them from layers instead.",
+    "c08": "Garbage collection in R runs automatically; gc() reports memory use.",
+    "c09": "Regular expressions are matched with grepl, sub and gsub.",
+    "c10": "Missing values are NA; is.na tests for them and na.omit drops them.",
+    "c11": "The Comprehensive R Archive Network mirrors packages around the world.",
+    "c12": "Dates are stored as the number of days since 1970-01-01.",
+}
+QUERIES = {
+    "q01": "How do I install a package?",
+    "q02": "How can I read a CSV file?",
+    "q03": "What is a data frame?",
+    "q04": "How are categorical variables stored?",
+    "q05": "How do I apply a function to every element of a list?",
+    "q06": "How do I make a chart?",
+    "q07": "How do I find out how much memory R is using?",
+    "q08": "How do I replace text matching a pattern?",
+    "q09": "How do I remove missing values?",
+    "q10": "Where are packages downloaded from?",
+    "q11": "How are dates represented internally?",
+}
+RELEVANT = {
+    "q01": ["c01", "c02"],
+    "q02": ["c04"],
+    "q03": ["c03", "c04"],
+    "q04": ["c05"],
+    "q05": ["c06"],
+    "q06": ["c07"],
+    "q07": ["c08"],
+    "q08": ["c09"],
+    "q09": ["c10"],
+    "q10": ["c11", "c01"],
+    "q11": ["c12"],
+}
+
+
+def small_dataset() -> QADataset:
+    return QADataset(
+        queries=dict(QUERIES), corpus=dict(CORPUS), relevant_docs=copy.deepcopy(RELEVANT)
+    )
+
+
+def perturbed(model, scale: float = 0.02, seed: int = 0):
+    import torch
+
+    other = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * scale * p.std().clamp(min=1e-6))
+    return other
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBEDTUNE_CACHE", str(tmp_path / "cache"))
+
+
+def _cfg(**kw) -> EvaluateConfig:
+    return EvaluateConfig(bootstrap_samples=kw.pop("bootstrap_samples", 300), **kw)
+
+
+# --------------------------------------------------------------------------- metrics
+def test_metrics_match_information_retrieval_evaluator(minilm):
+    from sentence_transformers.sentence_transformer.evaluation import (
+        InformationRetrievalEvaluator,
+    )
+
+    ds = small_dataset()
+    result = evaluate_models(
+        [ModelSpec("minilm", minilm)], {"d": ds}, _cfg(), None, use_cache=False
+    )
+    ours = result.datasets["d"].base.metrics
+
+    ir = InformationRetrievalEvaluator(
+        ds.queries, ds.corpus, {q: set(c) for q, c in ds.relevant_docs.items()}
+    )
+    theirs = {k.removeprefix("cosine_"): v for k, v in ir(minilm).items()}
+
+    shared = sorted(set(ours) & set(theirs))
+    assert len(shared) == 15  # accuracy/precision/recall @1,3,5,10, MRR@10, NDCG@10, MAP@100
+    for name in shared:
+        assert ours[name] == pytest.approx(theirs[name], abs=1e-4), name
+    # The data exercises what differs between definitions: two relevant documents per query
+    # make precision, recall and NDCG's ideal DCG disagree, and the model misses some.
+    assert ours["recall@1"] < ours["accuracy@1"] < 1
+    assert 0 < ours["ndcg@10"] < 1
+    assert ours["map@100"] != pytest.approx(ours["mrr@10"])
+
+
+def test_ranking_breaks_ties_by_corpus_id_and_pads_short_corpora():
+    emb = np.ones((3, 4), dtype=np.float32)
+    idx, _ = rank_corpus(emb[:1], emb, ["b", "c", "a"], depth=2)
+    assert idx.tolist() == [[2, 0]]  # "a", then "b": equal scores fall back to id order
+
+    hits, n_rel = hit_matrix([["a", "b", "c"]], [{"b"}], depth=3)
+    m = per_query_metrics(hits, n_rel, [1, 3, 5, 10])
+    assert m["precision@10"][0] == pytest.approx(0.1)  # divided by k, not by the corpus size
+    assert m["mrr@10"][0] == pytest.approx(0.5)
+    assert m["ndcg@10"][0] == pytest.approx(1 / np.log2(3))
+
+
+# --------------------------------------------------------------------------- bootstrap
+def test_model_against_itself_is_no_clear_difference_with_zero_width_interval():
+    rng = np.random.default_rng(0)
+    values = {"ndcg@10": rng.random(50), "mrr@10": rng.random(50)}
+    comps = paired_bootstrap(values, values, samples=500)
+    for c in comps.values():
+        assert (c.diff, c.ci_low, c.ci_high) == (0.0, 0.0, 0.0)
+        assert c.verdict == "no clear difference"
+
+
+def test_clearly_better_ranking_is_better_and_worse_the_other_way():
+    n = 40
+    rel = [{"gold"} for _ in range(n)]
+    # base finds the relevant passage at rank 4 (or misses it), the model at rank 1 mostly
+    base_ranked = [
+        ["x1", "x2", "x3", "gold"] if i % 3 else ["x1", "x2", "x3", "x4"] for i in range(n)
+    ]
+    model_ranked = [["gold", "x1"] if i % 5 else ["x1", "gold"] for i in range(n)]
+    ks = [1, 3, 5, 10]
+    base = per_query_metrics(*hit_matrix(base_ranked, rel, 100), ks)
+    model = per_query_metrics(*hit_matrix(model_ranked, rel, 100), ks)
+
+    better = paired_bootstrap(base, model, samples=1000, seed=1)
+    c = better["ndcg@10"]
+    assert c.verdict == "better"
+    assert c.ci_low <= c.diff <= c.ci_high and c.ci_low > 0
+    assert paired_bootstrap(model, base, samples=1000, seed=1)["ndcg@10"].verdict == "worse"
+    # the same seed gives the same interval
+    assert paired_bootstrap(base, model, samples=1000, seed=1)["ndcg@10"] == c
+
+
+# --------------------------------------------------------------------------- corpus
+def test_full_corpus_adds_training_chunks_as_distractors(minilm):
+    ds = small_dataset()
+    # A training chunk that answers q02 better than its relevant validation chunk does.
+    train_corpus = {"t01": "How can I read a CSV file? Read the CSV file, read it, CSV file."}
+    results = {}
+    for mode in ("split", "full"):
+        r = evaluate_models(
+            [ModelSpec("m", minilm)],
+            {"val": ds},
+            _cfg(corpus=mode),
+            None,
+            extra_corpus={"val": train_corpus},
+        )
+        results[mode] = r.datasets["val"]
+    split, full = results["split"], results["full"]
+    assert len(split.corpus) == len(CORPUS) and len(full.corpus) == len(CORPUS) + 1
+    q02 = split.query_ids.index("q02")
+    assert full.base.ranked[q02][0] == "t01"
+    assert full.base.metrics["ndcg@10"] < split.base.metrics["ndcg@10"]
+    assert (full.corpus_mode, split.corpus_mode) == ("full", "split")
+
+
+# --------------------------------------------------------------------------- cache
+def test_second_evaluation_reads_embeddings_from_cache(minilm):
+    calls: list[int] = []
+    original = minilm.encode
+
+    def counting_encode(inputs, *args, **kwargs):
+        calls.append(len(inputs))
+        return original(inputs, *args, **kwargs)
+
+    minilm.encode = counting_encode  # encode_query / encode_document go through it
+    ds = small_dataset()
+    first = evaluate_models([ModelSpec("m", minilm)], {"d": ds}, _cfg(), None)
+    assert sum(calls) == len(QUERIES) + len(CORPUS)
+
+    calls.clear()
+    second = evaluate_models([ModelSpec("m", minilm)], {"d": ds}, _cfg(), None)
+    assert calls == []
+    assert second.datasets["d"].base.metrics == first.datasets["d"].base.metrics
+    assert second.datasets["d"].base.cached == len(QUERIES) + len(CORPUS)
+
+    # only a text the cache has not seen is encoded
+    ds.queries["q12"] = "Which function tests for NA?"
+    ds.relevant_docs["q12"] = ["c10"]
+    evaluate_models([ModelSpec("m", minilm)], {"d": ds}, _cfg(), None)
+    assert calls == [1]
+
+
+def test_cached_model_folder_is_not_even_loaded(minilm, tmp_path, monkeypatch):
+    from embedtune.evaluate import evaluator
+
+    folder = tmp_path / "model"
+    minilm.save(str(folder))
+    loads: list[str] = []
+    real_load = evaluator._load
+    monkeypatch.setattr(evaluator, "_load", lambda name: loads.append(name) or real_load(name))
+    ds = small_dataset()
+    first = evaluate_models([str(folder)], {"d": ds}, _cfg(), None)
+    second = evaluate_models([str(folder)], {"d": ds}, _cfg(), None)
+    assert loads == [str(folder)]
+    assert second.datasets["d"].base.metrics == first.datasets["d"].base.metrics
+
+    # changed weights, same path: a new fingerprint, so the model is loaded and encodes again
+    perturbed(minilm).save(str(folder))
+    evaluate_models([str(folder)], {"d": ds}, _cfg(), None)
+    assert loads == [str(folder)] * 2
+
+
+# --------------------------------------------------------------------------- reports
+def test_reports_are_self_contained_and_state_the_verdict(minilm, tmp_path):
+    out = tmp_path / "eval"
+    result = evaluate_models(
+        [ModelSpec("base", minilm), ModelSpec("noisy", perturbed(minilm, scale=0.5))],
+        {"d": small_dataset()},
+        _cfg(),
+        out,
+    )
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<svg" in page and "<polyline" in page  # difference bars and the hit-rate line chart
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "<script" not in page and "<link" not in page
+
+    verdict = result.datasets["d"].verdict("noisy")
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert f"**Verdict: noisy vs base: {verdict}. NDCG@10" in md
+
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    comp = metrics["datasets"]["d"]["comparisons"]["noisy"]["ndcg@10"]
+    assert comp["verdict"] == verdict and comp["ci_low"] <= comp["diff"] <= comp["ci_high"]
+    assert metrics["datasets"]["d"]["metrics"]["base"]["ndcg@10"] == pytest.approx(comp["base"])
+    rows = [json.loads(line) for line in (out / "per_query.jsonl").read_text().splitlines()]
+    assert len(rows) == len(QUERIES) and set(rows[0]["models"]) == {"base", "noisy"}
+
+
+# --------------------------------------------------------------------------- bad input
+def test_query_without_relevant_document_is_named(minilm):
+    ds = small_dataset()
+    ds.relevant_docs["q03"] = []
+    with pytest.raises(InputError, match="query 'q03' has no relevant document"):
+        evaluate_models([ModelSpec("m", minilm)], {"mine": ds}, _cfg(), None)
+
+
+def test_model_that_cannot_load_is_named(tmp_path):
+    not_a_model = tmp_path / "weights"
+    not_a_model.mkdir()
+    (not_a_model / "notes.txt").write_text("hello")
+    with pytest.raises(InputError, match="is a folder but not a model"):
+        evaluate_models([str(not_a_model)], {"d": small_dataset()}, _cfg(), None)
+    with pytest.raises(InputError, match="does not exist"):
+        evaluate_models([str(tmp_path / "missing")], {"d": small_dataset()}, _cfg(), None)
+
+
+# --------------------------------------------------------------------------- run dir
+def _make_run(tmp_path: Path, minilm) -> Path:
+    run = tmp_path / "run"
+    ds = small_dataset()
+    ds.to_json(run / "data" / "val.json")
+    QADataset(
+        queries={"tq": "What does gsub do?"},
+        corpus={"t01": "gsub replaces every match of a pattern in a string."},
+        relevant_docs={"tq": ["t01"]},
+    ).to_json(run / "data" / "train.json")
+    perturbed(minilm, scale=0.05).save(str(run / "model"))
+    return run
+
+
+def test_run_evaluate_scores_base_and_fine_tuned_and_skips_when_current(
+    minilm, minilm_path, tmp_path
+):
+    run = _make_run(tmp_path, minilm)
+    cfg = PipelineConfig(model=minilm_path, evaluate=_cfg())
+    summary = run_evaluate(cfg, run)
+    val = summary["datasets"]["val"]
+    assert summary["verdict"] == val["verdict"] in ("better", "worse", "no clear difference")
+    assert val["n_corpus"] == len(CORPUS) + 1 and val["corpus"] == "full"
+    assert val["diff"] == pytest.approx(val["fine_tuned"] - val["base"])
+    assert val["ci_low"] <= val["diff"] <= val["ci_high"]
+    for name in ("metrics.json", "report.md", "report.html", "per_query.jsonl"):
+        assert (run / "eval" / name).is_file()
+    assert summary["skipped"] is False
+
+    again = run_evaluate(cfg, run)
+    assert again["skipped"] is True and again["datasets"] == summary["datasets"]
+
+    cfg.evaluate.corpus = "split"  # a changed setting is evaluated anew
+    split = run_evaluate(cfg, run)
+    assert split["skipped"] is False and split["datasets"]["val"]["n_corpus"] == len(CORPUS)
+
+
+def test_run_evaluate_without_generated_data_says_what_to_run(tmp_path):
+    with pytest.raises(InputError, match="embedtune generate --run"):
+        run_evaluate(PipelineConfig(), tmp_path / "empty-run")
