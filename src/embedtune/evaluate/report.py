@@ -253,7 +253,7 @@ def _bars_chart(ds: DatasetResult) -> str:
     group_w = max(60, 18 * n_models + 20)
     left, top, plot_h = 40, 20, 180
     width = left + group_w * len(metrics) + 20
-    height = top + plot_h + 60 + 18 * math.ceil(n_models / 3)
+    height = 0  # set once the legend is laid out
     out = _svg_open(width, height, f"{ds.name}: metrics per model")
     for t in (0, 0.25, 0.5, 0.75, 1.0):
         y = top + plot_h * (1 - t)
@@ -274,31 +274,37 @@ def _bars_chart(ds: DatasetResult) -> str:
             f'<text x="{gx + (group_w - 20) / 2:.1f}" y="{top + plot_h + 16}" '
             f'text-anchor="middle" class="lbl">{_label(m)}</text>'
         )
-    out += _legend(ds, top + plot_h + 34, left)
+    legend, last_y = _legend(ds, top + plot_h + 34, left, width)
+    out += legend
+    out[:2] = _svg_open(width, int(last_y) + 8, f"{ds.name}: metrics per model")
     out.append("</svg>")
     return "\n".join(out)
 
 
-def _legend(ds: DatasetResult, y: float, left: float) -> list[str]:
+def _legend(ds: DatasetResult, y: float, left: float, width: float) -> tuple[list[str], float]:
+    """Colour keys laid out left to right, wrapping before the chart's right edge; returns the
+    elements and the y of the last row."""
     out = []
+    lx, ly = left, y
     for j, s in enumerate(ds.scores):
-        lx = left + (j % 3) * 200
-        ly = y + (j // 3) * 18
+        w = 30 + 7 * len(s.label)
+        if lx > left and lx + w > width:
+            lx, ly = left, ly + 18
         out.append(
             f'<rect x="{lx}" y="{ly - 10}" width="12" height="12" '
             f'fill="{_COLOURS[j % len(_COLOURS)]}"/>'
         )
         out.append(f'<text x="{lx + 16}" y="{ly}" class="lbl">{html.escape(s.label)}</text>')
-    return out
+        lx += w
+    return out, ly
 
 
 def _hit_rate_chart(ds: DatasetResult) -> str:
     """Hit rate against k, one line per model."""
-    n_models = len(ds.scores)
     max_k = len(ds.base.hit_rate)
     left, top, plot_w, plot_h = 44, 20, 420, 200
     width = left + plot_w + 30
-    height = top + plot_h + 56 + 18 * math.ceil(n_models / 3)
+    height = 0  # set once the legend is laid out
     lo = min(min(s.hit_rate) for s in ds.scores)
     lo = max(0.0, math.floor(lo * 10) / 10 - 0.1)
 
@@ -330,13 +336,18 @@ def _hit_rate_chart(ds: DatasetResult) -> str:
     for j, s in enumerate(ds.scores):
         colour = _COLOURS[j % len(_COLOURS)]
         pts = " ".join(f"{x(k):.1f},{y(v):.1f}" for k, v in enumerate(s.hit_rate, 1))
-        out.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        dash = ' stroke-dasharray="6,3"' if j == 0 else ""  # the base stays visible under ties
+        out.append(
+            f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>'
+        )
         for k, v in enumerate(s.hit_rate, 1):
             out.append(
                 f'<circle cx="{x(k):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}">'
                 f"<title>{html.escape(s.label)} hit@{k} {v:.4f}</title></circle>"
             )
-    out += _legend(ds, top + plot_h + 52, left)
+    legend, last_y = _legend(ds, top + plot_h + 52, left, width)
+    out += legend
+    out[:2] = _svg_open(width, int(last_y) + 8, f"{ds.name}: hit rate at k")
     out.append("</svg>")
     return "\n".join(out)
 
