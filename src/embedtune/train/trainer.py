@@ -103,24 +103,61 @@ def _check_prompts(model: SentenceTransformer, cfg: TrainConfig) -> tuple[str | 
 
 
 def _add_lora(model: SentenceTransformer, cfg: TrainConfig) -> None:
+    """Inject LoRA layers into the transformer and train only them.
+
+    peft's ``inject_adapter_in_model`` rather than ``model.add_adapter``: transformers 5.24's
+    adapter integration demands peft >= 0.22, newer than PyPI offers (0.21.2).
+    """
     try:
-        from peft import LoraConfig, TaskType
+        from peft import LoraConfig, inject_adapter_in_model
     except ImportError:
         raise ConfigError(
             "train.lora needs peft, which is not installed; run `pip install embedtune[lora]`"
         ) from None
+    hf = model.transformers_model
+    if hf is None:
+        raise TrainingError("LoRA needs a model whose first module is a transformers model")
+    targets = sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, mod in hf.named_modules()
+            if isinstance(mod, torch_nn_linear())
+            and name.rsplit(".", 1)[-1]
+            in {
+                "query",
+                "key",
+                "value",
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "q",
+                "k",
+                "v",
+                "q_lin",
+                "k_lin",
+                "v_lin",
+            }
+        }
+    )
+    if not targets:
+        raise TrainingError("found no attention projections to put LoRA adapters on")
     try:
-        model.add_adapter(
+        inject_adapter_in_model(
             LoraConfig(
-                task_type=TaskType.FEATURE_EXTRACTION,
-                r=cfg.lora_r,
-                lora_alpha=2 * cfg.lora_r,
-                lora_dropout=0.1,
-                inference_mode=False,
-            )
+                r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, lora_dropout=0.1, target_modules=targets
+            ),
+            hf,
         )
     except ValueError as exc:
         raise TrainingError(f"cannot add LoRA adapters to this model: {exc}") from None
+    for name, param in hf.named_parameters():
+        param.requires_grad = "lora_" in name
+
+
+def torch_nn_linear() -> type:
+    import torch
+
+    return torch.nn.Linear
 
 
 def _merge_lora(model: SentenceTransformer) -> None:
@@ -134,9 +171,8 @@ def _merge_lora(model: SentenceTransformer) -> None:
             parent_name, _, child = name.rpartition(".")
             parent = hf.get_submodule(parent_name) if parent_name else hf
             setattr(parent, child, module.get_base_layer())
-    hf._hf_peft_config_loaded = False
-    if hasattr(hf, "peft_config"):
-        del hf.peft_config
+    for param in hf.parameters():
+        param.requires_grad = True
 
 
 def _load_base(model: str) -> SentenceTransformer:
@@ -168,7 +204,7 @@ def _build_loss(model: SentenceTransformer, cfg: TrainConfig, world_size: int):
     else:
         loss = losses.MultipleNegativesRankingLoss(model, gather_across_devices=gather)
     if cfg.matryoshka_dims:
-        dim = model.get_sentence_embedding_dimension()
+        dim = model.get_embedding_dimension()
         bad = [d for d in cfg.matryoshka_dims if d > dim or d < 1]
         if bad:
             raise ConfigError(
@@ -178,6 +214,34 @@ def _build_loss(model: SentenceTransformer, cfg: TrainConfig, world_size: int):
         dims = sorted(set(cfg.matryoshka_dims) | {dim}, reverse=True)
         loss = losses.MatryoshkaLoss(model, loss, matryoshka_dims=dims)
     return loss
+
+
+def _trainer_class(base: type, *, lora: bool) -> type:
+    if not lora:
+        return base
+
+    class _LoraTrainer(base):
+        """Loads checkpoints (best model, resume) of a model with injected LoRA layers.
+
+        sentence-transformers rebuilds a fresh model from the checkpoint and copies its state,
+        which drops the LoRA weights; their names in the checkpoint match the in-memory model
+        exactly, so load them directly.
+        """
+
+        def _load_from_checkpoint(self, checkpoint_path: str, *args: Any, **kwargs: Any) -> None:
+            from safetensors.torch import load_file
+
+            state = load_file(str(Path(checkpoint_path) / "model.safetensors"))
+            hf = self.model.transformers_model
+            missing, unexpected = hf.load_state_dict(state, strict=False)
+            lost = [k for k in missing if "lora_" in k] + list(unexpected)
+            if lost:
+                raise TrainingError(
+                    f"{checkpoint_path} does not match the LoRA model being trained (e.g. "
+                    f"{lost[0]!r}); run again with --fresh"
+                )
+
+    return _LoraTrainer
 
 
 def _steps(cfg: TrainConfig, n_rows: int, batch: int, world: int) -> tuple[int, int, int]:
@@ -393,7 +457,7 @@ def finetune(
         disable_tqdm=echo is None,
         dataloader_drop_last=False,
     )
-    trainer = SentenceTransformerTrainer(
+    trainer = _trainer_class(SentenceTransformerTrainer, lora=cfg.lora)(
         model=st_model,
         args=args,
         train_dataset=train_rows,

@@ -1,0 +1,245 @@
+"""The train stage on the packaged MiniLM: a few real steps on a tiny set of distinct topics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+from test_train_data import make_sets
+from transformers import TrainerCallback
+from typer.testing import CliRunner
+
+from embedtune.cli import app
+from embedtune.config import PipelineConfig, TrainConfig
+from embedtune.errors import InputError
+from embedtune.train import finetune, run_train
+
+QUERY_PROMPT = "query: "
+SETTINGS = dict(
+    epochs=2,
+    batch_size=7,
+    max_seq_length=48,
+    eval_steps=2,
+    save_steps=2,
+    learning_rate=5e-5,
+    query_prompt=QUERY_PROMPT,
+    matryoshka_dims=[128, 64],
+)
+
+
+def _run_dir(root: Path) -> Path:
+    train, val = make_sets()
+    (root / "data").mkdir(parents=True)
+    train.to_json(root / "data" / "train.json")
+    val.to_json(root / "data" / "val.json")
+    return root
+
+
+def _cfg(**over) -> PipelineConfig:
+    return PipelineConfig(model="all-MiniLM-L6-v2", train=TrainConfig(**{**SETTINGS, **over}))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run = _run_dir(tmp_path_factory.mktemp("run"))
+    summary = run_train(_cfg(), run)
+    return run, summary
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_model_loads_and_its_embeddings_moved(trained, minilm):
+    run, summary = trained
+    model = SentenceTransformer(str(run / "model"), device="cpu")
+    texts = ["Why do volcanoes erupt?", "Magma rises through cracks in the crust."]
+    before = minilm.encode(texts, normalize_embeddings=True)
+    after = model.encode(texts, normalize_embeddings=True)
+    assert after.shape == before.shape
+    assert np.abs(after - before).max() > 1e-3
+    assert summary["steps"] == 8  # 28 pairs / batch 7 = 4 steps per epoch, 2 epochs
+
+
+def test_best_checkpoint_is_the_one_saved(trained):
+    run, summary = trained
+    metrics = json.loads((run / "train" / "metrics.json").read_text())
+    evals = metrics["evaluations"]
+    assert [e["step"] for e in evals] == [2, 4, 6, 8]
+    best = max(evals, key=lambda e: e["ndcg@10"])
+    assert metrics["best_step"] == best["step"]
+    assert metrics["final"]["ndcg@10"] == pytest.approx(best["ndcg@10"], abs=1e-3)
+    assert isinstance(metrics["beats_base"], bool)
+    assert metrics["beats_base"] == (metrics["final"]["ndcg@10"] > metrics["base"]["ndcg@10"])
+    assert metrics["data"] == {
+        "train_queries": 28,
+        "train_chunks": 28,
+        "train_pairs": 28,
+        "val_queries": 8,
+        "eval_corpus": 36,
+    }
+    # Old checkpoints are pruned: at most save_total_limit (2) are kept.
+    assert len(list((run / "train" / "checkpoints").glob("checkpoint-*"))) <= 2
+
+
+def test_model_card_names_base_model_recipe_and_both_scores(trained):
+    run, summary = trained
+    card = (run / "model" / "README.md").read_text()
+    assert "all-MiniLM-L6-v2" in card
+    assert (
+        f"| ndcg@10 | {summary['base']['ndcg@10']:.4f} | {summary['final']['ndcg@10']:.4f}" in card
+    )
+    for needle in (
+        "| loss | mnrl |",
+        "| batch_size | 7 |",
+        "| query_prompt | query:",
+        "28 queries",
+    ):
+        assert needle in card
+
+
+def test_prompt_saved_and_applied_by_encode_query(trained):
+    run, _ = trained
+    model = SentenceTransformer(str(run / "model"), device="cpu")
+    assert model.prompts["query"] == QUERY_PROMPT
+    q = ["How do bees share where flowers are?"]
+    np.testing.assert_allclose(
+        model.encode_query(q), model.encode(q, prompt=QUERY_PROMPT), rtol=1e-5, atol=1e-6
+    )
+    assert np.abs(model.encode_query(q) - model.encode(q)).max() > 1e-4
+
+
+def test_matryoshka_embeddings_truncate_and_still_retrieve(trained):
+    run, _ = trained
+    train, val = make_sets()
+    model = SentenceTransformer(str(run / "model"), device="cpu", truncate_dim=64)
+    qids = list(train.queries)
+    q = model.encode_query([train.queries[i] for i in qids], normalize_embeddings=True)
+    d = model.encode_document([train.corpus[train.relevant_docs[i][0]] for i in qids])
+    assert q.shape == (len(qids), 64)
+    top1 = (q @ (d / np.linalg.norm(d, axis=1, keepdims=True)).T).argmax(axis=1)
+    assert (top1 == np.arange(len(qids))).mean() >= 0.8
+
+
+def test_rerun_with_same_inputs_is_skipped(trained):
+    run, _ = trained
+    again = run_train(_cfg(), run)
+    assert again["skipped"] is True
+    assert again["final"] == trained[1]["final"]
+
+
+class _Crash(TrainerCallback):
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.at:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def test_resume_ends_where_an_uninterrupted_run_does(trained, tmp_path):
+    ref_run, ref = trained
+    run = _run_dir(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        run_train(_cfg(), run, callbacks=[_Crash(5)])
+    assert (run / "train" / "checkpoints" / "checkpoint-4").is_dir()
+    assert not (run / "model").exists()
+    resumed = run_train(_cfg(), run, resume=True)
+    assert resumed["resumed_from"].endswith("checkpoint-4")
+    assert resumed["steps"] == ref["steps"]
+    assert resumed["final"]["ndcg@10"] == pytest.approx(ref["final"]["ndcg@10"], abs=1e-3)
+    a, b = _weights(run / "model"), _weights(ref_run / "model")
+    assert a.keys() == b.keys()
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert worst < 1e-4
+
+
+# ------------------------------------------------------------------------- bad inputs
+def _write(path: Path, obj) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+    return path
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(app, ["train", *args])
+
+
+def test_empty_training_data_names_the_file(tmp_path):
+    path = _write(tmp_path / "train.json", {"queries": {}, "corpus": {}, "relevant_docs": {}})
+    out = _cli("--train-data", str(path), "--output", str(tmp_path / "m"))
+    assert out.exit_code != 0
+    assert f"{path} has no queries" in out.output
+    assert "Traceback" not in out.output
+
+
+def test_malformed_training_data_names_the_file(tmp_path):
+    path = _write(tmp_path / "train.json", '{"queries": {"q1": "x"}, "corpus": ')
+    out = _cli("--train-data", str(path), "--output", str(tmp_path / "m"))
+    assert out.exit_code != 0
+    assert f"{path} is not valid JSON" in out.output
+
+
+def test_query_without_relevant_document_is_named(tmp_path):
+    train, _ = make_sets()
+    train.relevant_docs["q3"] = []
+    path = tmp_path / "train.json"
+    train.to_json(path)
+    out = _cli("--train-data", str(path), "--output", str(tmp_path / "m"))
+    assert out.exit_code != 0
+    assert f"{path}: query 'q3' has no relevant document" in out.output
+
+
+def test_a_folder_that_is_not_a_model_is_refused(tmp_path):
+    train, val = make_sets()
+    not_model = tmp_path / "not-a-model"
+    _write(not_model / "notes.txt", "hello")
+    with pytest.raises(InputError, match="is a folder but not a model"):
+        finetune(str(not_model), train, val, TrainConfig(), tmp_path / "m")
+    broken = tmp_path / "broken-model"
+    _write(broken / "config.json", {"model_type": "no-such-architecture"})
+    with pytest.raises(InputError, match="could not load .* as a sentence-transformers model"):
+        finetune(str(broken), train, val, TrainConfig(), tmp_path / "m")
+
+
+def test_missing_run_data_says_which_stage_to_run(tmp_path):
+    out = _cli("--run", str(tmp_path / "run"))
+    assert out.exit_code != 0
+    assert "data/train.json not found; run `embedtune generate" in out.output
+
+
+def test_batch_larger_than_the_data_is_clamped_with_a_warning(tmp_path):
+    train, val = make_sets()
+    train.to_json(tmp_path / "train.json")
+    val.to_json(tmp_path / "val.json")
+    out = _cli(
+        "--train-data", str(tmp_path / "train.json"),
+        "--val-data", str(tmp_path / "val.json"),
+        "--model", "all-MiniLM-L6-v2",
+        "--output", str(tmp_path / "model"),
+        "--batch-size", "64", "--epochs", "1", "--max-seq-length", "32",
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "batch size 64 is larger than the 28 training pairs; using batch size 28" in out.output
+    assert "ndcg@10" in out.output
+    metrics = json.loads((tmp_path / "model.train" / "metrics.json").read_text())
+    assert metrics["recipe"]["batch_size"] == 28 and metrics["steps"] == 1
+    assert SentenceTransformer(str(tmp_path / "model"), device="cpu").encode(["x"]).shape == (
+        1,
+        384,
+    )
+
+
+def test_save_steps_must_be_a_multiple_of_eval_steps(tmp_path):
+    from embedtune.errors import ConfigError
+
+    train, val = make_sets()
+    cfg = TrainConfig(eval_steps=3, save_steps=4, max_seq_length=32)
+    with pytest.raises(ConfigError, match=r"save_steps \(4\) must be a multiple"):
+        finetune("all-MiniLM-L6-v2", train, val, cfg, tmp_path / "m")

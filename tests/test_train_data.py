@@ -1,0 +1,239 @@
+"""Small question/passage sets about distinct topics, for the training tests."""
+
+from __future__ import annotations
+
+from embedtune.dataset import QADataset
+
+FACTS: list[tuple[str, str]] = [
+    (
+        "Why do volcanoes erupt?",
+        "Magma rises through cracks in the crust and escapes as lava, gas and ash when pressure builds.",
+    ),
+    (
+        "How do plants make sugar from light?",
+        "Chloroplasts turn sunlight, water and carbon dioxide into glucose, releasing oxygen.",
+    ),
+    (
+        "What pulls the sea up and down twice a day?",
+        "Tides follow the gravitational pull of the moon and, less strongly, the sun.",
+    ),
+    (
+        "How does a vaccine protect you?",
+        "A vaccine trains the immune system with a harmless antigen so antibodies are ready later.",
+    ),
+    (
+        "Why is the sky blue?",
+        "Air molecules scatter short blue wavelengths of sunlight more than red ones (Rayleigh scattering).",
+    ),
+    (
+        "How do bees tell each other where flowers are?",
+        "Honeybees perform a waggle dance whose angle and length encode direction and distance.",
+    ),
+    (
+        "What makes bread rise?",
+        "Yeast ferments sugars in the dough and the carbon dioxide it releases inflates the gluten network.",
+    ),
+    (
+        "How does a refrigerator keep food cold?",
+        "A compressor circulates refrigerant that absorbs heat inside and releases it through rear coils.",
+    ),
+    (
+        "Why do leaves change colour in autumn?",
+        "Chlorophyll breaks down in autumn, revealing yellow carotenoids and red anthocyanins.",
+    ),
+    (
+        "How do noise-cancelling headphones work?",
+        "Microphones pick up ambient sound and the speakers play an inverted wave that cancels it.",
+    ),
+    (
+        "What is inflation in economics?",
+        "Inflation is a sustained rise in the general price level, reducing what money can buy.",
+    ),
+    (
+        "How do earthquakes happen?",
+        "Stress along a fault is released suddenly as tectonic plates slip, sending seismic waves.",
+    ),
+    (
+        "Why do cats purr?",
+        "Cats purr by vibrating laryngeal muscles, both when content and to soothe themselves.",
+    ),
+    (
+        "How does GPS know where I am?",
+        "A receiver times signals from several satellites and trilaterates its position from the delays.",
+    ),
+    (
+        "What causes rainbows?",
+        "Sunlight refracts, reflects and disperses inside raindrops, splitting into a spectrum of colours.",
+    ),
+    (
+        "How do antibiotics kill bacteria?",
+        "Antibiotics block bacterial cell wall synthesis, protein production or DNA replication.",
+    ),
+    (
+        "Why does ice float on water?",
+        "Water expands as it freezes into a hexagonal lattice, so ice is less dense than liquid water.",
+    ),
+    (
+        "How are diamonds formed?",
+        "Carbon crystallises into diamond under very high pressure and temperature deep in the mantle.",
+    ),
+    (
+        "What does a central bank do?",
+        "A central bank sets interest rates, issues currency and supervises the banking system.",
+    ),
+    (
+        "How do airplanes stay in the air?",
+        "Wings deflect air downward and create lower pressure above them, producing lift.",
+    ),
+    (
+        "Why do we dream?",
+        "Dreams occur mostly in REM sleep and may help consolidate memories and process emotions.",
+    ),
+    (
+        "How do solar panels make electricity?",
+        "Photovoltaic cells of doped silicon free electrons when photons hit them, creating a current.",
+    ),
+    (
+        "What is the function of the kidneys?",
+        "Kidneys filter blood, remove waste as urine and balance salts and fluid volume.",
+    ),
+    (
+        "How do chameleons change colour?",
+        "Chameleons tune nanocrystals in their skin cells, changing how light is reflected.",
+    ),
+    (
+        "Why is the ocean salty?",
+        "Rivers carry dissolved minerals from weathered rock to the sea, where evaporation concentrates them.",
+    ),
+    (
+        "How does a microwave oven heat food?",
+        "Microwaves make water molecules in food rotate rapidly, and that friction produces heat.",
+    ),
+    (
+        "What causes the seasons on Earth?",
+        "Earth's axis is tilted 23.5 degrees, so each hemisphere gets more direct sunlight part of the year.",
+    ),
+    (
+        "How do birds migrate so far without getting lost?",
+        "Migrating birds navigate with the sun, the stars and the Earth's magnetic field.",
+    ),
+    (
+        "Why do onions make you cry?",
+        "Cutting onions releases a sulfur compound that irritates the eyes and triggers tears.",
+    ),
+    (
+        "How is glass made?",
+        "Sand, soda ash and limestone are melted at about 1700 degrees and cooled without crystallising.",
+    ),
+    (
+        "What does DNA do?",
+        "DNA stores the genetic instructions cells use to build proteins and pass traits to offspring.",
+    ),
+    (
+        "How do electric cars store energy?",
+        "Electric cars store energy in lithium-ion battery packs that power an electric motor.",
+    ),
+    (
+        "Why do stars twinkle?",
+        "Turbulence in the atmosphere bends starlight unevenly, so a star's apparent brightness flickers.",
+    ),
+    (
+        "How does coffee keep people awake?",
+        "Caffeine blocks adenosine receptors in the brain, masking the signal of tiredness.",
+    ),
+    (
+        "What makes a hurricane form?",
+        "Hurricanes form over warm ocean water where rising moist air feeds a rotating low-pressure system.",
+    ),
+    (
+        "How do fish breathe underwater?",
+        "Fish pass water over gills, where thin filaments absorb dissolved oxygen into the blood.",
+    ),
+]
+
+
+def make_sets(n_train: int = 28, prefix: str = "") -> tuple[QADataset, QADataset]:
+    """Train and validation sets: distinct topics, one question and one chunk each."""
+
+    def build(items: list[tuple[str, str]], offset: int) -> QADataset:
+        queries, corpus, rel = {}, {}, {}
+        for i, (q, p) in enumerate(items, offset):
+            queries[f"{prefix}q{i}"] = q
+            corpus[f"{prefix}c{i}"] = p
+            rel[f"{prefix}q{i}"] = [f"{prefix}c{i}"]
+        return QADataset(queries=queries, corpus=corpus, relevant_docs=rel)
+
+    return build(FACTS[:n_train], 0), build(FACTS[n_train:], n_train)
+
+
+# ---------------------------------------------------------------------- tests of train/data.py
+import pytest  # noqa: E402
+
+from embedtune.errors import InputError, TrainingError  # noqa: E402
+from embedtune.train.data import merged_corpus, pairs_dataset  # noqa: E402
+from embedtune.train.negatives import mine_hard_negatives  # noqa: E402
+
+
+def test_pairs_one_row_per_query_and_relevant_chunk_without_duplicates():
+    ds = QADataset(
+        queries={"q1": "What is R?", "q2": "What is R?", "q3": "Who wrote S?"},
+        corpus={"a": "R is a language.", "b": "S came from Bell Labs.", "c": "unrelated"},
+        relevant_docs={"q1": ["a"], "q2": ["a"], "q3": ["b", "a"]},
+    )
+    rows = pairs_dataset(ds)
+    assert rows.column_names == ["anchor", "positive"]
+    assert list(zip(rows["anchor"], rows["positive"], strict=True)) == [
+        ("What is R?", "R is a language."),
+        ("Who wrote S?", "S came from Bell Labs."),
+        ("Who wrote S?", "R is a language."),
+    ]
+
+
+def test_merged_corpus_refuses_one_id_with_two_texts():
+    train, val = make_sets()
+    assert len(merged_corpus(train, val)) == len(FACTS)
+    clash = QADataset(queries={"x": "q"}, corpus={"c0": "other text"}, relevant_docs={"x": ["c0"]})
+    with pytest.raises(InputError, match="corpus id 'c0' names two different texts"):
+        merged_corpus(train, clash)
+
+
+def test_hard_negatives_never_a_relevant_chunk_or_its_copy_and_respect_the_margin(minilm):
+    train, _ = make_sets()
+    # q0 has two relevant chunks; c_copy repeats c1's text and must be excluded for q1 too.
+    train.relevant_docs["q0"] = ["c0", "c1"]
+    train.corpus["c_copy"] = train.corpus["c1"]
+    stats: dict = {}
+    rows = mine_hard_negatives(minilm, train, num_negatives=2, margin=0.05, stats=stats)
+    assert rows.column_names == ["anchor", "positive", "negative_1", "negative_2"]
+    assert len(rows) == len(pairs_dataset(train))  # no pair dropped
+    relevant_text = {
+        train.queries[q]: {train.corpus[c] for c in cids} for q, cids in train.relevant_docs.items()
+    }
+    q_emb = minilm.encode(rows["anchor"], normalize_embeddings=True, convert_to_tensor=True)
+    for i, row in enumerate(rows):
+        for k in (1, 2):
+            neg = row[f"negative_{k}"]
+            assert neg not in relevant_text[row["anchor"]]
+        pos = minilm.encode(
+            [train.corpus[c] for c in train.relevant_docs[_qid(train, row["anchor"])]],
+            normalize_embeddings=True,
+            convert_to_tensor=True,
+        )
+        negs = minilm.encode(
+            [row["negative_1"], row["negative_2"]],
+            normalize_embeddings=True,
+            convert_to_tensor=True,
+        )
+        weakest_positive = float((pos @ q_emb[i]).min())
+        assert float((negs @ q_emb[i]).max()) <= weakest_positive - 0.05 + 1e-4
+    assert stats["negatives_per_pair"] == 2
+
+
+def test_hard_negatives_need_enough_chunks(minilm):
+    ds = QADataset(queries={"q": "What is R?"}, corpus={"a": "R."}, relevant_docs={"q": ["a"]})
+    with pytest.raises(TrainingError, match="hard_negatives=3 needs at least 4 training chunks"):
+        mine_hard_negatives(minilm, ds, num_negatives=3)
+
+
+def _qid(ds: QADataset, text: str) -> str:
+    return next(q for q, t in ds.queries.items() if t == text)
