@@ -62,6 +62,29 @@ def test_evaluate_two_models_on_a_beir_folder(beir, minilm_path, tmp_path):
     assert "**Verdict: minilm vs" in (out / "report.md").read_text(encoding="utf-8")
 
 
+def test_evaluate_a_run_with_a_baseline(beir, tmp_path):
+    run = tmp_path / "run"
+    val = QADataset.from_beir(beir)
+    val.to_json(run / "data" / "val.json")
+    QADataset(
+        queries={"t": "How are dates stored?"},
+        corpus={"t1": "R stores a Date as the count of days since 1970-01-01."},
+        relevant_docs={"t": ["t1"]},
+    ).to_json(run / "data" / "train.json")
+    (run / "config.yaml").write_text("model: minilm\nevaluate:\n  bootstrap_samples: 200\n")
+
+    result = runner.invoke(app, ["evaluate", "--run", str(run), "--model", "all-MiniLM-L6-v2"])
+    assert result.exit_code == 0, result.output
+    # no RUN/model yet: the base and the baseline (the same weights) are compared
+    assert "val: all-MiniLM-L6-v2 vs base: no clear difference" in result.output
+    metrics = json.loads((run / "eval" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["datasets"]["val"]["n_corpus"] == 6  # validation + training passages
+    assert (run / "eval" / "report.html").is_file()
+
+    again = runner.invoke(app, ["evaluate", "--run", str(run), "--model", "all-MiniLM-L6-v2"])
+    assert again.exit_code == 0 and "current, not re-evaluated" in again.output
+
+
 def test_unknown_dataset_path_is_one_clear_line(minilm_path, tmp_path):
     missing = tmp_path / "nope"
     result = runner.invoke(app, ["evaluate", "--model", minilm_path, "--data", str(missing)])

@@ -157,6 +157,6 @@ def _print_run_summary(out, summary: dict) -> None:  # noqa: ANN001 - rich Conso
             rows.append((name, "fine-tuned", row["fine_tuned"], row))
         for label, b in row.get("baselines", {}).items():
             rows.append((name, label, b["ndcg@10"], b))
-    print_rows(rows, "base", out)
+    print_rows(rows, "base", out, base_source=summary.get("base_model"))
     state = "current, not re-evaluated" if summary.get("skipped") else "wrote"
     out.print(f"{state}: {summary['output']}/report.html")

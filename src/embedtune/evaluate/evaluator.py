@@ -567,7 +567,7 @@ def run_evaluate(
                               "n_queries": 120, "n_corpus": 540, "corpus": "full",
                               "baselines": {label: {"ndcg@10", "diff", "ci_low", "ci_high",
                                                     "verdict"}}}},
-         "models": {label: source}, "primary_metric": "ndcg@10",
+         "models": {label: source}, "base_model": cfg.model, "primary_metric": "ndcg@10",
          "output": "RUN/eval", "skipped": False}
 
     Skipped (``skipped: True``, the saved summary) when models, data and settings are unchanged.
@@ -617,5 +617,6 @@ def run_evaluate(
         extra["val"] = QADataset.from_json(train_path).corpus
     result = evaluate_models(specs, datasets, ecfg, out_dir, extra_corpus=extra, progress=progress)
     summary = _run_summary(result)
+    summary["base_model"] = cfg.model
     write_manifest(out_dir, key, {"summary": summary})
     return summary

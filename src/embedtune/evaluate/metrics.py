@@ -3,6 +3,8 @@
 Definitions follow sentence-transformers' ``InformationRetrievalEvaluator`` exactly, so numbers
 agree with it to float precision on the same embeddings:
 
+- relevance is binary: a document is relevant when the dataset lists it for the query (BEIR
+  qrels with a score above 0), as in sentence-transformers;
 - candidates are ranked by score, ties broken by ascending corpus id;
 - ``accuracy@k`` (hit rate): 1 if any relevant document is in the top k;
 - ``precision@k``: relevant documents in the top k divided by k (even when the corpus is smaller);

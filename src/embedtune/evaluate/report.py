@@ -489,7 +489,11 @@ def print_table(result: EvaluationResult, console: Console | None = None) -> Non
 
 
 def print_rows(
-    rows: list[tuple[str, str, float, Any]], base: str, console: Console | None = None
+    rows: list[tuple[str, str, float, Any]],
+    base: str,
+    console: Console | None = None,
+    *,
+    base_source: str | None = None,
 ) -> None:
     """Rows of (dataset, model, NDCG@10, comparison dict or None for the base)."""
     from rich import box
@@ -497,11 +501,7 @@ def print_rows(
     from rich.table import Table
 
     console = console or Console()
-    table = Table(
-        title=f"Retrieval evaluation, NDCG@10 (base: {base})",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-    )
+    table = Table(box=box.SIMPLE_HEAD)
     table.add_column("data", overflow="fold")
     table.add_column("model", overflow="fold")
     for col in ("NDCG@10", "diff", "95% CI"):
@@ -521,6 +521,7 @@ def print_rows(
         )
         v = comp["verdict"]
         verdicts.append(f"{name}: {label} vs {base}: [bold {style[v]}]{v}[/]")
+    console.print(f"[bold]Retrieval evaluation, NDCG@10[/] (base: {base_source or base})")
     console.print(table)
     for line in verdicts:
         console.print(line)
