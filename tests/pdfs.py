@@ -6,6 +6,7 @@ Each helper writes one file and returns its path, so a test reads like the situa
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from pathlib import Path
 
@@ -42,10 +43,14 @@ PARAGRAPHS = [
 ]
 
 
+_EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+
 def _pdf(pages: list[str]):  # noqa: ANN202 - fpdf is a test-only dependency
     from fpdf import FPDF
 
     pdf = FPDF()
+    pdf.set_creation_date(_EPOCH)  # same bytes every time, so content hashes are stable
     pdf.set_auto_page_break(auto=True, margin=15)
     for body in pages:
         pdf.add_page()
@@ -101,6 +106,7 @@ def image_only_pdf(path: Path) -> Path:
     from PIL import Image, ImageDraw
 
     pdf = FPDF()
+    pdf.set_creation_date(_EPOCH)
     for i in range(2):
         img = Image.new("RGB", (400, 500), "white")
         draw = ImageDraw.Draw(img)

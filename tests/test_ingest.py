@@ -133,6 +133,7 @@ make install</pre></body></html>"""
 
 
 def test_normalize_text():
+    assert normalize_text("1 Introduction . . . . . . . . . 5") == "1 Introduction ... 5"
     assert normalize_text("ﬁle  name\r\nis   long-\nish and S-\nPlus\n\n\n\nend") == (
         "file name\nis longish and S-\nPlus\n\nend"
     )

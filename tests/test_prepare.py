@@ -32,7 +32,7 @@ def _docs(root, n: int = 5):
             for j in range(3)
         ]
         text_pdf(root / f"manual-{i}.pdf", pages)
-    (root / "notes.md").write_text("# Notes\n\n" + " ".join(PARAGRAPHS[::-1]) * 2)
+    (root / "notes.md").write_text(LICENCE + "\n\n# Notes\n\n" + " ".join(PARAGRAPHS[::-1]) * 2)
     return root
 
 

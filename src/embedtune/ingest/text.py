@@ -71,6 +71,8 @@ _HYPHEN_BREAK = re.compile(r"(?<=[a-z])-\n[ \t]*(?=[a-z])")
 _SPACES = re.compile(r"[ \t\f\v\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
 _SPACE_AROUND_NL = re.compile(r" *\n *")
 _MANY_NL = re.compile(r"\n{3,}")
+# Dot leaders of tables of contents (". . . . . . 12"): a token per dot, and no meaning.
+_LEADER = re.compile(r"(?: ?\.){5,}")
 _ZERO_WIDTH = re.compile(r"[\u200b\u200c\u200d\u2060\ufeff]")
 
 
@@ -78,7 +80,8 @@ def normalize_text(text: str) -> str:
     """Tidy extracted text without changing its words.
 
     NFKC (ligatures such as "ﬁ" become "fi"), line endings to ``\\n``, line-end hyphenation
-    joined, runs of spaces collapsed, at most one blank line in a row. Single line breaks are
+    joined, dot leaders shortened to "...", runs of spaces collapsed, at most one blank line in
+    a row. Single line breaks are
     kept: in code listings and tables they carry meaning, and the chunker treats them as
     places where it may cut.
     """
@@ -87,6 +90,7 @@ def normalize_text(text: str) -> str:
     text = _ZERO_WIDTH.sub("", text)
     text = _CONTROL.sub(" ", text)
     text = _HYPHEN_BREAK.sub("", text)
+    text = _LEADER.sub(" ... ", text)
     text = _SPACES.sub(" ", text)
     text = _SPACE_AROUND_NL.sub("\n", text)
     text = _MANY_NL.sub("\n\n", text)
