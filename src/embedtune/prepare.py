@@ -127,6 +127,7 @@ def run_prepare(cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False) -> d
     if not fresh and done and is_current(out, key) and previous:
         summary = dict(previous.get("summary", {}))
         summary["cached"] = True
+        summary["seconds"] = {"total": round(time.perf_counter() - t0, 3)}
         log.info("chunks in %s are up to date; nothing to do (pass --fresh to redo)", out)
         return summary
 
