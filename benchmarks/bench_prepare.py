@@ -219,6 +219,7 @@ def main() -> None:
         f"{s['tokens']['train']}/{s['tokens']['val']}); chunk_size "
         f"{s['chunking']['chunk_size']}, overlap {s['chunking']['chunk_overlap']}; dropped from "
         f"val: {s['dropped_duplicates']['exact']} exact, {s['dropped_duplicates']['near']} near"
+        f"\nvalidation documents: {', '.join(s['documents_by_split']['val'])}"
     )
     cold = prep["rows"][2]["ratio_to_pypdf_floor"]
     print(f"verdict: prepare (cold) is {cold:.2f}x the pypdf floor (aim <= 1.3x): "
@@ -233,6 +234,7 @@ def main() -> None:
         "pages": pages,
         "chunks": s["chunks"],
         "documents": s["documents"],
+        "documents_by_split": s["documents_by_split"],
         "tokens": s["tokens"],
         "chunking": s["chunking"],
         "dropped_duplicates": {k: s["dropped_duplicates"][k] for k in ("exact", "near")},
