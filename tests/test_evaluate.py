@@ -70,12 +70,15 @@ def small_dataset() -> QADataset:
 
 
 def perturbed(model, scale: float = 0.02, seed: int = 0):
+    """A copy with noise on the last transformer layer: different weights, quickly made."""
     import torch
 
     other = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(seed)
+    last = [(n, p) for n, p in other.named_parameters() if ".layer.5." in n]
+    assert last, "expected a 6-layer MiniLM"
     with torch.no_grad():
-        for p in other.parameters():
+        for _, p in last:
             p.add_(torch.randn(p.shape, generator=gen) * scale * p.std().clamp(min=1e-6))
     return other
 

@@ -81,6 +81,8 @@ def _load_memo() -> dict[str, str]:
 
 def _save_memo(memo: dict[str, str]) -> None:
     path = _memo_path()
+    # forget files that are gone (deleted runs), so the memo does not grow without bound
+    memo = {k: v for k, v in memo.items() if os.path.exists(k.rsplit("|", 2)[0])}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
