@@ -66,6 +66,7 @@ __all__ = [
     "HEADLINE_METRICS",
     "evaluate_models",
     "run_evaluate",
+    "write_outputs",
 ]
 
 #: Metrics shown in tables and charts (those a config's k values produce; others stay in JSON).
