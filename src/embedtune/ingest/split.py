@@ -19,6 +19,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -99,36 +100,24 @@ _N_HASHES = 128
 _SHINGLE = 5
 
 
-def _normalised(text: str) -> str:
-    return " ".join(_WORD.findall(text.lower()))
-
-
 def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: spreads word-id combinations over all 64 bits."""
+    """splitmix64's finaliser: spreads a polynomial hash of word ids over all 64 bits."""
     with np.errstate(over="ignore"):
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return x ^ (x >> np.uint64(31))
 
 
-class _Shingler:
-    """Word 5-gram hashes; word ids come from one shared table, so hashes are deterministic."""
-
-    def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
-
-    def __call__(self, text: str) -> np.ndarray:
-        words = _WORD.findall(text.lower())
-        ids = np.fromiter(
-            (self.ids.setdefault(w, len(self.ids) + 1) for w in words), np.uint64, len(words)
-        )
-        k = min(_SHINGLE, len(ids))  # a text shorter than a shingle is one shingle
-        n = len(ids) - k + 1
-        h = np.zeros(n if k else 0, np.uint64)
-        with np.errstate(over="ignore"):
-            for j in range(k):
-                h = _mix(h * np.uint64(1_000_003) + ids[j : j + n])
-        return np.unique(h)
+def _shingles(ids: np.ndarray) -> np.ndarray:
+    """Sorted unique hashes of the word 5-grams of a sequence of word ids (a text shorter than
+    five words is one shingle)."""
+    k = min(_SHINGLE, len(ids))
+    n = len(ids) - k + 1
+    h = np.zeros(n if k else 0, np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(k):
+            h = h * np.uint64(0x100000001B3) + ids[j : j + n]
+    return np.unique(_mix(h))
 
 
 def _rows_per_band(threshold: float) -> int:
@@ -154,8 +143,16 @@ def drop_leaked_chunks(
     report: dict[str, Any] = {"exact": 0, "near": 0, "threshold": threshold, "examples": []}
     if not train or not val:
         return list(val), report
-    exact = {_normalised(c.text): c.id for c in train}
-    shingle = _Shingler()
+    train_words = [_WORD.findall(c.text.lower()) for c in train]
+    val_words = [_WORD.findall(c.text.lower()) for c in val]
+    exact = {" ".join(w): c.id for w, c in zip(train_words, train, strict=True)}
+    # Word ids from one table over both splits, so hashes are deterministic across runs.
+    vocab = dict.fromkeys(chain.from_iterable(chain(train_words, val_words)))
+    ids = {w: i for i, w in enumerate(vocab, 1)}
+
+    def shingle(words: list[str]) -> np.ndarray:
+        return _shingles(np.fromiter(map(ids.__getitem__, words), np.uint64, len(words)))
+
     rng = np.random.default_rng(0x5EED)
     a = rng.integers(1, 2**63, _N_HASHES, dtype=np.uint64) | np.uint64(1)
     b = rng.integers(0, 2**63, _N_HASHES, dtype=np.uint64)
@@ -168,21 +165,22 @@ def drop_leaked_chunks(
     bands = _N_HASHES // r
     buckets: dict[tuple[int, bytes], list[int]] = {}
     train_sh = []
-    for i, c in enumerate(train):
-        sh = shingle(c.text)
+    for words in train_words:
+        sh = shingle(words)
         train_sh.append(sh)
         sig = signature(sh)
         for band in range(bands):
-            buckets.setdefault((band, sig[band * r : (band + 1) * r].tobytes()), []).append(i)
+            key = (band, sig[band * r : (band + 1) * r].tobytes())
+            buckets.setdefault(key, []).append(len(train_sh) - 1)
 
     kept: list[Chunk] = []
-    for c in val:
-        twin = exact.get(_normalised(c.text))
+    for c, words in zip(val, val_words, strict=True):
+        twin = exact.get(" ".join(words))
         if twin is not None:
             report["exact"] += 1
             _example(report, c, twin, 1.0, examples)
             continue
-        sh = shingle(c.text)
+        sh = shingle(words)
         sig = signature(sh)
         candidates: set[int] = set()
         for band in range(bands):
