@@ -21,7 +21,14 @@ if TYPE_CHECKING:
 
     from embedtune.evaluate.evaluator import DatasetResult, EvaluationResult
 
-__all__ = ["render_markdown", "render_html", "print_table", "headline_metrics", "movers"]
+__all__ = [
+    "render_markdown",
+    "render_html",
+    "print_table",
+    "print_rows",
+    "headline_metrics",
+    "movers",
+]
 
 _LABELS = {
     "ndcg@10": "NDCG@10",
