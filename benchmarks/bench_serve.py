@@ -157,6 +157,20 @@ class Server:
                 raise RuntimeError("server did not become healthy in 180 s")
             time.sleep(0.2)
 
+    def model_stats(self) -> tuple[float, float, float]:
+        """(model calls, texts embedded, seconds in the model) so far, from /metrics."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        values = {}
+        for family in text_string_to_metric_families(httpx.get(self.url + "/metrics").text):
+            for sample in family.samples:
+                values[sample.name] = sample.value
+        return (
+            values.get("embedtune_batch_size_count", 0.0),
+            values.get("embedtune_batch_size_sum", 0.0),
+            values.get("embedtune_batch_seconds_sum", 0.0),
+        )
+
     def rss_mb(self) -> float:
         p = psutil.Process(self.proc.pid)
         return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)]) / 2**20
@@ -266,6 +280,7 @@ def main() -> None:
         default=None,
         help="Where to export ONNX (default: a temporary folder).",
     )
+    ap.add_argument("--note", default="", help="Stored in the results, e.g. 'shared CPU'.")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
     args = ap.parse_args()
 
@@ -280,6 +295,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "cpu": platform.processor() or platform.machine(),
             "python": platform.python_version(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         },
         "settings": {
             "max_batch_size": args.max_batch_size,
@@ -287,6 +303,7 @@ def main() -> None:
             "seconds_per_level": args.seconds_per_level,
             "soak_seconds": args.soak_seconds,
         },
+        "note": args.note,
         "inprocess": {},
         "served": {},
         "ndcg@10": {},
@@ -331,11 +348,21 @@ def main() -> None:
             levels = []
             for clients in args.concurrency:
                 asyncio.run(load(server.url, texts, clients, 1.0, clients * 2))  # warm-up
+                before = server.model_stats()
                 r = asyncio.run(
                     load(
                         server.url, texts, clients, args.seconds_per_level, args.requests_per_level
                     )
                 )
+                calls, n_texts, busy = (
+                    a - b for a, b in zip(server.model_stats(), before, strict=True)
+                )
+                # Where a gap to in-process goes: small batches (requests not coalesced), a model
+                # left idle (time lost outside it: HTTP, JSON, a CPU shared with the client), or
+                # the model itself running slower than in-process (model_texts_per_busy_s).
+                r["mean_batch_size"] = round(n_texts / calls, 1) if calls else None
+                r["model_busy_fraction"] = round(busy / r["seconds"], 3)
+                r["model_texts_per_busy_s"] = round(n_texts / busy, 2) if busy else None
                 base = results["inprocess"][backend][str(min(clients, args.max_batch_size))]
                 r["inprocess_texts_per_s"] = base
                 r["ratio_to_inprocess"] = round(r["texts_per_s"] / base, 3)
@@ -343,7 +370,8 @@ def main() -> None:
                 print(
                     f"served {backend} {clients:>3} clients: {r['texts_per_s']:.1f} texts/s "
                     f"({r['ratio_to_inprocess']:.2f} of in-process), p50 {r['p50_ms']} ms, "
-                    f"p99 {r['p99_ms']} ms, errors {r['errors'] or 0}",
+                    f"p99 {r['p99_ms']} ms, errors {r['errors'] or 0}; mean batch "
+                    f"{r['mean_batch_size']}, model busy {r['model_busy_fraction']:.0%}",
                     flush=True,
                 )
             results["served"][backend] = levels
