@@ -128,7 +128,7 @@ def run_prepare(cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False) -> d
         summary = dict(previous.get("summary", {}))
         summary["cached"] = True
         summary["seconds"] = {"total": round(time.perf_counter() - t0, 3)}
-        log.info("chunks in %s are up to date; nothing to do (pass --fresh to redo)", out)
+        log.debug("chunks in %s are up to date; nothing to do (pass --fresh to redo)", out)
         return summary
 
     warnings: list[str] = []

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,17 +11,26 @@ import typer
 from embedtune.cli._app import ConfigFile, RunDir, app, console, run_config
 
 
-def _log_to_console() -> None:
-    """Library warnings (skipped files, capped chunks) as one rich line each on stderr."""
+@contextmanager
+def _log_to_console() -> Iterator[None]:
+    """Library warnings (skipped files, capped chunks) as one rich line each on stderr, for
+    the length of the command (unless the caller already set up logging)."""
     logger = logging.getLogger("embedtune")
-    if logger.handlers:
+    if logger.handlers or logging.getLogger().handlers:
+        yield
         return
     from rich.logging import RichHandler
 
     handler = RichHandler(console=console(), show_time=False, show_path=False, markup=False)
     handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _tables(summary: dict[str, Any]) -> list[Any]:
@@ -104,7 +115,6 @@ def prepare(
     """
     from embedtune.prepare import run_prepare
 
-    _log_to_console()
     overrides: dict[str, Any] = {
         "model": model,
         "ingest": {
@@ -115,8 +125,11 @@ def prepare(
         "chunk": {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap},
     }
     cfg = run_config(run, config, overrides)
-    summary = run_prepare(cfg, run, fresh=fresh)
+    with _log_to_console():
+        summary = run_prepare(cfg, run, fresh=fresh)
     out = console()
+    if summary.get("cached"):
+        out.print(f"chunks in {run / 'chunks'} are up to date (pass --fresh to redo them)")
     for table in _tables(summary):
         out.print(table)
     for ex in summary["dropped_duplicates"].get("examples", [])[:3]:
