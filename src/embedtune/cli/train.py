@@ -25,7 +25,12 @@ def _dims(raw: str | None) -> list[int] | None:
 def train(
     run: Annotated[
         Path | None,
-        typer.Option("--run", help="Run directory: reads RUN/data, writes RUN/model, RUN/train."),
+        typer.Option(
+            "--run",
+            "--run-dir",
+            help="Run directory: reads RUN/data, writes RUN/model, RUN/train (--run-dir under "
+            "torchrun, which takes --run as its own --run-path).",
+        ),
     ] = None,
     config: ConfigFile = None,
     train_data: Annotated[
@@ -88,7 +93,7 @@ def train(
       embedtune train --train-data train.json --val-data val.json \\
         --model all-MiniLM-L6-v2 --output models/mine --epochs 2 --batch-size 10
     Across 2 processes (negatives gathered across devices):
-      torchrun --nproc_per_node 2 "$(which embedtune)" train --run runs/first
+      torchrun --nproc_per_node 2 "$(which embedtune)" train --run-dir runs/first
     """
     import shutil
 
@@ -119,8 +124,13 @@ def train(
     }
     cfg = run_config(run, config, overrides)
 
+    import os
+
+    rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun only the first process talks
+
     def echo(msg: str) -> None:
-        typer.echo(msg, err=True)
+        if rank0:
+            typer.echo(msg, err=True)
 
     if train_data is None:
         summary = run_train(cfg, run, fresh=fresh, resume=resume, echo=echo)
@@ -153,7 +163,8 @@ def train(
             work_dir=work,
             echo=echo,
         )
-    _print_summary(summary)
+    if rank0:
+        _print_summary(summary)
 
 
 def _print_summary(s: dict) -> None:

@@ -567,6 +567,7 @@ def finetune(
         summary["verdict"] = "no validation data: trained without model selection"
 
     if trainer.is_world_process_zero():
+        summary["saved_by_rank"] = rank
         _save_final(final_model, output_dir)
         write_model_card(output_dir, summary)
         write_json_atomic(work_dir / "metrics.json", summary)
