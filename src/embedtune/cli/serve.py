@@ -83,7 +83,7 @@ def serve(
     )
     s = cfg.serve
     typer.echo(
-        f"serving {model} ({s.backend}) on http://{s.host}:{s.port}: OpenAI clients use "
+        f"loading {model} ({s.backend}) to serve on http://{s.host}:{s.port}; OpenAI clients use "
         f"base_url='http://{s.host}:{s.port}/v1'; also /embed, /info, /metrics, /docs",
         err=True,
     )
