@@ -67,14 +67,17 @@ def _print_verdict(out: Any, summaries: dict[str, Any]) -> None:
     table = Table(title="base vs fine-tuned (NDCG@10)")
     for col in ("data", "base", "fine-tuned", "diff", "95% CI", "verdict"):
         table.add_column(col)
+    def num(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
     for name, row in evaluation.get("datasets", {}).items():
         table.add_row(
             name,
-            f"{row['base']:.4f}",
-            f"{row['fine_tuned']:.4f}",
-            f"{row['diff']:+.4f}",
-            f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]",
-            row["verdict"],
+            num(row.get("base"), ".4f"),
+            num(row.get("fine_tuned"), ".4f"),
+            num(row.get("diff"), "+.4f"),
+            f"[{num(row.get('ci_low'), '+.4f')}, {num(row.get('ci_high'), '+.4f')}]",
+            str(row.get("verdict", "-")),
         )
     out.print(table)
     result = summaries.get("result", {})
