@@ -19,7 +19,7 @@ from embedtune.errors import ConfigError, GenerationError, InputError
 from embedtune.generate import run_generate
 from embedtune.generate.cache import ResponseCache
 from embedtune.generate.filters import QuestionFilter, roundtrip_keep
-from embedtune.generate.prompts import load_template, parse_questions, render
+from embedtune.generate.prompts import load_template, parse_questions, render, to_messages
 from embedtune.records import Chunk, write_jsonl
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -126,12 +126,16 @@ def test_filter_counts_every_reason_and_strips_numbering():
             "What does the lm function return ?",
             "how do I fit a linear model in R",
             "- Which argument of lm takes the data frame?",
+            "The answer to this question would be: a fitted model",
+            "This sentence is a long remark without any question mark in it at all",
+            "Which formula does lm take? And what does it return?",
         ],
     )
     assert f.dropped == {
         "preamble": 1,
         "empty": 1,
-        "answer": 1,
+        "answer": 2,
+        "not_a_question": 1,
         "too_short": 1,
         "too_long": 1,
         "mentions_context": 1,
@@ -142,8 +146,9 @@ def test_filter_counts_every_reason_and_strips_numbering():
     assert kept == [
         "What does the lm function return?",
         "Which argument of lm takes the data frame?",
+        "Which formula does lm take?",
     ]
-    assert f.cleaned["numbering_stripped"] == 2
+    assert f.cleaned == {"numbering_stripped": 2, "first_of_several_kept": 1}
 
 
 def test_roundtrip_ranks_the_source_chunk(minilm):
@@ -176,6 +181,15 @@ def test_template_leaves_braces_in_the_chunk_alone(tmp_path):
     assert render(t, "f <- function(x) { x }", 3) == (
         'Give 3 as {"questions": []} for:\nf <- function(x) { x }'
     )
+
+
+def test_local_template_is_few_shot_chat_with_a_prefilled_question_start():
+    t = load_template(None, "local")
+    first, second = (to_messages(render(t, "lm() fits linear models.", 1, i)) for i in (0, 1))
+    assert [m["role"] for m in first] == ["system", "user", "assistant", "user", "assistant"]
+    assert first[3]["content"].startswith("lm() fits linear models.")
+    assert (first[-1]["content"], second[-1]["content"]) == ("What", "How")  # varied per call
+    assert to_messages("plain prompt") == [{"role": "user", "content": "plain prompt"}]
 
 
 def test_missing_api_key_for_openai_is_a_clear_error(tmp_path):

@@ -185,12 +185,14 @@ class OpenAIBackend:
         """One chat completion with retries; raises GenerationError when it cannot succeed."""
         import openai
 
+        from embedtune.generate.prompts import to_messages
+
         client = self._get_client()
         attempt = 0
         while True:
             kwargs: dict[str, Any] = {
                 "model": self.model,
-                "messages": [{"role": "user", "content": prompt}],
+                "messages": to_messages(prompt),
                 "temperature": self.cfg.temperature,
                 "top_p": self.cfg.top_p,
                 "max_tokens": self.cfg.max_tokens,

@@ -37,6 +37,7 @@ DROP_REASONS = (
     "answer",
     "too_short",
     "too_long",
+    "not_a_question",
     "mentions_context",
     "duplicate_in_chunk",
     "duplicate_in_set",
@@ -56,7 +57,11 @@ _PREAMBLE = re.compile(
     r"(?:two|three|four|five|\d+) (?:different |diverse |possible )?(?:questions|queries))\b",
     re.I,
 )
-_ANSWER = re.compile(r"^\s*(?:\*\*)?(?:answer|a|response|explanation)\s*\d*\s*(?:\*\*)?\s*:", re.I)
+_ANSWER = re.compile(
+    r"^\s*(?:(?:\*\*)?(?:answer|a|response|explanation)\s*\d*\s*(?:\*\*)?\s*:"
+    r"|(?:the|my|an?) (?:answer|response)\b|i(?:'m| am) not sure\b|(?:yes|no)[,.!])",
+    re.I,
+)
 _CONTEXT = re.compile(
     r"\b(?:(?:the|this|that|given|above|provided|following)\s+"
     r"(?:passage|context|text|document|excerpt|paragraph|section|article|snippet|chunk)s?"
@@ -109,8 +114,14 @@ class QuestionFilter:
             return None, "preamble"
         if len(text) < self.min_chars:
             return None, "too_short"
+        if text.count("?") > 1:
+            # "What is X? What is Y? How ..." is several questions run together: keep the first.
+            text = text[: text.index("?") + 1]
+            self._last_cleanup = "first_of_several_kept"
         if len(text) > self.max_chars:
             return None, "too_long"
+        if "?" not in text and len(text.split()) > 10:
+            return None, "not_a_question"  # a long line without "?" is an answer or a remark
         if _CONTEXT.search(text):
             return None, "mentions_context"
         return text, None

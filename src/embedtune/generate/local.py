@@ -10,8 +10,9 @@ little, greedy decoding stopped at the first newline, ``torch.inference_mode``::
     backend = LocalBackend(cfg.generate)
     replies = backend.complete_batch(["Write one factual question ... Text: ... Question:"])
 
-Decoding is greedy: the prompt varies the kind of question per call instead (see
-`embedtune.generate.prompts.QUESTION_KINDS`), which keeps runs reproducible.
+Decoding is greedy: the prompt varies the kind of question per call instead, and the reply is
+prefilled with its first word ("What", "How", ...; see `embedtune.generate.prompts`), which
+keeps runs reproducible and stops the model from answering its own instruction.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from embedtune.config import GenerateConfig
 from embedtune.errors import InputError
 from embedtune.generate.client import Completion
+from embedtune.generate.prompts import to_messages
 from embedtune.models import smollm2_gguf_path
 
 __all__ = ["LocalBackend", "LOCAL_MODEL_NAME"]
@@ -92,16 +94,19 @@ class LocalBackend:
         self.load_seconds = time.perf_counter() - start
         log.info("loaded %s in %.1f s", self.model, self.load_seconds)
 
-    def chat(self, prompt: str) -> str:
-        """A prompt wrapped in the model's chat template, ready for generation."""
+    def chat(self, prompt: str) -> tuple[str, str]:
+        """A prompt in the model's chat template, and the reply prefix it ends with (if any)."""
         self.load()
-        return self._tok.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
+        messages = to_messages(prompt)
+        prefix = ""
+        if len(messages) > 1 and messages[-1]["role"] == "assistant":
+            prefix = messages.pop()["content"]
+        text = self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return text + prefix, prefix
 
     def prompt_tokens(self, prompt: str) -> int:
         self.load()
-        return len(self._tok(self.chat(prompt))["input_ids"])
+        return len(self._tok(self.chat(prompt)[0])["input_ids"])
 
     def complete_batch(self, prompts: list[str]) -> list[Completion]:
         """Replies to up to ``batch_size`` prompts, generated together."""
@@ -111,7 +116,8 @@ class LocalBackend:
         if not prompts:
             return []
         tok, model = self._tok, self._model
-        enc = tok([self.chat(p) for p in prompts], return_tensors="pt", padding=True)
+        chats = [self.chat(p) for p in prompts]
+        enc = tok([c for c, _ in chats], return_tensors="pt", padding=True)
         kwargs: dict[str, Any] = {
             "max_new_tokens": self.max_new_tokens,
             "do_sample": False,
@@ -127,7 +133,7 @@ class LocalBackend:
         for i, row in enumerate(out):
             new = row[n_in:]
             n_new = int((new != tok.pad_token_id).sum())
-            text = tok.decode(new, skip_special_tokens=True)
+            text = chats[i][1] + tok.decode(new, skip_special_tokens=True)
             if self.per_question:
                 text = text.strip().split("\n", 1)[0]
             usage = {

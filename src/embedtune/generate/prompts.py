@@ -12,9 +12,10 @@ to this module; ``GenerateConfig.prompt_file`` replaces them::
     ['What is R?', 'install packages']
 
 The local model (135M parameters) writes one question per call: asked for a list it repeats
-itself, drifts into answers and numbering. Its template has a ``{kind}`` placeholder that the
-runner fills with a different kind of question per call (a fact, a how/why question, a keyword
-search), which gives varied questions even with greedy decoding.
+itself, drifts into answers and numbering. Its template shows one worked example turn and ends
+with an ``[[assistant]]`` turn holding ``{start}``, which the local backend prefills: the reply
+must begin with "What", "How", "Which", ... (``QUESTION_KINDS``, one per call on a chunk), so
+it is a question, and the questions on one chunk differ even with greedy decoding.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 from embedtune.errors import ConfigError
 
 __all__ = [
+    "to_messages",
     "PromptTemplate",
     "load_template",
     "render",
@@ -35,13 +37,16 @@ __all__ = [
     "QUESTION_KINDS",
 ]
 
-#: What the local template's ``{kind}`` placeholder becomes for the 1st, 2nd, ... call.
+#: What the local template's ``{kind}`` and ``{start}`` placeholders become for the 1st, 2nd, ...
+#: call on a chunk. A reply that must begin with "What" or "How" is a question: left free, the
+#: 135M model answers its own instruction ("The answer to this question would be ...") in about
+#: half of its replies (measured in benchmarks/bench_generate.py).
 QUESTION_KINDS = (
-    "factual question",
-    "how or why question",
-    "short keyword search",
-    "question about a detail",
-    "question a beginner would ask",
+    ("question starting with What", "What"),
+    ("question starting with How", "How"),
+    ("question starting with Which", "Which"),
+    ("question starting with Why", "Why"),
+    ("question starting with When", "When"),
 )
 
 
@@ -97,9 +102,32 @@ def load_template(prompt_file: str | Path | None, backend: str) -> PromptTemplat
 def render(template: PromptTemplate, context: str, num_questions: int, index: int = 0) -> str:
     """Fill in a template; ``index`` picks the question kind for one-question templates."""
     text = template.text.replace("{num_questions}", str(num_questions))
-    text = text.replace("{kind}", QUESTION_KINDS[index % len(QUESTION_KINDS)])
+    kind, start = QUESTION_KINDS[index % len(QUESTION_KINDS)]
+    text = text.replace("{kind}", kind).replace("{start}", start)
     # The context goes in last so that braces inside a chunk are never treated as placeholders.
     return text.replace("{context}", context.strip())
+
+
+_ROLE = re.compile(r"^\[\[(system|user|assistant)\]\]\s*$", re.M)
+
+
+def to_messages(prompt: str) -> list[dict[str, str]]:
+    """Chat messages from a rendered prompt.
+
+    Lines ``[[system]]``, ``[[user]]`` and ``[[assistant]]`` start a message with that role, so
+    a template can hold few-shot turns; a last ``[[assistant]]`` message is the start of the
+    reply the model continues (the local backend prefills it). A prompt without them is one
+    user message.
+    """
+    parts = _ROLE.split(prompt)
+    if len(parts) == 1:
+        return [{"role": "user", "content": prompt.strip()}]
+    messages = []
+    if parts[0].strip():
+        messages.append({"role": "user", "content": parts[0].strip()})
+    for role, content in zip(parts[1::2], parts[2::2], strict=True):
+        messages.append({"role": role, "content": content.strip()})
+    return messages
 
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
