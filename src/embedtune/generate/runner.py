@@ -554,11 +554,12 @@ def summary_table(report: dict[str, Any]) -> Any:
                 f"~{s['completion_tokens']:,}",
             )
         cost = report.get("cost_usd")
-        table.caption = (
-            f"estimated cost ~${cost:.4f} at {report['prices_as_of']} prices"
-            if cost is not None
-            else "no cost estimate for this model (not an OpenAI model on api.openai.com)"
-        )
+        if cost is not None:
+            table.caption = f"estimated cost ~${cost:.4f} at {report['prices_as_of']} prices"
+        elif report["backend"] == "local":
+            table.caption = "offline model on this machine: no API cost"
+        else:
+            table.caption = "no cost estimate: not one of OpenAI's models on api.openai.com"
         return table
     title = f"generate: {report['backend']} / {report['model']}"
     if report.get("skipped"):
