@@ -180,12 +180,12 @@ def bench_local(data: Path, n_chunks: int, batch_sizes: list[int]) -> dict:
         backend.load()
         out[f"load_s_{dtype}"] = round(backend.load_seconds or 0, 2)
         timed(backend, prompts[:2])  # warm-up: first calls allocate and pick kernels
-        sizes = batch_sizes if dtype == "float32" else [g.local_batch_size, max(batch_sizes)]
+        sizes = batch_sizes if dtype == "float32" else [g.local_batch_size]
         for bs in sizes:
             backend.batch_size = bs
-            # Same prompts for every size (sorted by length like the runner does), enough
-            # for two full batches of the largest size where the sample allows.
-            n = min(len(prompts), max(4, 2 * bs))
+            # The first prompts of the sample (sorted by length like the runner does): one full
+            # batch per size, and 4 prompts one at a time for batch size 1.
+            n = min(len(prompts), max(4, bs))
             ps = sorted(prompts[:n], key=len)
             seconds, _ = timed(backend, ps)
             sweep[f"{dtype}/bs{bs}"] = {
@@ -324,7 +324,18 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--chunks", type=int, default=40, help="local part: sample size")
     parser.add_argument("--batch-sizes", default="1,8,16,32")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads for the local part (default: torch's choice). On a CPU shared with "
+        "other busy processes, 1 avoids threads waiting on each other at every op.",
+    )
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     if args.part in ("server", "all"):

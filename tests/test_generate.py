@@ -129,6 +129,7 @@ def test_filter_counts_every_reason_and_strips_numbering():
             "The answer to this question would be: a fitted model",
             "This sentence is a long remark without any question mark in it at all",
             "Which formula does lm take? And what does it return?",
+            "Why does lm drop rows with NA? In the context of R, missing values are skipped",
         ],
     )
     assert f.dropped == {
@@ -147,8 +148,9 @@ def test_filter_counts_every_reason_and_strips_numbering():
         "What does the lm function return?",
         "Which argument of lm takes the data frame?",
         "Which formula does lm take?",
+        "Why does lm drop rows with NA?",
     ]
-    assert f.cleaned == {"numbering_stripped": 2, "first_of_several_kept": 1}
+    assert f.cleaned == {"numbering_stripped": 2, "cut_after_question": 2}
 
 
 def test_roundtrip_ranks_the_source_chunk(minilm):

@@ -114,10 +114,11 @@ class QuestionFilter:
             return None, "preamble"
         if len(text) < self.min_chars:
             return None, "too_short"
-        if text.count("?") > 1:
-            # "What is X? What is Y? How ..." is several questions run together: keep the first.
+        if "?" in text and not text.endswith("?") or text.count("?") > 1:
+            # "What is X? What is Y?" or "What is X? In R, X is ...": the question ends at the
+            # first "?"; what follows is another question or the model answering itself.
             text = text[: text.index("?") + 1]
-            self._last_cleanup = "first_of_several_kept"
+            self._last_cleanup = "cut_after_question"
         if len(text) > self.max_chars:
             return None, "too_long"
         if "?" not in text and len(text.split()) > 10:

@@ -18,7 +18,9 @@ keeps runs reproducible and stops the model from answering its own instruction.
 from __future__ import annotations
 
 import logging
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 from embedtune.config import GenerateConfig
@@ -27,11 +29,31 @@ from embedtune.generate.client import Completion
 from embedtune.generate.prompts import to_messages
 from embedtune.models import smollm2_gguf_path
 
-__all__ = ["LocalBackend", "LOCAL_MODEL_NAME"]
+__all__ = ["LocalBackend", "LOCAL_MODEL_NAME", "resolve_dtype"]
 
 log = logging.getLogger("embedtune.generate")
 
 LOCAL_MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return bool(re.search(r"\b(?:avx512_bf16|amx_bf16)\b", flags))
+
+
+def resolve_dtype(setting: str) -> str:
+    """'bfloat16' or 'float32'; 'auto' picks bfloat16 where the CPU computes it natively.
+
+    On a 2-core Xeon with AVX512-BF16, batch 16: 1.01 questions/s in bfloat16 vs 0.59 in
+    float32 (benchmarks/results/generate.json); without native support bfloat16 is emulated
+    and slower.
+    """
+    if setting != "auto":
+        return setting
+    return "bfloat16" if _cpu_has_bf16() else "float32"
 
 
 class LocalBackend:
@@ -46,6 +68,7 @@ class LocalBackend:
         self.per_question = per_question
         # One question needs ~30 tokens; a list of them needs the configured budget.
         self.max_new_tokens = min(cfg.max_tokens, 48) if per_question else cfg.max_tokens
+        self.dtype = resolve_dtype(cfg.local_dtype)
         self.load_seconds: float | None = None
         self._model: Any = None
         self._tok: Any = None
@@ -56,7 +79,7 @@ class LocalBackend:
             "decoding": "greedy",
             "max_new_tokens": self.max_new_tokens,
             "stop": "newline" if self.per_question else None,
-            "dtype": self.cfg.local_dtype,
+            "dtype": self.dtype,
         }
 
     def load(self) -> None:
@@ -79,7 +102,7 @@ class LocalBackend:
         hf_logging.disable_progress_bar()
         try:
             tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-            dtype = torch.bfloat16 if self.cfg.local_dtype == "bfloat16" else torch.float32
+            dtype = torch.bfloat16 if self.dtype == "bfloat16" else torch.float32
             model = AutoModelForCausalLM.from_pretrained(
                 str(path.parent), gguf_file=path.name, dtype=dtype
             )
