@@ -152,7 +152,9 @@ FACTS: list[tuple[str, str]] = [
 ]
 
 
-def make_sets(n_train: int = 28, prefix: str = "") -> tuple[QADataset, QADataset]:
+def make_sets(
+    n_train: int = 28, n_val: int | None = None, prefix: str = ""
+) -> tuple[QADataset, QADataset]:
     """Train and validation sets: distinct topics, one question and one chunk each."""
 
     def build(items: list[tuple[str, str]], offset: int) -> QADataset:
@@ -163,7 +165,8 @@ def make_sets(n_train: int = 28, prefix: str = "") -> tuple[QADataset, QADataset
             rel[f"{prefix}q{i}"] = [f"{prefix}c{i}"]
         return QADataset(queries=queries, corpus=corpus, relevant_docs=rel)
 
-    return build(FACTS[:n_train], 0), build(FACTS[n_train:], n_train)
+    end = None if n_val is None else n_train + n_val
+    return build(FACTS[:n_train], 0), build(FACTS[n_train:end], n_train)
 
 
 # ---------------------------------------------------------------------- tests of train/data.py

@@ -156,7 +156,8 @@ class TrainConfig(_Section):
         2, ge=1, description="Checkpoints kept in RUN/train/checkpoints (the best is always kept)."
     )
     bf16: Literal["auto", "on", "off"] = Field(
-        "auto", description="bf16 autocast; 'auto' = on GPUs that support it, off on CPU."
+        "auto",
+        description="bf16 autocast; 'auto' = on where the GPU or CPU (AVX512-BF16/AMX) has bf16.",
     )
 
 
