@@ -334,9 +334,9 @@ def finetune(
             )
 
     st_model = _load_base(model)
-    # Never reach the hub for the model card, nor embed widget examples: we write our own card.
+    # sentence-transformers' card (written into checkpoints) must never reach the hub offline;
+    # the card in the saved model is our own (train/card.py).
     st_model.model_card_data.local_files_only = True
-    st_model.model_card_data.generate_widget_examples = False
     if cfg.max_seq_length is not None:
         st_model.max_seq_length = cfg.max_seq_length
     q_prompt, d_prompt = _check_prompts(st_model, cfg)
