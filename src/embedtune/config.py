@@ -152,6 +152,12 @@ class TrainConfig(_Section):
     document_prompt: str | None = Field(None, description="Saved as prompt 'document'.")
     eval_steps: int | None = Field(None, ge=1, description="None = evaluate once per epoch.")
     save_steps: int | None = Field(None, ge=1, description="None = save once per epoch.")
+    teacher: str | None = Field(
+        None,
+        description="A stronger embedding model (hub id, path or alias such as "
+        "all-mpnet-base-v2) whose in-batch ranking the student learns too; None = off.",
+    )
+    distill_weight: float = Field(1.0, ge=0, description="Weight of the teacher's KL term.")
     save_total_limit: int = Field(
         2, ge=1, description="Checkpoints kept in RUN/train/checkpoints (the best is always kept)."
     )

@@ -65,6 +65,15 @@ def train(
     hard_negatives: Annotated[
         int | None, typer.Option(help="Hard negatives mined per pair from the base model.")
     ] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            help="Stronger model whose in-batch ranking is distilled, e.g. all-mpnet-base-v2."
+        ),
+    ] = None,
+    distill_weight: Annotated[
+        float | None, typer.Option(help="Weight of the teacher's KL term (default 1).")
+    ] = None,
     matryoshka_dims: Annotated[
         str | None, typer.Option(help="Also train truncated sizes, e.g. 384,256,128.")
     ] = None,
@@ -116,6 +125,8 @@ def train(
             "save_steps": save_steps,
             "loss": loss,
             "hard_negatives": hard_negatives,
+            "teacher": teacher,
+            "distill_weight": distill_weight,
             "matryoshka_dims": _dims(matryoshka_dims),
             "lora": lora,
             "query_prompt": query_prompt,

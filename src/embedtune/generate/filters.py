@@ -26,7 +26,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     from sentence_transformers import SentenceTransformer
+
+    from embedtune.evaluate.cache import EmbeddingCache
 
 __all__ = ["DROP_REASONS", "QuestionFilter", "normalise", "roundtrip_keep"]
 
@@ -179,30 +182,36 @@ def roundtrip_keep(
     source_index: Sequence[int],
     top_k: int,
     batch_size: int = 64,
+    cache: EmbeddingCache | None = None,
 ) -> list[int]:
     """Rank of each question's source chunk (0 = first) among ``chunk_texts``.
 
     A caller keeps questions whose rank is below ``top_k``. Chunks are encoded once and
     questions in batches; scores are cosine similarities (normalised embeddings, one matmul).
+    With ``cache`` (the evaluation stage's embedding cache for this model), embeddings are
+    read from and added to it, so the evaluation of the base model later encodes nothing twice.
     """
     import torch
 
+    from embedtune.evaluate.cache import EmbeddingCache
+
     if not questions:
         return []
-    docs = model.encode(
-        list(chunk_texts),
-        batch_size=batch_size,
-        convert_to_tensor=True,
-        normalize_embeddings=True,
-        show_progress_bar=False,
-    )
-    queries = model.encode(
-        list(questions),
-        batch_size=batch_size,
-        convert_to_tensor=True,
-        normalize_embeddings=True,
-        show_progress_bar=False,
-    )
+    store = cache if cache is not None else EmbeddingCache(None)
+
+    def embed(texts: Sequence[str], role: str) -> torch.Tensor:
+        fn = model.encode_query if role == "query" else model.encode_document
+
+        def encode(missing: list[str]) -> np.ndarray:
+            return fn(
+                missing, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False
+            )
+
+        vectors = torch.from_numpy(store.get_or_encode(list(texts), role, encode))  # type: ignore[arg-type]
+        return torch.nn.functional.normalize(vectors, dim=-1)
+
+    docs = embed(chunk_texts, "document")
+    queries = embed(questions, "query")
     ranks: list[int] = []
     src = torch.tensor(list(source_index), device=docs.device)
     for start in range(0, len(questions), 1024):

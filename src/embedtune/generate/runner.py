@@ -425,7 +425,11 @@ def run_generate(
         from embedtune.models import load_model
 
         t0 = time.perf_counter()
+        from embedtune.evaluate.cache import EmbeddingCache, model_fingerprint
+
         model = load_model(cfg.model, device="cpu")
+        # The evaluation stage scores this same base model on these same chunks: share its cache.
+        embedding_cache = EmbeddingCache(model_fingerprint(cfg.model))
         for split in SPLITS:
             if not kept[split]:
                 continue
@@ -436,6 +440,7 @@ def run_generate(
                 [q for _, q, _ in kept[split]],
                 [index[cid] for _, _, cid in kept[split]],
                 g.roundtrip_top_k,
+                cache=embedding_cache,
             )
             survivors = []
             for item, rank in zip(kept[split], ranks, strict=True):

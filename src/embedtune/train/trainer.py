@@ -198,7 +198,18 @@ def _build_loss(model: SentenceTransformer, cfg: TrainConfig, world_size: int):
     from sentence_transformers.sentence_transformer import losses
 
     gather = world_size > 1
-    if cfg.loss == "cached_mnrl":
+    if cfg.teacher:
+        from embedtune.train.distill import TeacherDistillLoss
+
+        if cfg.loss == "cached_mnrl":
+            raise ConfigError(
+                "train.teacher works with loss 'mnrl' only; set train.loss to 'mnrl' or "
+                "train.teacher to null"
+            )
+        loss = TeacherDistillLoss(
+            model, distill_weight=cfg.distill_weight, gather_across_devices=gather
+        )
+    elif cfg.loss == "cached_mnrl":
         loss = losses.CachedMultipleNegativesRankingLoss(
             model, mini_batch_size=cfg.mini_batch_size, gather_across_devices=gather
         )
@@ -215,6 +226,36 @@ def _build_loss(model: SentenceTransformer, cfg: TrainConfig, world_size: int):
         dims = sorted(set(cfg.matryoshka_dims) | {dim}, reverse=True)
         loss = losses.MatryoshkaLoss(model, loss, matryoshka_dims=dims)
     return loss
+
+
+def _score_base_cached(model: str, val: QADataset, corpus: dict[str, str]) -> dict[str, float]:
+    """The base model's validation metrics (same definitions as InformationRetrievalEvaluator,
+    tested to 1e-4), with embeddings from the shared cache."""
+    from embedtune.config import EvaluateConfig
+    from embedtune.evaluate.evaluator import evaluate_models
+
+    data = QADataset(queries=val.queries, corpus=corpus, relevant_docs=val.relevant_docs)
+    cfg = EvaluateConfig(k_values=[1, 3, 5, 10], corpus="split", bootstrap_samples=100)
+    result = evaluate_models([model], {"val": data}, cfg, None)
+    metrics = result.datasets["val"].scores[0].metrics
+    return {k.replace("accuracy@", "hit@"): round(float(v), 6) for k, v in metrics.items()}
+
+
+def _add_teacher_labels(rows: Any, cfg: TrainConfig, say: Callable[[str], None], info: dict) -> Any:
+    """Encode every text column once with the teacher and attach it as each row's label."""
+    from embedtune.train.distill import teacher_labels
+
+    assert cfg.teacher is not None
+    t0 = time.perf_counter()
+    teacher = _load_base(cfg.teacher)
+    if cfg.max_seq_length is not None:
+        teacher.max_seq_length = cfg.max_seq_length
+    columns = {name: rows[name] for name in rows.column_names}
+    say(f"encoding {len(rows)} training rows with the teacher {cfg.teacher}")
+    labels = teacher_labels(teacher, columns, bf16=_use_bf16(cfg))
+    info.update({"model": cfg.teacher, "seconds": round(time.perf_counter() - t0, 1)})
+    del teacher
+    return rows.add_column("label", labels)
 
 
 def _trainer_class(base: type, *, lora: bool) -> type:
@@ -364,6 +405,9 @@ def finetune(
             prompts[f"negative_{k}"] = prompts["positive"]
     prompts = {k: v for k, v in prompts.items() if v}
     n_rows = len(train_rows)
+    teacher_info: dict[str, Any] = {}
+    if cfg.teacher:
+        train_rows = _add_teacher_labels(train_rows, cfg, say, teacher_info)
 
     batch = cfg.batch_size
     if batch * world > n_rows:
@@ -408,7 +452,14 @@ def finetune(
             evaluator.primary_metric = cached["primary"]
         else:
             say(f"scoring the base model on {len(val.queries)} validation queries")
-            base_metrics = metric_names(evaluator(st_model))
+            if q_prompt is None and d_prompt is None and cfg.max_seq_length is None:
+                # Unchanged base model: score it through the evaluation stage's embedding cache,
+                # which question generation already filled with these chunks' embeddings.
+                base_metrics = _score_base_cached(model, val, corpus)
+                sim = st_model.similarity_fn_name or "cosine"
+                evaluator.primary_metric = f"{_EVAL_NAME}_{sim}_ndcg@10"
+            else:
+                base_metrics = metric_names(evaluator(st_model))
             if rank == 0:
                 write_json_atomic(
                     base_file,
@@ -527,6 +578,8 @@ def finetune(
             "matryoshka_dims": cfg.matryoshka_dims,
             "lora": {"r": cfg.lora_r, "alpha": 2 * cfg.lora_r} if cfg.lora else None,
             "bf16": bf16,
+            "teacher": teacher_info or None,
+            "distill_weight": cfg.distill_weight if cfg.teacher else None,
         },
         "negatives": negatives_info or None,
         "steps": trainer.state.global_step,

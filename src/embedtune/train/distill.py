@@ -1,0 +1,110 @@
+"""Teacher distillation: a stronger embedding model's in-batch ranking taught to the student.
+
+A small generator (SmolLM2-135M) writes noisy questions; MultipleNegativesRankingLoss alone
+then teaches the student whatever those questions get wrong. A stronger embedding model (the
+packaged all-mpnet-base-v2, or any model the user names) already ranks passages well: for every
+query in a batch we take the teacher's softmax over the batch's passages and ask the student's
+to match it (KL divergence), on top of the usual contrastive loss. The teacher's embeddings are
+computed once before training and travel with each row as its ``label``, so the teacher costs
+one encoding pass, not a forward pass per step.
+
+    loss = MNRL(student) + distill_weight * KL(teacher in-batch distribution || student's)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+from torch import Tensor
+
+__all__ = ["TeacherDistillLoss", "teacher_labels"]
+
+
+class TeacherDistillLoss(MultipleNegativesRankingLoss):
+    """MultipleNegativesRankingLoss plus KL divergence to a teacher's in-batch distribution.
+
+    Rows are (anchor, positive[, negative_1, ...]) with a ``label`` of shape
+    (n_columns, teacher_dim): the teacher's normalised embedding of each column.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        distill_weight: float = 1.0,
+        scale: float = 20.0,
+        teacher_scale: float = 20.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, scale=scale, **kwargs)
+        self.distill_weight = distill_weight
+        self.teacher_scale = teacher_scale
+
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
+        loss = super().compute_loss_from_embeddings(embeddings, labels)
+        if labels is None or labels.dim() != 3 or self.distill_weight == 0:
+            return loss
+        teacher = labels.detach().float()
+        t_query = F.normalize(teacher[:, 0], dim=-1)
+        t_docs = F.normalize(teacher[:, 1:].transpose(0, 1).reshape(-1, teacher.size(-1)), dim=-1)
+        # Under Matryoshka the student's embeddings arrive truncated; the teacher's stay whole.
+        s_query = F.normalize(embeddings[0].float(), dim=-1)
+        s_docs = F.normalize(torch.cat(embeddings[1:]).float(), dim=-1)
+        t_logp = F.log_softmax(t_query @ t_docs.T * self.teacher_scale, dim=1)
+        s_logp = F.log_softmax(s_query @ s_docs.T * self.scale, dim=1)
+        kl = F.kl_div(s_logp, t_logp, log_target=True, reduction="batchmean")
+        return loss + self.distill_weight * kl
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {
+            **super().get_config_dict(),
+            "distill_weight": self.distill_weight,
+            "teacher_scale": self.teacher_scale,
+        }
+
+
+def teacher_labels(
+    teacher: Any,
+    columns: dict[str, list[str]],
+    *,
+    query_column: str = "anchor",
+    batch_size: int = 32,
+    bf16: bool = False,
+) -> list[list[list[float]]]:
+    """The teacher's normalised embedding of every text column, one (n_columns, dim) per row.
+
+    Each distinct text is encoded once; queries through ``encode_query`` and passages through
+    ``encode_document`` so the teacher's own prompts apply.
+    """
+    names = list(columns)
+    n_rows = len(columns[names[0]])
+    encoded: dict[str, dict[str, np.ndarray]] = {"query": {}, "document": {}}
+    for role in ("query", "document"):
+        texts = sorted(
+            {
+                t
+                for name in names
+                if (name == query_column) == (role == "query")
+                for t in columns[name]
+            }
+        )
+        if not texts:
+            continue
+        encode = teacher.encode_query if role == "query" else teacher.encode_document
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            vectors = encode(
+                texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
+            )
+        encoded[role] = dict(zip(texts, vectors.astype(np.float32), strict=True))
+    rows = []
+    for i in range(n_rows):
+        row = []
+        for name in names:
+            role = "query" if name == query_column else "document"
+            row.append(encoded[role][columns[name][i]].tolist())
+        rows.append(row)
+    return rows

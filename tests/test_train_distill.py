@@ -1,0 +1,55 @@
+"""Teacher distillation: the student is pulled towards the teacher's in-batch ranking."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from embedtune.train.distill import TeacherDistillLoss, teacher_labels
+
+
+def _embeddings(seed: int, n: int = 6, dim: int = 8) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [F.normalize(torch.randn(n, dim, generator=g), dim=-1) for _ in range(2)]
+
+
+def test_kl_term_vanishes_when_the_student_ranks_like_the_teacher(minilm):
+    student = _embeddings(0)
+    labels = torch.stack(student, dim=1)  # teacher == student
+    loss = TeacherDistillLoss(minilm, distill_weight=1.0)
+    plain = TeacherDistillLoss(minilm, distill_weight=0.0)
+    same = loss.compute_loss_from_embeddings(student, labels)
+    assert torch.isclose(same, plain.compute_loss_from_embeddings(student, labels), atol=1e-5)
+
+    other_teacher = torch.stack(_embeddings(1), dim=1)
+    differs = loss.compute_loss_from_embeddings(student, other_teacher)
+    assert differs > same + 1e-3
+
+
+def test_distillation_gradient_moves_the_student_towards_the_teacher(minilm):
+    teacher = torch.stack(_embeddings(3), dim=1)
+    q, d = (t.clone().requires_grad_(True) for t in _embeddings(4))
+    loss = TeacherDistillLoss(minilm, distill_weight=5.0)
+    opt = torch.optim.SGD([q, d], lr=0.5)
+
+    def kl() -> float:
+        t = F.log_softmax(teacher[:, 0] @ teacher[:, 1].T * 20, dim=1)
+        s = F.log_softmax(F.normalize(q, dim=-1) @ F.normalize(d, dim=-1).T * 20, dim=1)
+        return float(F.kl_div(s, t, log_target=True, reduction="batchmean"))
+
+    before = kl()
+    for _ in range(30):
+        opt.zero_grad()
+        loss.compute_loss_from_embeddings([q, d], teacher).backward()
+        opt.step()
+    assert kl() < before * 0.5
+
+
+def test_teacher_labels_are_normalised_per_column_and_row(minilm):
+    cols = {"anchor": ["What is R?", "How to plot?"], "positive": ["R is a language.", "plot()"]}
+    labels = np.asarray(teacher_labels(minilm, cols))
+    assert labels.shape == (2, 2, 384)
+    assert np.allclose(np.linalg.norm(labels, axis=-1), 1.0, atol=1e-4)
+    expected = minilm.encode(["R is a language."], normalize_embeddings=True)[0]
+    assert np.allclose(labels[0, 1], expected, atol=1e-4)
