@@ -23,7 +23,7 @@ $(DATA):
 	bash scripts/fetch-sample-docs.sh $(DATA)
 
 demo: setup $(DATA)
-	$(BIN)/embedtune run --docs $(DATA) --run $(RUN)
+	$(BIN)/embedtune run examples/demo.yaml --docs $(DATA) --run $(RUN)
 
 test: setup
 	$(BIN)/pytest -q

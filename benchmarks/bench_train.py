@@ -240,6 +240,12 @@ def main() -> None:
     ap.add_argument("--skip-llamaindex", action="store_true")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "train.json"))
     args = ap.parse_args()
+    for name in ("data", "run", "train_data", "val_data", "out"):
+        if getattr(args, name):
+            setattr(args, name, str(Path(getattr(args, name)).resolve()))
+    # sentence-transformers' fit() (the llama-index engine) writes "checkpoints/" into the
+    # working directory: keep that out of the repository.
+    os.chdir(tempfile.mkdtemp(prefix="bench-train-"))
 
     import torch
 
