@@ -35,6 +35,7 @@ from bs4 import BeautifulSoup, Comment, NavigableString, Tag
 
 from embedtune.dataset import QADataset
 from embedtune.errors import EmbedtuneError, InputError
+from embedtune.ingest.loader import file_sha256
 from embedtune.records import write_json_atomic
 
 __all__ = [
@@ -269,14 +270,6 @@ def _deb_fields(deb: Path) -> dict[str, str]:
     return fields
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _license(tree: Path, package: str, first_page: Path) -> dict[str, Any]:
     info: dict[str, Any] = {}
     copyright_file = tree / "usr" / "share" / "doc" / package / "copyright"
@@ -389,7 +382,7 @@ def build(
         elif not deb.is_file():
             raise InputError(f"{deb} not found (--deb)")
         fields = _deb_fields(deb)
-        deb_sha256 = _sha256(deb)
+        deb_sha256 = file_sha256(deb)
         tree = tmp_path / "tree"
         _run(["dpkg-deb", "-x", str(deb), str(tree)])
         faq = _faq_dir(tree)

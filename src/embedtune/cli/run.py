@@ -67,6 +67,7 @@ def _print_verdict(out: Any, summaries: dict[str, Any]) -> None:
     table = Table(title="base vs fine-tuned (NDCG@10)")
     for col in ("data", "base", "fine-tuned", "diff", "95% CI", "verdict"):
         table.add_column(col)
+
     def num(value: float | None, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
 
