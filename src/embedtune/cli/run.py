@@ -53,7 +53,9 @@ def run(
     out = console()
 
     def on_stage(stage: str, summary: dict[str, Any]) -> None:
-        state = "skipped (current)" if summary.get("skipped") else "done"
+        # prepare reports "cached", the other stages "skipped": both mean nothing was redone.
+        current = summary.get("skipped") or summary.get("cached")
+        state = "skipped (current)" if current else "done"
         out.print(f"[bold]{stage}[/bold]: {state}")
 
     summaries = run_pipeline(cfg, run_dir, fresh=fresh, on_stage=on_stage)

@@ -1,0 +1,88 @@
+"""`embedtune run` end to end: documents in, a verdict and a loadable model out; a re-run skips."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from embedtune.cli import app
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_openai import FakeOpenAI  # noqa: E402
+
+TOPICS = {
+    "models.md": [
+        "The lm function fits linear regression models from a formula and a data frame.",
+        "Generalised linear models are fitted with glm and a family such as binomial.",
+        "The predict function returns fitted values for new data from a model object.",
+    ],
+    "packages.md": [
+        "install.packages downloads packages from CRAN mirrors and installs them locally.",
+        "The library function attaches an installed package to the search path.",
+        "Rscript runs an R script from the shell and passes command line arguments.",
+    ],
+    "data.md": [
+        "read.csv reads a comma separated file into a data frame with a header row.",
+        "Factors store categorical variables; levels returns the categories of a factor.",
+        "Dates are stored as the number of days since 1970-01-01 in class Date.",
+    ],
+    "graphics.md": [
+        "The plot function draws scatter plots; par sets graphical parameters like margins.",
+        "Histograms are drawn with hist, and the breaks argument sets the bins.",
+        "Colours are given by name or as hexadecimal strings such as #FF0000.",
+    ],
+}
+
+
+def test_run_goes_from_documents_to_a_verdict_and_skips_when_current(tmp_path, monkeypatch):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, paragraphs in TOPICS.items():
+        # Each paragraph is its own chunk: long enough, separated by blank lines.
+        body = "\n\n".join((p + " ") * 4 for p in paragraphs)
+        (docs / name).write_text(f"# {name}\n\n{body}\n")
+    run = tmp_path / "run"
+    with FakeOpenAI() as server:
+        config = tmp_path / "cfg.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "chunk": {"chunk_size": 64, "chunk_overlap": 8, "min_chunk_tokens": 8},
+                    "ingest": {"val_ratio": 0.25},
+                    "generate": {
+                        "base_url": server.url,
+                        "model": "fake-model",
+                        "roundtrip_top_k": None,
+                    },
+                    "train": {"epochs": 1, "batch_size": 4, "max_seq_length": 64, "bf16": "off"},
+                    "evaluate": {"bootstrap_samples": 200},
+                }
+            )
+        )
+        monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+        runner = CliRunner()
+        first = runner.invoke(app, ["run", str(config), "--docs", str(docs), "--run", str(run)])
+        assert first.exit_code == 0, first.output
+        calls = server.calls_total
+
+        # Every stage left its artefact in the run directory.
+        assert (run / "chunks" / "train.jsonl").is_file()
+        assert json.loads((run / "data" / "train.json").read_text())["queries"]
+        assert (run / "model" / "modules.json").is_file()
+        assert (run / "eval" / "report.html").is_file()
+        result = json.loads((run / "result.json").read_text())
+        assert result["verdict"] in {"better", "worse", "no clear difference"}
+        assert result["model"] == (
+            str(run / "model") if result["fine_tuned_is_better"] else result["base"]
+        )
+        assert "base vs fine-tuned" in first.output
+
+        second = runner.invoke(app, ["run", "--docs", str(docs), "--run", str(run)])
+        assert second.exit_code == 0, second.output
+        assert server.calls_total == calls  # no paid call made twice
+        for stage in ("prepare", "generate", "train", "evaluate"):
+            assert f"{stage}: skipped" in second.output, second.output
