@@ -1,0 +1,139 @@
+"""Quality levers: fine-tune MiniLM on a run's generated pairs with several recipes and seeds,
+and score each against its base on the generated validation split, the R FAQ's human questions
+and an unrelated-domain set (python-faq).
+
+    python benchmarks/bench_quality.py --run runs/demo --recipes mnrl,distill1 --seeds 1,2,3 \
+        --alpha 1.0,0.5
+
+Recipes: ``mnrl`` (MultipleNegativesRankingLoss) and ``distill<w>`` (MNRL plus KL towards the
+teacher all-mpnet-base-v2's in-batch ranking, weight w). ``--alpha`` mixes the fine-tuned weights
+with the base (1.0 = fine-tuned only). Choose on "val"; the human sets are for reporting only.
+Each result is appended to benchmarks/results/quality.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+from embedtune.config import EvaluateConfig
+from embedtune.dataset import QADataset
+from embedtune.evaluate.evaluator import evaluate_models
+from embedtune.models import load_model
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = "all-MiniLM-L6-v2"
+
+
+def train_model(pairs, recipe: str, seed: int, args, teacher_cache: dict):
+    from datasets import Dataset
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+
+    from embedtune.train.distill import TeacherDistillLoss, teacher_labels
+
+    model = load_model(BASE, device="cpu")
+    rows = {"anchor": [q for q, _ in pairs], "positive": [p for _, p in pairs]}
+    if recipe.startswith("distill"):
+        if "labels" not in teacher_cache:
+            teacher = load_model(args.teacher, device="cpu")
+            teacher_cache["labels"] = teacher_labels(teacher, rows, bf16=True)
+        rows["label"] = teacher_cache["labels"]
+        loss = TeacherDistillLoss(model, distill_weight=float(recipe[len("distill") :] or 1.0))
+    else:
+        loss = MultipleNegativesRankingLoss(model)
+    targs = SentenceTransformerTrainingArguments(
+        output_dir=str(args.work / "ckpt"),
+        num_train_epochs=args.epochs,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=args.lr,
+        warmup_steps=0.1,
+        seed=seed,
+        data_seed=seed,
+        bf16=True,
+        use_cpu=True,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+    )
+    t0 = time.time()
+    SentenceTransformerTrainer(
+        model=model, args=targs, train_dataset=Dataset.from_dict(rows), loss=loss
+    ).train()
+    return model, time.time() - t0
+
+
+def mix_with_base(model, alpha: float):
+    base = load_model(BASE, device="cpu").state_dict()
+    tuned = model.state_dict()
+    mixed = copy.deepcopy(model)
+    mixed.load_state_dict(
+        {
+            k: (1 - alpha) * base[k] + alpha * v if v.is_floating_point() else v
+            for k, v in tuned.items()
+        }
+    )
+    return mixed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", required=True, help="a run directory with data/train.json, val.json")
+    ap.add_argument("--rfaq", default=str(REPO.parent / "shared/data/r-faq"))
+    ap.add_argument("--pyfaq", default=str(REPO / ".embedtune-data/python-faq"))
+    ap.add_argument("--recipes", default="mnrl,distill1")
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--alpha", default="1.0")
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--teacher", default="all-mpnet-base-v2")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/embedtune-quality"))
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/quality.jsonl")
+    args = ap.parse_args()
+
+    run = Path(args.run)
+    train = QADataset.from_json(run / "data/train.json")
+    sets = {"val": QADataset.from_json(run / "data/val.json")}
+    for name, path in (("rfaq", args.rfaq), ("pyfaq", args.pyfaq)):
+        if Path(path).is_dir():
+            sets[name] = QADataset.from_beir(path)
+    pairs = train.pairs()
+    ecfg = EvaluateConfig(corpus="split", bootstrap_samples=1000)
+    teacher_cache: dict = {}
+    print(f"{len(pairs)} training pairs; evaluation sets: {', '.join(sets)}")
+    print(f"{'recipe':<10} {'seed':>4} {'alpha':>5} " + " ".join(f"{n + ' Δ':>22}" for n in sets))
+    for recipe in args.recipes.split(","):
+        for seed in map(int, args.seeds.split(",")):
+            model, seconds = train_model(pairs, recipe, seed, args, teacher_cache)
+            for alpha in map(float, args.alpha.split(",")):
+                candidate = mix_with_base(model, alpha) if alpha < 1 else model
+                path = args.work / f"{recipe}-s{seed}-a{alpha}"
+                candidate.save(str(path))
+                result = evaluate_models([BASE, str(path)], sets, ecfg, None)
+                row = {"recipe": recipe, "seed": seed, "alpha": alpha, "epochs": args.epochs,
+                       "lr": args.lr, "batch_size": args.batch_size, "pairs": len(pairs),
+                       "train_s": round(seconds, 1)}  # fmt: skip
+                cells = []
+                for name, data in result.datasets.items():
+                    c = data.comparisons[data.scores[1].label]["ndcg@10"]
+                    row[name] = {"base": round(c.base, 4), "model": round(c.model, 4),
+                                 "diff": round(c.diff, 4),
+                                 "ci": [round(c.ci_low, 4), round(c.ci_high, 4)]}  # fmt: skip
+                    cells.append(f"{c.diff:+.4f} [{c.ci_low:+.3f},{c.ci_high:+.3f}]")
+                print(f"{recipe:<10} {seed:>4} {alpha:>5} " + " ".join(f"{x:>22}" for x in cells))
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                with args.out.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
