@@ -33,6 +33,7 @@ def test_distillation_gradient_moves_the_student_towards_the_teacher(minilm):
     loss = TeacherDistillLoss(minilm, distill_weight=5.0)
     opt = torch.optim.SGD([q, d], lr=0.5)
 
+    @torch.no_grad()
     def kl() -> float:
         t = F.log_softmax(teacher[:, 0] @ teacher[:, 1].T * 20, dim=1)
         s = F.log_softmax(F.normalize(q, dim=-1) @ F.normalize(d, dim=-1).T * 20, dim=1)
