@@ -106,8 +106,7 @@ def train(
     """
     import shutil
 
-    from embedtune.dataset import load_dataset_path
-    from embedtune.train.data import merged_corpus
+    from embedtune.train.data import load_sets, merged_corpus
     from embedtune.train.trainer import finetune, run_train
 
     if run is None and train_data is None:
@@ -157,12 +156,7 @@ def train(
             for p in (work, output):
                 if p.exists():
                     shutil.rmtree(p)
-        tr = load_dataset_path(train_data)
-        tr.metadata["source"] = str(train_data)
-        va = None
-        if val_data is not None:
-            va = load_dataset_path(val_data)
-            va.metadata["source"] = str(val_data)
+        tr, va = load_sets(train_data, val_data)
         summary = finetune(
             cfg.model,
             tr,

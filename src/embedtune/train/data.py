@@ -12,6 +12,7 @@ against the *full* corpus (training and validation chunks), as a deployed retrie
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embedtune.dataset import QADataset
@@ -20,7 +21,20 @@ from embedtune.errors import InputError
 if TYPE_CHECKING:
     from datasets import Dataset
 
-__all__ = ["check_dataset", "pair_rows", "pairs_dataset", "merged_corpus"]
+__all__ = ["check_dataset", "load_sets", "pair_rows", "pairs_dataset", "merged_corpus"]
+
+
+def load_sets(train_path: Path, val_path: Path | None) -> tuple[QADataset, QADataset | None]:
+    """Read training (and validation) data, either shape, remembering each file for messages."""
+    from embedtune.dataset import load_dataset_path
+
+    train = load_dataset_path(train_path)
+    train.metadata["source"] = str(train_path)
+    val = None
+    if val_path is not None:
+        val = load_dataset_path(val_path)
+        val.metadata["source"] = str(val_path)
+    return train, val
 
 
 def check_dataset(ds: QADataset, source: str) -> None:

@@ -36,7 +36,7 @@ from embedtune.config import PipelineConfig, TrainConfig
 from embedtune.dataset import QADataset
 from embedtune.errors import ConfigError, InputError, TrainingError
 from embedtune.records import content_hash, write_json_atomic
-from embedtune.train.data import check_dataset, merged_corpus, pairs_dataset
+from embedtune.train.data import check_dataset, load_sets, merged_corpus, pairs_dataset
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -711,12 +711,7 @@ def run_train(
     if _world()[1] == 0:
         write_json_atomic(work / "started.json", {"key": key})
 
-    train = QADataset.from_json(train_path)
-    train.metadata["source"] = str(train_path)
-    val = None
-    if val_path.is_file():
-        val = QADataset.from_json(val_path)
-        val.metadata["source"] = str(val_path)
+    train, val = load_sets(train_path, val_path if val_path.is_file() else None)
     summary = finetune(
         cfg.model,
         train,
