@@ -96,12 +96,16 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--teacher", default="all-mpnet-base-v2")
+    ap.add_argument(
+        "--train-data", type=Path, help="train on this llama-index JSON instead of RUN/data/train.json"
+    )
+    ap.add_argument("--label", default="", help="a name for the training data in the results")
     ap.add_argument("--work", type=Path, default=Path("/tmp/embedtune-quality"))
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/quality.jsonl")
     args = ap.parse_args()
 
     run = Path(args.run)
-    train = QADataset.from_json(run / "data/train.json")
+    train = QADataset.from_json(args.train_data or run / "data/train.json")
     sets = {"val": QADataset.from_json(run / "data/val.json")}
     for name, path in (("rfaq", args.rfaq), ("pyfaq", args.pyfaq)):
         if Path(path).is_dir():
@@ -121,7 +125,7 @@ def main() -> None:
                 result = evaluate_models([BASE, str(path)], sets, ecfg, None)
                 row = {"recipe": recipe, "seed": seed, "alpha": alpha, "epochs": args.epochs,
                        "lr": args.lr, "batch_size": args.batch_size, "pairs": len(pairs),
-                       "train_s": round(seconds, 1)}  # fmt: skip
+                       "data": args.label or str(args.train_data or run), "train_s": round(seconds, 1)}  # fmt: skip
                 cells = []
                 for name, data in result.datasets.items():
                     c = data.comparisons[data.scores[1].label]["ndcg@10"]

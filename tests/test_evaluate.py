@@ -317,3 +317,57 @@ def test_run_evaluate_scores_base_and_fine_tuned_and_skips_when_current(
 def test_run_evaluate_without_generated_data_says_what_to_run(tmp_path):
     with pytest.raises(InputError, match="embedtune generate --run"):
         run_evaluate(PipelineConfig(), tmp_path / "empty-run")
+
+
+# --------------------------------------------------------------------------- base choice
+def _scored(per_model: dict[str, np.ndarray]):
+    """A DatasetResult from per-query NDCG@10 values; the first model is the base."""
+    from embedtune.evaluate.evaluator import DatasetResult, ModelScores
+
+    scores = [
+        ModelScores(
+            label,
+            label,
+            None,
+            "cosine",
+            {"ndcg@10": float(v.mean())},
+            {"ndcg@10": v},
+            [],
+            [],
+            0,
+            0,
+            0.0,
+        )  # fmt: skip
+        for label, v in per_model.items()
+    ]
+    base = scores[0].per_query
+    ds = DatasetResult("val", "full", [], [], [], {}, scores)
+    for s in scores[1:]:
+        ds.comparisons[s.label] = paired_bootstrap(base, s.per_query, samples=500, seed=0)
+    return ds
+
+
+def test_a_baseline_that_beats_base_and_fine_tuned_is_recommended():
+    from embedtune.evaluate.evaluator import recommend_base
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.3, 0.7, 60)
+    ds = _scored({"base": base, "fine-tuned": base + 0.02, "all-mpnet-base-v2": base + 0.10})
+    rec = recommend_base(ds)
+    assert rec is not None and rec["model"] == "all-mpnet-base-v2"
+    assert rec["over_fine_tuned"] == pytest.approx(0.08)
+    assert rec["ci_low"] > 0 and "--model all-mpnet-base-v2" in rec["message"]
+
+
+def test_no_recommendation_when_fine_tuned_wins_or_baseline_is_not_clearly_better():
+    from embedtune.evaluate.evaluator import recommend_base
+
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.3, 0.7, 60)
+    noise = rng.normal(0, 0.2, 60)
+    # the fine-tuned model is the best of all: nothing to switch to
+    assert (
+        recommend_base(_scored({"base": base, "fine-tuned": base + 0.1, "b": base + 0.05})) is None
+    )
+    # a baseline whose gain is within the noise is not clearly better, so not recommended
+    assert recommend_base(_scored({"base": base, "b": base + 0.01 + noise})) is None

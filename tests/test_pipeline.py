@@ -86,3 +86,15 @@ def test_run_goes_from_documents_to_a_verdict_and_skips_when_current(tmp_path, m
         assert server.calls_total == calls  # no paid call made twice
         for stage in ("prepare", "generate", "train", "evaluate"):
             assert f"{stage}: skipped" in second.output, second.output
+
+        # A zero-shot baseline is scored too and gets its own row; only evaluation runs again.
+        third = runner.invoke(
+            app, ["run", "--docs", str(docs), "--run", str(run), "--baseline", "minilm"]
+        )
+        assert third.exit_code == 0, third.output
+        assert "evaluate: done" in third.output and "train: skipped" in third.output
+        assert "  minilm " in third.output
+        val = json.loads((run / "result.json").read_text())["validation"]
+        assert val["baselines"]["minilm"]["diff"] == 0  # the base itself, zero-shot
+        # a baseline no better than the base is never recommended
+        assert "recommendation" not in third.output

@@ -57,6 +57,7 @@ def choose_result(cfg: PipelineConfig, run_dir: Path, evaluation: dict[str, Any]
         "fine_tuned_is_better": better,
         "verdict": verdict,
         "validation": evaluation.get("validation"),
+        "recommendation": evaluation.get("recommendation"),
     }
     write_json_atomic(run_dir / "result.json", result)
     return result

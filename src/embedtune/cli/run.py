@@ -25,6 +25,14 @@ def run(
             "--eval-data", help="Extra evaluation sets (BEIR folder or llama-index JSON)."
         ),
     ] = None,
+    baseline: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--baseline",
+            help="Also score this model zero-shot (e.g. all-mpnet-base-v2); repeat it. The run "
+            "recommends one that beats both the base and the fine-tuned model.",
+        ),
+    ] = None,
     fresh: Annotated[bool, typer.Option(help="Redo every stage, ignoring cached work.")] = False,
 ) -> None:
     """Run the whole pipeline: prepare, generate, train, evaluate.
@@ -36,6 +44,7 @@ def run(
     Example (offline, on the packaged MiniLM and the local question generator):
       embedtune run --docs ./docs --run runs/first
       embedtune run my-run.yaml --run runs/second --eval-data ./my-beir-set
+      embedtune run --docs ./docs --run runs/third --baseline all-mpnet-base-v2
     """
     from embedtune.pipeline import run_pipeline
 
@@ -45,6 +54,8 @@ def run(
     cfg = run_config(run_dir, config, overrides)
     if eval_data:
         cfg.evaluate.data = list(dict.fromkeys([*cfg.evaluate.data, *map(str, eval_data)]))
+    if baseline:
+        cfg.evaluate.baselines = list(dict.fromkeys([*cfg.evaluate.baselines, *baseline]))
     if not cfg.ingest.paths:
         raise typer.BadParameter(
             "no documents: pass --docs FOLDER or set ingest.paths in the config",
@@ -82,6 +93,15 @@ def _print_verdict(out: Any, summaries: dict[str, Any]) -> None:
             f"[{num(row.get('ci_low'), '+.4f')}, {num(row.get('ci_high'), '+.4f')}]",
             str(row.get("verdict", "-")),
         )
+        for label, other in row.get("baselines", {}).items():
+            table.add_row(
+                f"  {label}",
+                "",
+                num(other.get("ndcg@10"), ".4f"),
+                num(other.get("diff"), "+.4f"),
+                f"[{num(other.get('ci_low'), '+.4f')}, {num(other.get('ci_high'), '+.4f')}]",
+                str(other.get("verdict", "-")),
+            )
     out.print(table)
     result = summaries.get("result", {})
     if result.get("fine_tuned_is_better"):
@@ -94,3 +114,6 @@ def _print_verdict(out: Any, summaries: dict[str, Any]) -> None:
             f"keeping the base model {result.get('base')}. The fine-tuned weights are at "
             f"{result.get('fine_tuned')} for your own checks.[/yellow]"
         )
+    recommendation = result.get("recommendation")
+    if recommendation:
+        out.print(f"[cyan]recommendation: {recommendation['message']}.[/cyan]")

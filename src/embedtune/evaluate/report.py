@@ -110,6 +110,8 @@ def _truncate(text: str, n: int = 160) -> str:
 
 # --------------------------------------------------------------------------- markdown
 def render_markdown(result: EvaluationResult) -> str:
+    from embedtune.evaluate.evaluator import best_model
+
     cfg = result.config
     lines = [
         "# Retrieval evaluation",
@@ -135,6 +137,8 @@ def render_markdown(result: EvaluationResult) -> str:
         for label in ds.comparisons:
             lines.append(f"**Verdict: {_verdict_sentence(ds, label)}**")
             lines.append("")
+        if len(ds.scores) > 2 and (best := best_model(ds)) is not None:
+            lines += [f"Best on {name}: **{best}** (clearly better than {ds.base.label}).", ""]
         lines.append("| model | " + " | ".join(_label(m) for m in metrics) + " |")
         lines.append("|---|" + "---:|" * len(metrics))
         for s in ds.scores:
