@@ -5,8 +5,8 @@ and an unrelated-domain set (python-faq).
     python benchmarks/bench_quality.py --run runs/demo --recipes mnrl,distill1 --seeds 1,2,3 \
         --alpha 1.0,0.5
 
-Recipes: ``mnrl`` (MultipleNegativesRankingLoss) and ``distill<w>`` (MNRL plus KL towards the
-teacher all-mpnet-base-v2's in-batch ranking, weight w). ``--alpha`` mixes the fine-tuned weights
+Recipes: ``mnrl`` (MultipleNegativesRankingLoss), ``distill<w>`` (MNRL plus KL towards the
+teacher all-mpnet-base-v2's in-batch ranking, weight w) and ``kl`` (the KL term alone). ``--alpha`` mixes the fine-tuned weights
 with the base (1.0 = fine-tuned only). Choose on "val"; the human sets are for reporting only.
 Each result is appended to benchmarks/results/quality.jsonl.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from embedtune.config import EvaluateConfig
 from embedtune.dataset import QADataset
+from embedtune.evaluate.cache import EmbeddingCache, model_fingerprint
 from embedtune.evaluate.evaluator import evaluate_models
 from embedtune.models import load_model
 
@@ -41,12 +42,16 @@ def train_model(pairs, recipe: str, seed: int, args, teacher_cache: dict):
 
     model = load_model(BASE, device="cpu")
     rows = {"anchor": [q for q, _ in pairs], "positive": [p for _, p in pairs]}
-    if recipe.startswith("distill"):
+    if recipe.startswith(("distill", "kl")):
         if "labels" not in teacher_cache:
             teacher = load_model(args.teacher, device="cpu")
-            teacher_cache["labels"] = teacher_labels(teacher, rows, bf16=True)
+            cache = EmbeddingCache(model_fingerprint(args.teacher))
+            teacher_cache["labels"] = teacher_labels(teacher, rows, cache=cache)
         rows["label"] = teacher_cache["labels"]
-        loss = TeacherDistillLoss(model, distill_weight=float(recipe[len("distill") :] or 1.0))
+        if recipe.startswith("kl"):  # the teacher's ranking only, no contrastive term
+            loss = TeacherDistillLoss(model, distill_weight=1.0, contrastive_weight=0.0)
+        else:
+            loss = TeacherDistillLoss(model, distill_weight=float(recipe[len("distill") :] or 1))
     else:
         loss = MultipleNegativesRankingLoss(model)
     targs = SentenceTransformerTrainingArguments(
@@ -97,7 +102,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--teacher", default="all-mpnet-base-v2")
     ap.add_argument(
-        "--train-data", type=Path, help="train on this llama-index JSON instead of RUN/data/train.json"
+        "--train-data",
+        type=Path,
+        help="train on this llama-index JSON instead of RUN/data/train.json",
     )
     ap.add_argument("--label", default="", help="a name for the training data in the results")
     ap.add_argument("--work", type=Path, default=Path("/tmp/embedtune-quality"))

@@ -54,3 +54,27 @@ def test_teacher_labels_are_normalised_per_column_and_row(minilm):
     assert np.allclose(np.linalg.norm(labels, axis=-1), 1.0, atol=1e-4)
     expected = minilm.encode(["R is a language."], normalize_embeddings=True)[0]
     assert np.allclose(labels[0, 1], expected, atol=1e-4)
+
+
+def test_without_the_contrastive_term_only_the_teacher_ranking_counts(minilm):
+    student = _embeddings(5)
+    same_teacher = torch.stack(student, dim=1)
+    kl_only = TeacherDistillLoss(minilm, distill_weight=1.0, contrastive_weight=0.0)
+    assert float(kl_only.compute_loss_from_embeddings(student, same_teacher)) < 1e-5
+    other = torch.stack(_embeddings(6), dim=1)
+    assert float(kl_only.compute_loss_from_embeddings(student, other)) > 1e-3
+
+
+def test_teacher_labels_read_back_from_the_embedding_cache(minilm, tmp_path):
+    from embedtune.evaluate.cache import EmbeddingCache
+
+    cols = {"anchor": ["What is R?", "How to plot?"], "positive": ["R is a language.", "plot()"]}
+    first_cache = EmbeddingCache("test-teacher", root=tmp_path)
+    first = np.asarray(teacher_labels(minilm, cols, cache=first_cache))
+    assert first_cache.encoded == 4
+
+    again = EmbeddingCache("test-teacher", root=tmp_path)  # a later run, same teacher
+    second = np.asarray(teacher_labels(minilm, cols, cache=again))
+    assert again.encoded == 0 and again.hits == 4
+    assert np.allclose(first, second, atol=1e-6)
+    assert np.allclose(np.linalg.norm(second, axis=-1), 1.0, atol=1e-4)

@@ -8,18 +8,23 @@ to match it (KL divergence), on top of the usual contrastive loss. The teacher's
 computed once before training and travel with each row as its ``label``, so the teacher costs
 one encoding pass, not a forward pass per step.
 
-    loss = MNRL(student) + distill_weight * KL(teacher in-batch distribution || student's)
+    loss = contrastive_weight * MNRL(student)
+           + distill_weight * KL(teacher in-batch distribution || student's)
 """
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from embedtune.evaluate.cache import EmbeddingCache
 
 __all__ = ["TeacherDistillLoss", "teacher_labels"]
 
@@ -36,18 +41,21 @@ class TeacherDistillLoss(MultipleNegativesRankingLoss):
         model: Any,
         *,
         distill_weight: float = 1.0,
+        contrastive_weight: float = 1.0,
         scale: float = 20.0,
         teacher_scale: float = 20.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(model, scale=scale, **kwargs)
         self.distill_weight = distill_weight
+        self.contrastive_weight = contrastive_weight
         self.teacher_scale = teacher_scale
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
         loss = super().compute_loss_from_embeddings(embeddings, labels)
         if labels is None or labels.dim() != 3 or self.distill_weight == 0:
             return loss
+        loss = loss * self.contrastive_weight
         teacher = labels.detach().float()
         t_query = F.normalize(teacher[:, 0], dim=-1)
         t_docs = F.normalize(teacher[:, 1:].transpose(0, 1).reshape(-1, teacher.size(-1)), dim=-1)
@@ -63,6 +71,7 @@ class TeacherDistillLoss(MultipleNegativesRankingLoss):
         return {
             **super().get_config_dict(),
             "distill_weight": self.distill_weight,
+            "contrastive_weight": self.contrastive_weight,
             "teacher_scale": self.teacher_scale,
         }
 
@@ -74,11 +83,15 @@ def teacher_labels(
     query_column: str = "anchor",
     batch_size: int = 32,
     bf16: bool = False,
+    cache: EmbeddingCache | None = None,
 ) -> list[list[list[float]]]:
     """The teacher's normalised embedding of every text column, one (n_columns, dim) per row.
 
     Each distinct text is encoded once; queries through ``encode_query`` and passages through
-    ``encode_document`` so the teacher's own prompts apply.
+    ``encode_document`` so the teacher's own prompts apply. With ``cache`` (the embedding cache
+    of the teacher's fingerprint) texts the teacher encoded before, in an evaluation or an
+    earlier run, are read back; they are then encoded in float32 like the evaluation's, so the
+    cache never holds two precisions of one model.
     """
     names = list(columns)
     n_rows = len(columns[names[0]])
@@ -94,12 +107,19 @@ def teacher_labels(
         )
         if not texts:
             continue
-        encode = teacher.encode_query if role == "query" else teacher.encode_document
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            vectors = encode(
-                texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
-            )
-        encoded[role] = dict(zip(texts, vectors.astype(np.float32), strict=True))
+        fn = teacher.encode_query if role == "query" else teacher.encode_document
+
+        def encode(missing: list[str], fn: Any = fn, autocast: bool = bf16) -> np.ndarray:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                return fn(missing, batch_size=batch_size, convert_to_numpy=True)
+
+        if cache is not None:
+            vectors = cache.get_or_encode(texts, role, partial(encode, autocast=False))
+        else:
+            vectors = encode(texts)
+        vectors = vectors.astype(np.float32)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        encoded[role] = dict(zip(texts, vectors, strict=True))
     rows = []
     for i in range(n_rows):
         row = []

@@ -243,6 +243,7 @@ def _score_base_cached(model: str, val: QADataset, corpus: dict[str, str]) -> di
 
 def _add_teacher_labels(rows: Any, cfg: TrainConfig, say: Callable[[str], None], info: dict) -> Any:
     """Encode every text column once with the teacher and attach it as each row's label."""
+    from embedtune.evaluate.cache import EmbeddingCache, model_fingerprint
     from embedtune.train.distill import teacher_labels
 
     assert cfg.teacher is not None
@@ -252,7 +253,16 @@ def _add_teacher_labels(rows: Any, cfg: TrainConfig, say: Callable[[str], None],
         teacher.max_seq_length = cfg.max_seq_length
     columns = {name: rows[name] for name in rows.column_names}
     say(f"encoding {len(rows)} training rows with the teacher {cfg.teacher}")
-    labels = teacher_labels(teacher, columns, bf16=_use_bf16(cfg))
+    # Through the teacher's embedding cache: a re-run, or the teacher scored as an evaluation
+    # baseline, encodes nothing twice. A shortened max_seq_length changes the embeddings, so
+    # then the cache is not used.
+    fingerprint = model_fingerprint(cfg.teacher) if cfg.max_seq_length is None else None
+    labels = teacher_labels(
+        teacher,
+        columns,
+        bf16=_use_bf16(cfg),
+        cache=EmbeddingCache(fingerprint) if fingerprint else None,
+    )
     info.update({"model": cfg.teacher, "seconds": round(time.perf_counter() - t0, 1)})
     del teacher
     return rows.add_column("label", labels)
