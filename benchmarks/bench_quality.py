@@ -89,9 +89,41 @@ def mix_with_base(model, alpha: float):
     return mixed
 
 
+GROUP_KEYS = ("data", "recipe", "alpha", "epochs", "lr", "batch_size")
+
+
+def summarize(path: Path, samples: int = 2000) -> None:
+    """Per recipe (rows differing only in seed): mean and range of the NDCG@10 difference over
+    seeds, and a 95% paired bootstrap interval of the seed-averaged per-query difference."""
+    import numpy as np
+
+    groups: dict[tuple, list[dict]] = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        groups.setdefault(tuple(row.get(k) for k in GROUP_KEYS), []).append(row)
+    rng = np.random.default_rng(0)
+    print(" | ".join(GROUP_KEYS) + " | seeds | set: mean Δ [min, max] (CI of the seed mean)")
+    for key, rows in groups.items():
+        cells = []
+        for name in ("val", "rfaq", "pyfaq"):
+            have = [r[name] for r in rows if name in r]
+            if not have:
+                continue
+            diffs = [h["diff"] for h in have]
+            text = f"{name} {np.mean(diffs):+.4f} [{min(diffs):+.4f}, {max(diffs):+.4f}]"
+            per_query = [h["per_query_diff"] for h in have if "per_query_diff" in h]
+            if per_query and len({len(p) for p in per_query}) == 1:
+                mean = np.mean(per_query, axis=0)
+                idx = rng.integers(0, len(mean), size=(samples, len(mean)))
+                lo, hi = np.percentile(mean[idx].mean(axis=1), [2.5, 97.5])
+                text += f" ({lo:+.4f}, {hi:+.4f})"
+            cells.append(text)
+        print(" | ".join(str(k) for k in key) + f" | {len(rows)} | " + "; ".join(cells))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run", required=True, help="a run directory with data/train.json, val.json")
+    ap.add_argument("--run", help="a run directory with data/train.json, val.json")
     ap.add_argument("--rfaq", default=str(REPO.parent / "shared/data/r-faq"))
     ap.add_argument("--pyfaq", default=str(REPO / ".embedtune-data/python-faq"))
     ap.add_argument("--recipes", default="mnrl,distill1")
@@ -109,8 +141,14 @@ def main() -> None:
     ap.add_argument("--label", default="", help="a name for the training data in the results")
     ap.add_argument("--work", type=Path, default=Path("/tmp/embedtune-quality"))
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/quality.jsonl")
+    ap.add_argument("--summary", action="store_true", help="summarise --out and exit")
     args = ap.parse_args()
+    if args.summary:
+        summarize(args.out)
+        return
 
+    if not args.run:
+        ap.error("--run is required (a run directory with data/train.json and data/val.json)")
     run = Path(args.run)
     train = QADataset.from_json(args.train_data or run / "data/train.json")
     sets = {"val": QADataset.from_json(run / "data/val.json")}
@@ -136,9 +174,12 @@ def main() -> None:
                 cells = []
                 for name, data in result.datasets.items():
                     c = data.comparisons[data.scores[1].label]["ndcg@10"]
+                    per_query = (data.scores[1].per_query["ndcg@10"]
+                                 - data.scores[0].per_query["ndcg@10"])  # fmt: skip
                     row[name] = {"base": round(c.base, 4), "model": round(c.model, 4),
                                  "diff": round(c.diff, 4),
-                                 "ci": [round(c.ci_low, 4), round(c.ci_high, 4)]}  # fmt: skip
+                                 "ci": [round(c.ci_low, 4), round(c.ci_high, 4)],
+                                 "per_query_diff": [round(float(x), 4) for x in per_query]}  # fmt: skip
                     cells.append(f"{c.diff:+.4f} [{c.ci_low:+.3f},{c.ci_high:+.3f}]")
                 print(f"{recipe:<10} {seed:>4} {alpha:>5} " + " ".join(f"{x:>22}" for x in cells))
                 args.out.parent.mkdir(parents=True, exist_ok=True)
