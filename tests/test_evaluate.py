@@ -357,6 +357,7 @@ def test_a_baseline_that_beats_base_and_fine_tuned_is_recommended():
     assert rec is not None and rec["model"] == "all-mpnet-base-v2"
     assert rec["over_fine_tuned"] == pytest.approx(0.08)
     assert rec["ci_low"] > 0 and "--model all-mpnet-base-v2" in rec["message"]
+    assert "over the base on val" in rec["message"]  # names the data it is based on
 
 
 def test_no_recommendation_when_fine_tuned_wins_or_baseline_is_not_clearly_better():

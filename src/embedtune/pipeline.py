@@ -58,6 +58,11 @@ def choose_result(cfg: PipelineConfig, run_dir: Path, evaluation: dict[str, Any]
         "verdict": verdict,
         "validation": evaluation.get("validation"),
         "recommendation": evaluation.get("recommendation"),
+        "recommendations": {
+            name: row["recommendation"]
+            for name, row in (evaluation.get("datasets") or {}).items()
+            if row.get("recommendation")
+        },
     }
     write_json_atomic(run_dir / "result.json", result)
     return result

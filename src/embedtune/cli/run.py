@@ -114,6 +114,5 @@ def _print_verdict(out: Any, summaries: dict[str, Any]) -> None:
             f"keeping the base model {result.get('base')}. The fine-tuned weights are at "
             f"{result.get('fine_tuned')} for your own checks.[/yellow]"
         )
-    recommendation = result.get("recommendation")
-    if recommendation:
+    for recommendation in (result.get("recommendations") or {}).values():
         out.print(f"[cyan]recommendation: {recommendation['message']}.[/cyan]")
