@@ -9,6 +9,10 @@ Recipes: ``mnrl`` (MultipleNegativesRankingLoss), ``distill<w>`` (MNRL plus KL t
 teacher all-mpnet-base-v2's in-batch ranking, weight w) and ``kl`` (the KL term alone). ``--alpha`` mixes the fine-tuned weights
 with the base (1.0 = fine-tuned only). Choose on "val"; the human sets are for reporting only.
 Each result is appended to benchmarks/results/quality.jsonl.
+
+    python benchmarks/bench_quality.py --run runs/demo --zero-shot all-mpnet-base-v2
+
+scores other models (zero-shot, or fine-tuned folders) on the same sets without training.
 """
 
 from __future__ import annotations
@@ -142,6 +146,14 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/embedtune-quality"))
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/quality.jsonl")
     ap.add_argument("--summary", action="store_true", help="summarise --out and exit")
+    ap.add_argument(
+        "--zero-shot",
+        nargs="*",
+        metavar="MODEL",
+        help="score these models (zero-shot, or already fine-tuned folders) against the base on "
+        "the same sets instead of training",
+    )
+    ap.add_argument("--val-data", type=Path, help="validation set instead of RUN/data/val.json")
     args = ap.parse_args()
     if args.summary:
         summarize(args.out)
@@ -151,12 +163,21 @@ def main() -> None:
         ap.error("--run is required (a run directory with data/train.json and data/val.json)")
     run = Path(args.run)
     train = QADataset.from_json(args.train_data or run / "data/train.json")
-    sets = {"val": QADataset.from_json(run / "data/val.json")}
+    sets = {"val": QADataset.from_json(args.val_data or run / "data/val.json")}
     for name, path in (("rfaq", args.rfaq), ("pyfaq", args.pyfaq)):
         if Path(path).is_dir():
             sets[name] = QADataset.from_beir(path)
     pairs = train.pairs()
     ecfg = EvaluateConfig(corpus="split", bootstrap_samples=1000)
+    if args.zero_shot:
+        result = evaluate_models([BASE, *args.zero_shot], sets, ecfg, None)
+        for name, data in result.datasets.items():
+            print(f"{name}: {len(data.query_ids)} queries, base {data.base.metrics['ndcg@10']:.4f}")
+            for score in data.scores[1:]:
+                c = data.comparisons[score.label]["ndcg@10"]
+                print(f"  {score.source:<60} {c.model:.4f} {c.diff:+.4f} "
+                      f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}] {c.verdict}")  # fmt: skip
+        return
     teacher_cache: dict = {}
     print(f"{len(pairs)} training pairs; evaluation sets: {', '.join(sets)}")
     print(f"{'recipe':<10} {'seed':>4} {'alpha':>5} " + " ".join(f"{n + ' Δ':>22}" for n in sets))
