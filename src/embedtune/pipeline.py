@@ -57,7 +57,6 @@ def choose_result(cfg: PipelineConfig, run_dir: Path, evaluation: dict[str, Any]
         "fine_tuned_is_better": better,
         "verdict": verdict,
         "validation": evaluation.get("validation"),
-        "recommendation": evaluation.get("recommendation"),
         "recommendations": {
             name: row["recommendation"]
             for name, row in (evaluation.get("datasets") or {}).items()

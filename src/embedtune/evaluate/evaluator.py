@@ -592,7 +592,6 @@ def _run_summary(result: EvaluationResult) -> dict[str, Any]:
         "datasets": datasets,
         "validation": datasets["val"],
         "verdict": datasets["val"]["verdict"],
-        "recommendation": datasets["val"]["recommendation"],
         "output": str(result.output_dir),
         "skipped": False,
     }
@@ -617,7 +616,8 @@ def run_evaluate(
                               "ci_low": 0.05, "ci_high": 0.13, "verdict": "better",
                               "n_queries": 120, "n_corpus": 540, "corpus": "full",
                               "baselines": {label: {"ndcg@10", "diff", "ci_low", "ci_high",
-                                                    "verdict"}}}},
+                                                    "verdict"}},
+                              "recommendation": None}},  # or recommend_base()'s dict
          "models": {label: source}, "base_model": cfg.model, "primary_metric": "ndcg@10",
          "output": "RUN/eval", "skipped": False}
 
