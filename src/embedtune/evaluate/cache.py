@@ -217,6 +217,30 @@ class EmbeddingCache:
             index.setdefault(key, (name, row))
 
     # ------------------------------------------------------------------ lookup
+    def encode_with(
+        self,
+        model: SentenceTransformer,
+        texts: Sequence[str],
+        role: Role,
+        *,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = False,
+    ) -> np.ndarray:
+        """``model``'s embeddings of ``texts`` as queries (``encode_query``) or documents
+        (``encode_document``, so the model's own prompts apply), read from and added to this
+        cache."""
+        fn = model.encode_query if role == "query" else model.encode_document
+
+        def encode(missing: list[str]) -> np.ndarray:
+            return fn(
+                missing,
+                batch_size=batch_size,
+                convert_to_numpy=True,
+                show_progress_bar=show_progress_bar,
+            )
+
+        return self.get_or_encode(list(texts), role, encode)
+
     def get_or_encode(
         self,
         texts: Sequence[str],

@@ -26,10 +26,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import numpy as np
     from sentence_transformers import SentenceTransformer
 
-    from embedtune.evaluate.cache import EmbeddingCache
+    from embedtune.evaluate.cache import EmbeddingCache, Role
 
 __all__ = ["DROP_REASONS", "QuestionFilter", "normalise", "roundtrip_keep"]
 
@@ -199,15 +198,8 @@ def roundtrip_keep(
         return []
     store = cache if cache is not None else EmbeddingCache(None)
 
-    def embed(texts: Sequence[str], role: str) -> torch.Tensor:
-        fn = model.encode_query if role == "query" else model.encode_document
-
-        def encode(missing: list[str]) -> np.ndarray:
-            return fn(
-                missing, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False
-            )
-
-        vectors = torch.from_numpy(store.get_or_encode(list(texts), role, encode))  # type: ignore[arg-type]
+    def embed(texts: Sequence[str], role: Role) -> torch.Tensor:
+        vectors = torch.from_numpy(store.encode_with(model, texts, role, batch_size=batch_size))
         return torch.nn.functional.normalize(vectors, dim=-1)
 
     docs = embed(chunk_texts, "document")

@@ -14,7 +14,6 @@ one encoding pass, not a forward pass per step.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -93,6 +92,9 @@ def teacher_labels(
     earlier run, are read back; they are then encoded in float32 like the evaluation's, so the
     cache never holds two precisions of one model.
     """
+    from embedtune.evaluate.cache import EmbeddingCache
+
+    store = cache if cache is not None else EmbeddingCache(None)  # None: stores nothing
     names = list(columns)
     n_rows = len(columns[names[0]])
     encoded: dict[str, dict[str, np.ndarray]] = {"query": {}, "document": {}}
@@ -107,16 +109,11 @@ def teacher_labels(
         )
         if not texts:
             continue
-        fn = teacher.encode_query if role == "query" else teacher.encode_document
-
-        def encode(missing: list[str], fn: Any = fn, autocast: bool = bf16) -> np.ndarray:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                return fn(missing, batch_size=batch_size, convert_to_numpy=True)
-
-        if cache is not None:
-            vectors = cache.get_or_encode(texts, role, partial(encode, autocast=False))
-        else:
-            vectors = encode(texts)
+        # Cached embeddings are float32, like the evaluation's: one precision per model.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and cache is None):
+            vectors = store.encode_with(
+                teacher, texts, role, batch_size=batch_size, show_progress_bar=None
+            )
         vectors = vectors.astype(np.float32)
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         encoded[role] = dict(zip(texts, vectors, strict=True))
