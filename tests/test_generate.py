@@ -297,6 +297,25 @@ def test_messy_replies_are_filtered_and_counted_in_the_report(tmp_path):
     assert list(saved.queries.values()) == ["What does lm fit from a formula?"]
 
 
+def test_roundtrip_can_be_judged_by_another_model(tmp_path, minilm_path):
+    run = make_run(tmp_path, n_train=6, n_val=3)
+    with FakeOpenAI() as server:
+        cfg = config(server, roundtrip_top_k=2, roundtrip_model=minilm_path)
+        cfg.model = str(tmp_path / "no-such-base")  # were the base loaded, this would fail
+        report = run_generate(cfg, run)
+    assert report["splits"]["train"]["roundtrip"]["model"] == minilm_path
+    assert report["splits"]["train"]["kept"] > 0
+
+
+def test_bad_roundtrip_model_fails_before_any_call(tmp_path):
+    run = make_run(tmp_path, n_train=2, n_val=1)
+    with FakeOpenAI() as server:
+        cfg = config(server, roundtrip_top_k=5, roundtrip_model=str(tmp_path / "nope"))
+        with pytest.raises(ConfigError, match=r"generate\.roundtrip_model: model path .*nope"):
+            run_generate(cfg, run)
+        assert server.calls_total == 0
+
+
 # ------------------------------------------------------------------ never lose work
 def test_killed_run_resumes_without_repeating_a_call_and_fresh_repeats(tmp_path):
     run = make_run(tmp_path, n_train=12, n_val=4)

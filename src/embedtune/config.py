@@ -116,6 +116,11 @@ class GenerateConfig(_Section):
         description="Keep a question only if the base model ranks its chunk in the top k of its "
         "split; None disables the round-trip filter.",
     )
+    roundtrip_model: str | None = Field(
+        None,
+        description="Model that judges the round trip (hub id, path or alias, e.g. a stronger "
+        "model than the base); None = the base model.",
+    )
     min_question_chars: int = Field(12, ge=1)
     max_question_chars: int = Field(300, ge=10)
     seed: int = 42

@@ -32,6 +32,13 @@ def generate(
         str | None,
         typer.Option(help="Your own prompt template with {context} and {num_questions}."),
     ] = None,
+    roundtrip_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model that judges the round-trip filter (default: the base model), e.g. "
+            "all-mpnet-base-v2: keep the questions a stronger model finds their chunk for."
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show calls, tokens and cost; call nothing.")
     ] = False,
@@ -67,6 +74,7 @@ def generate(
             "concurrency": concurrency,
             "max_chunks": max_chunks,
             "prompt_file": prompt_file,
+            "roundtrip_model": roundtrip_model,
         }
     }
     cfg = run_config(run, config, overrides)

@@ -331,6 +331,14 @@ def run_generate(
             f"generate.min_question_chars ({g.min_question_chars}) must be below "
             f"generate.max_question_chars ({g.max_question_chars})"
         )
+    if g.roundtrip_model is not None and g.roundtrip_top_k is not None:
+        # Fail before the paid or slow calls, not after them at the filter.
+        from embedtune.models import resolve_model
+
+        try:
+            resolve_model(g.roundtrip_model)
+        except InputError as exc:
+            raise ConfigError(f"generate.roundtrip_model: {exc}") from None
     backend_name = resolve_backend(g)
     template = load_template(g.prompt_file, backend_name)
     chunks = _read_split_chunks(run_dir)
@@ -427,9 +435,11 @@ def run_generate(
         t0 = time.perf_counter()
         from embedtune.evaluate.cache import EmbeddingCache, model_fingerprint
 
-        model = load_model(cfg.model, device="cpu")
-        # The evaluation stage scores this same base model on these same chunks: share its cache.
-        embedding_cache = EmbeddingCache(model_fingerprint(cfg.model))
+        judge = g.roundtrip_model or cfg.model
+        model = load_model(judge, device="cpu")
+        # The evaluation stage scores this same model (the base, or the judge as a baseline or
+        # teacher) on these same chunks: share its cache.
+        embedding_cache = EmbeddingCache(model_fingerprint(judge))
         for split in SPLITS:
             if not kept[split]:
                 continue
@@ -459,6 +469,7 @@ def run_generate(
                         )
             roundtrip[split] = {
                 "top_k": g.roundtrip_top_k,
+                "model": judge,
                 "n_chunks": len(chunks[split]),
                 "rank1_share": round(sum(r == 0 for r in ranks) / len(ranks), 4),
                 "mean_rank": round(sum(ranks) / len(ranks) + 1, 2),
