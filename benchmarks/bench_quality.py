@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 BASE = "all-MiniLM-L6-v2"
 
 
-def train_model(pairs, recipe: str, seed: int, args, teacher_cache: dict):
+def train_model(train, recipe: str, seed: int, args, teacher_cache: dict):
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformerTrainer,
@@ -44,8 +44,15 @@ def train_model(pairs, recipe: str, seed: int, args, teacher_cache: dict):
 
     from embedtune.train.distill import TeacherDistillLoss, teacher_labels
 
-    model = load_model(BASE, device="cpu")
+    model = load_model(args.base, device="cpu")
+    pairs = train.pairs()
     rows = {"anchor": [q for q, _ in pairs], "positive": [p for _, p in pairs]}
+    if args.hard_negatives:
+        if recipe != "mnrl":
+            raise SystemExit("--hard-negatives applies to the mnrl recipe only")
+        from embedtune.train.negatives import mine_hard_negatives
+
+        rows = mine_hard_negatives(model, train, args.hard_negatives, args.margin).to_dict()
     if recipe.startswith(("distill", "kl")):
         if "labels" not in teacher_cache:
             teacher = load_model(args.teacher, device="cpu")
@@ -80,8 +87,8 @@ def train_model(pairs, recipe: str, seed: int, args, teacher_cache: dict):
     return model, time.time() - t0
 
 
-def mix_with_base(model, alpha: float):
-    base = load_model(BASE, device="cpu").state_dict()
+def mix_with_base(model, alpha: float, base_name: str = BASE):
+    base = load_model(base_name, device="cpu").state_dict()
     tuned = model.state_dict()
     mixed = copy.deepcopy(model)
     mixed.load_state_dict(
@@ -93,7 +100,16 @@ def mix_with_base(model, alpha: float):
     return mixed
 
 
-GROUP_KEYS = ("data", "recipe", "alpha", "epochs", "lr", "batch_size")
+GROUP_KEYS = (
+    "data",
+    "base_model",
+    "recipe",
+    "alpha",
+    "epochs",
+    "lr",
+    "batch_size",
+    "hard_negatives",
+)
 
 
 def summarize(path: Path, samples: int = 2000) -> None:
@@ -136,7 +152,15 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--base", default=BASE, help="the model to fine-tune and compare against")
     ap.add_argument("--teacher", default="all-mpnet-base-v2")
+    ap.add_argument(
+        "--hard-negatives",
+        type=int,
+        default=0,
+        help="mnrl only: this many negatives per pair, mined by the base model",
+    )
+    ap.add_argument("--margin", type=float, default=0.1, help="hard negatives' margin")
     ap.add_argument(
         "--train-data",
         type=Path,
@@ -170,7 +194,7 @@ def main() -> None:
     pairs = train.pairs()
     ecfg = EvaluateConfig(corpus="split", bootstrap_samples=1000)
     if args.zero_shot:
-        result = evaluate_models([BASE, *args.zero_shot], sets, ecfg, None)
+        result = evaluate_models([args.base, *args.zero_shot], sets, ecfg, None)
         for name, data in result.datasets.items():
             print(f"{name}: {len(data.query_ids)} queries, base {data.base.metrics['ndcg@10']:.4f}")
             for score in data.scores[1:]:
@@ -183,14 +207,16 @@ def main() -> None:
     print(f"{'recipe':<10} {'seed':>4} {'alpha':>5} " + " ".join(f"{n + ' Δ':>22}" for n in sets))
     for recipe in args.recipes.split(","):
         for seed in map(int, args.seeds.split(",")):
-            model, seconds = train_model(pairs, recipe, seed, args, teacher_cache)
+            model, seconds = train_model(train, recipe, seed, args, teacher_cache)
             for alpha in map(float, args.alpha.split(",")):
-                candidate = mix_with_base(model, alpha) if alpha < 1 else model
+                candidate = mix_with_base(model, alpha, args.base) if alpha < 1 else model
                 path = args.work / f"{recipe}-s{seed}-a{alpha}"
                 candidate.save(str(path))
-                result = evaluate_models([BASE, str(path)], sets, ecfg, None)
+                result = evaluate_models([args.base, str(path)], sets, ecfg, None)
                 row = {"recipe": recipe, "seed": seed, "alpha": alpha, "epochs": args.epochs,
                        "lr": args.lr, "batch_size": args.batch_size, "pairs": len(pairs),
+                       "hard_negatives": args.hard_negatives or None,
+                       **({"base_model": args.base} if args.base != BASE else {}),
                        "data": args.label or str(args.train_data or run), "train_s": round(seconds, 1)}  # fmt: skip
                 cells = []
                 for name, data in result.datasets.items():
