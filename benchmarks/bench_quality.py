@@ -34,6 +34,8 @@ BASE = "all-MiniLM-L6-v2"
 
 
 def train_model(train, recipe: str, seed: int, args, teacher_cache: dict):
+    """Fine-tune ``args.base``; ``teacher_cache`` keeps seed-independent work (teacher labels,
+    mined negatives) across seeds."""
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformerTrainer,
@@ -52,7 +54,11 @@ def train_model(train, recipe: str, seed: int, args, teacher_cache: dict):
             raise SystemExit("--hard-negatives applies to the mnrl recipe only")
         from embedtune.train.negatives import mine_hard_negatives
 
-        rows = mine_hard_negatives(model, train, args.hard_negatives, args.margin).to_dict()
+        if "negatives" not in teacher_cache:  # mined by the untrained base: the same every seed
+            teacher_cache["negatives"] = mine_hard_negatives(
+                model, train, args.hard_negatives, args.margin
+            ).to_dict()
+        rows = teacher_cache["negatives"]
     if recipe.startswith(("distill", "kl")):
         if "labels" not in teacher_cache:
             teacher = load_model(args.teacher, device="cpu")
