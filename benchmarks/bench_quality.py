@@ -50,15 +50,19 @@ def train_model(train, recipe: str, seed: int, args, teacher_cache: dict):
     pairs = train.pairs()
     rows = {"anchor": [q for q, _ in pairs], "positive": [p for _, p in pairs]}
     if args.hard_negatives:
-        if recipe != "mnrl":
-            raise SystemExit("--hard-negatives applies to the mnrl recipe only")
+        if recipe != "mnrl" and args.mine_with != "teacher":
+            raise SystemExit("--hard-negatives with a teacher recipe needs --mine-with teacher")
         from embedtune.train.negatives import mine_hard_negatives
 
-        if "negatives" not in teacher_cache:  # mined by the untrained base: the same every seed
+        if "negatives" not in teacher_cache:  # mined by an untrained model: the same every seed
+            miner, cache = model, None
+            if args.mine_with == "teacher":  # its embeddings of the chunks come from the cache
+                miner = load_model(args.teacher, device="cpu")
+                cache = EmbeddingCache(model_fingerprint(args.teacher))
             teacher_cache["negatives"] = mine_hard_negatives(
-                model, train, args.hard_negatives, args.margin
+                miner, train, args.hard_negatives, args.margin, cache=cache
             ).to_dict()
-        rows = teacher_cache["negatives"]
+        rows = dict(teacher_cache["negatives"])
     if recipe.startswith(("distill", "kl")):
         if "labels" not in teacher_cache:
             teacher = load_model(args.teacher, device="cpu")
@@ -115,6 +119,7 @@ GROUP_KEYS = (
     "lr",
     "batch_size",
     "hard_negatives",
+    "mine_with",
 )
 
 
@@ -167,6 +172,13 @@ def main() -> None:
         help="mnrl only: this many negatives per pair, mined by the base model",
     )
     ap.add_argument("--margin", type=float, default=0.1, help="hard negatives' margin")
+    ap.add_argument(
+        "--mine-with",
+        choices=("base", "teacher"),
+        default="base",
+        help="the model that mines hard negatives (teacher: also for distill recipes, whose "
+        "KL term then sees the teacher's ranking of confusable chunks)",
+    )
     ap.add_argument(
         "--train-data",
         type=Path,
@@ -222,6 +234,7 @@ def main() -> None:
                 row = {"recipe": recipe, "seed": seed, "alpha": alpha, "epochs": args.epochs,
                        "lr": args.lr, "batch_size": args.batch_size, "pairs": len(pairs),
                        "hard_negatives": args.hard_negatives or None,
+                       **({"mine_with": args.mine_with} if args.hard_negatives else {}),
                        **({"base_model": args.base} if args.base != BASE else {}),
                        "data": args.label or str(args.train_data or run), "train_s": round(seconds, 1)}  # fmt: skip
                 cells = []

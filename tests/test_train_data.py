@@ -232,6 +232,20 @@ def test_hard_negatives_never_a_relevant_chunk_or_its_copy_and_respect_the_margi
     assert stats["negatives_per_pair"] == 2
 
 
+def test_hard_negatives_mined_through_the_cache_match_and_encode_nothing_twice(minilm, tmp_path):
+    from embedtune.evaluate.cache import EmbeddingCache
+
+    train, _ = make_sets()
+    direct = mine_hard_negatives(minilm, train, num_negatives=2, margin=0.05)
+    first = EmbeddingCache("test-miner", root=tmp_path)
+    cached = mine_hard_negatives(minilm, train, num_negatives=2, margin=0.05, cache=first)
+    assert first.encoded == len(train.queries) + len(train.corpus)
+    assert cached.to_dict() == direct.to_dict()
+    again = EmbeddingCache("test-miner", root=tmp_path)  # e.g. a teacher the round trip used
+    assert mine_hard_negatives(minilm, train, 2, 0.05, cache=again).to_dict() == direct.to_dict()
+    assert again.encoded == 0
+
+
 def test_hard_negatives_need_enough_chunks(minilm):
     ds = QADataset(queries={"q": "What is R?"}, corpus={"a": "R."}, relevant_docs={"q": ["a"]})
     with pytest.raises(TrainingError, match="hard_negatives=3 needs at least 4 training chunks"):

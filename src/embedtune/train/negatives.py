@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
 
+    from embedtune.evaluate.cache import EmbeddingCache
+
 __all__ = ["mine_hard_negatives"]
 
 logger = logging.getLogger(__name__)
@@ -43,11 +45,15 @@ def mine_hard_negatives(
     document_prompt_name: str | None = None,
     batch_size: int = 64,
     stats: dict | None = None,
+    cache: EmbeddingCache | None = None,
 ) -> Dataset:
     """Training rows ``anchor, positive, negative_1..negative_n`` (one per query/chunk pair).
 
     ``margin`` is absolute in cosine similarity: a candidate must score at most
     ``min(positive scores) - margin``. ``stats``, if given, receives counts for the summary.
+    ``cache`` (the embedding cache of ``model``'s fingerprint; only without prompt names, since
+    the cache holds the model's own query/document encodings) reads back texts the model
+    encoded before, e.g. a teacher's embeddings of the chunks from the round trip.
     """
     import torch
     from datasets import Dataset
@@ -65,22 +71,32 @@ def mine_hard_negatives(
     for i, cid in enumerate(cids):
         text_to_rows.setdefault(train.corpus[cid], []).append(i)
 
-    with torch.no_grad():
-        q_emb = model.encode(
-            [train.queries[q] for q in qids],
-            prompt_name=query_prompt_name,
-            batch_size=batch_size,
-            convert_to_tensor=True,
-            normalize_embeddings=True,
+    queries = [train.queries[q] for q in qids]
+    chunks = [train.corpus[c] for c in cids]
+    if cache is not None and query_prompt_name is None and document_prompt_name is None:
+        q_emb = torch.from_numpy(cache.encode_with(model, queries, "query", batch_size=batch_size))
+        c_emb = torch.from_numpy(
+            cache.encode_with(model, chunks, "document", batch_size=batch_size)
         )
-        c_emb = model.encode(
-            [train.corpus[c] for c in cids],
-            prompt_name=document_prompt_name,
-            batch_size=batch_size,
-            convert_to_tensor=True,
-            normalize_embeddings=True,
-        )
-        scores = (q_emb @ c_emb.T).float().cpu()
+        norm = torch.nn.functional.normalize
+        scores = norm(q_emb.float(), dim=-1) @ norm(c_emb.float(), dim=-1).T
+    else:
+        with torch.no_grad():
+            q_emb = model.encode(
+                queries,
+                prompt_name=query_prompt_name,
+                batch_size=batch_size,
+                convert_to_tensor=True,
+                normalize_embeddings=True,
+            )
+            c_emb = model.encode(
+                chunks,
+                prompt_name=document_prompt_name,
+                batch_size=batch_size,
+                convert_to_tensor=True,
+                normalize_embeddings=True,
+            )
+            scores = (q_emb @ c_emb.T).float().cpu()
 
     negatives_of: dict[str, list[str]] = {}
     skipped_margin = 0
