@@ -259,3 +259,25 @@ def test_save_steps_must_be_a_multiple_of_eval_steps(tmp_path):
     cfg = TrainConfig(eval_steps=3, save_steps=4, max_seq_length=32)
     with pytest.raises(ConfigError, match=r"save_steps \(4\) must be a multiple"):
         finetune("all-MiniLM-L6-v2", train, val, cfg, tmp_path / "m")
+
+
+def test_hard_negatives_are_mined_through_the_base_models_embedding_cache(tmp_path, monkeypatch):
+    """Mining reads the base's embeddings from the cache the round trip and the evaluation
+    share, and leaves there what it encoded: the training texts are never encoded twice."""
+    from embedtune.evaluate.cache import EmbeddingCache, model_fingerprint
+
+    monkeypatch.setenv("EMBEDTUNE_CACHE", str(tmp_path / "cache"))
+    run = _run_dir(tmp_path / "run")
+    train, _ = make_sets()
+    cfg = _cfg(
+        hard_negatives=1, max_seq_length=None, query_prompt=None, matryoshka_dims=None, epochs=1
+    )
+    summary = run_train(cfg, run)
+    assert summary["negatives"]["negatives_per_pair"] == 1
+
+    def never(missing: list[str]) -> np.ndarray:
+        raise AssertionError(f"{len(missing)} training texts were not in the cache")
+
+    cache = EmbeddingCache(model_fingerprint("all-MiniLM-L6-v2"))
+    assert cache.get_or_encode(list(train.corpus.values()), "document", never).shape[0] == 28
+    assert cache.get_or_encode(list(train.queries.values()), "query", never).shape[0] == 28

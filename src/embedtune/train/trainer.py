@@ -399,9 +399,13 @@ def finetune(
     train_rows = pairs_dataset(train)
     negatives_info: dict[str, Any] = {}
     if cfg.hard_negatives:
+        from embedtune.evaluate.cache import EmbeddingCache, model_fingerprint
         from embedtune.train.negatives import mine_hard_negatives
 
         say(f"mining {cfg.hard_negatives} hard negative(s) per pair with the base model")
+        # The round trip encoded the training chunks and questions with the base through its
+        # embedding cache; read them back unless the sequence length differs from the model's.
+        fingerprint = model_fingerprint(model) if cfg.max_seq_length is None else None
         train_rows = mine_hard_negatives(
             st_model,
             train,
@@ -410,6 +414,7 @@ def finetune(
             query_prompt_name=q_prompt,
             document_prompt_name=d_prompt,
             stats=negatives_info,
+            cache=EmbeddingCache(fingerprint) if fingerprint else None,
         )
         for k in range(1, cfg.hard_negatives + 1):
             prompts[f"negative_{k}"] = prompts["positive"]
