@@ -169,7 +169,7 @@ def main() -> None:
         "--hard-negatives",
         type=int,
         default=0,
-        help="mnrl only: this many negatives per pair, mined by the base model",
+        help="this many negatives per pair, mined by --mine-with (teacher recipes: teacher only)",
     )
     ap.add_argument("--margin", type=float, default=0.1, help="hard negatives' margin")
     ap.add_argument(
