@@ -71,32 +71,30 @@ def mine_hard_negatives(
     for i, cid in enumerate(cids):
         text_to_rows.setdefault(train.corpus[cid], []).append(i)
 
-    queries = [train.queries[q] for q in qids]
-    chunks = [train.corpus[c] for c in cids]
-    if cache is not None and query_prompt_name is None and document_prompt_name is None:
-        q_emb = torch.from_numpy(cache.encode_with(model, queries, "query", batch_size=batch_size))
-        c_emb = torch.from_numpy(
-            cache.encode_with(model, chunks, "document", batch_size=batch_size)
-        )
-        norm = torch.nn.functional.normalize
-        scores = norm(q_emb.float(), dim=-1) @ norm(c_emb.float(), dim=-1).T
-    else:
+    use_cache = cache is not None and query_prompt_name is None and document_prompt_name is None
+
+    def embed(texts: list[str], role: str, prompt_name: str | None) -> torch.Tensor:
+        """Normalised float32 embeddings on the CPU, read from ``cache`` when it applies."""
+        if use_cache:
+            vectors = cache.encode_with(model, texts, role, batch_size=batch_size)
+            return torch.nn.functional.normalize(torch.from_numpy(vectors).float(), dim=-1)
         with torch.no_grad():
-            q_emb = model.encode(
-                queries,
-                prompt_name=query_prompt_name,
-                batch_size=batch_size,
-                convert_to_tensor=True,
-                normalize_embeddings=True,
+            return (
+                model.encode(
+                    texts,
+                    prompt_name=prompt_name,
+                    batch_size=batch_size,
+                    convert_to_tensor=True,
+                    normalize_embeddings=True,
+                )
+                .float()
+                .cpu()
             )
-            c_emb = model.encode(
-                chunks,
-                prompt_name=document_prompt_name,
-                batch_size=batch_size,
-                convert_to_tensor=True,
-                normalize_embeddings=True,
-            )
-            scores = (q_emb @ c_emb.T).float().cpu()
+
+    scores = (
+        embed([train.queries[q] for q in qids], "query", query_prompt_name)
+        @ embed([train.corpus[c] for c in cids], "document", document_prompt_name).T
+    )
 
     negatives_of: dict[str, list[str]] = {}
     skipped_margin = 0
