@@ -265,6 +265,56 @@ def bench_local(data: Path, n_chunks: int, batch_sizes: list[int]) -> dict:
     return out
 
 
+def bench_prefix(data: Path, n_chunks: int, kinds: list[int], dtype: str) -> dict:
+    """Shared prompt beginnings against whole prompts: the same calls, batched as the runner
+    batches them (a chunk's calls together), timed alternately with ``share_prefixes`` off and
+    on; the replies must be the same text."""
+    import torch
+
+    from embedtune.generate.local import LocalBackend
+    from embedtune.generate.prompts import load_template, render
+    from embedtune.generate.runner import _Call, _local_batches
+
+    chunks = _chunks_from_pdfs(data, n_chunks)
+    g = load_config(environ={}).generate.model_copy(update={"local_dtype": dtype})
+    backend = LocalBackend(g, per_question=True)
+    backend.load()
+    template = load_template(None, "local")
+    out: dict = {"cpu_threads": torch.get_num_threads(), "dtype": backend.dtype, "rows": []}
+    backend.complete_batch([render(template, chunks[0].text, 1, 0)])  # warm-up
+    for k in kinds:
+        calls = [
+            _Call("train", c, i, f"{c.id}/{i}", render(template, c.text, 1, i))
+            for c in chunks
+            for i in range(k)
+        ]
+        batches = _local_batches(calls, backend.batch_size)
+        seconds: dict[bool, float] = {}
+        texts: dict[bool, list[str]] = {}
+        for share in (False, True):  # one pass each: every batch of the sample, in order
+            backend.share_prefixes = share
+            start = time.perf_counter()
+            texts[share] = [
+                r.text for b in batches for r in backend.complete_batch([c.prompt for c in b])
+            ]
+            seconds[share] = time.perf_counter() - start
+        same = sum(a == b for a, b in zip(texts[False], texts[True], strict=True))
+        row = {
+            "questions_per_chunk": k,
+            "calls": len(calls),
+            "whole_s": round(seconds[False], 1),
+            "shared_s": round(seconds[True], 1),
+            "speedup": round(seconds[False] / seconds[True], 2),
+            "identical_replies": f"{same}/{len(calls)}",
+        }
+        out["rows"].append(row)
+        print(
+            f"  {k} per chunk, {len(calls)} calls: whole prompts {seconds[False]:.1f} s, "
+            f"shared beginnings {seconds[True]:.1f} s = {row['speedup']}x; same replies {same}"
+        )
+    return out
+
+
 def _table(results: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -314,11 +364,29 @@ def _table(results: dict) -> None:
         for q in run["sample_dropped"]:
             console.print(f"  {q['reason']:>20s}: {q['question']}")
 
+    if "prefix" in results:
+        pre = results["prefix"]
+        t = Table(title=f"shared prompt beginnings, {pre['dtype']}, {pre['cpu_threads']} threads")
+        for col in ("per chunk", "calls", "whole s", "shared s", "speedup", "same replies"):
+            t.add_column(col, justify="right")
+        for r in pre["rows"]:
+            t.add_row(
+                str(r["questions_per_chunk"]),
+                str(r["calls"]),
+                str(r["whole_s"]),
+                str(r["shared_s"]),
+                f"{r['speedup']}x",
+                r["identical_replies"],
+            )
+        console.print(t)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", nargs="?", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--part", choices=("server", "local", "all"), default="all")
+    parser.add_argument("--part", choices=("server", "local", "prefix", "all"), default="all")
+    parser.add_argument("--kinds", default="2,4", help="prefix part: questions per chunk")
+    parser.add_argument("--dtype", default="auto", help="prefix part: local_dtype")
     parser.add_argument("--server-chunks", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=16)
@@ -343,7 +411,16 @@ def main() -> None:
     if args.part in ("local", "all"):
         sizes = [int(x) for x in args.batch_sizes.split(",")]
         results["local"] = bench_local(Path(args.data), args.chunks, sizes)
-    results["machine"] = {"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    if args.part in ("prefix", "all"):
+        kinds = [int(x) for x in args.kinds.split(",")]
+        results["prefix"] = bench_prefix(Path(args.data), args.chunks, kinds, args.dtype)
+    from embedtune.generate.local import resolve_dtype
+
+    results["machine"] = {
+        "cpus": os.cpu_count(),
+        "native_bf16": resolve_dtype("auto") == "bfloat16",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     _table(results)

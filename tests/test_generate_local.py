@@ -55,3 +55,110 @@ def test_local_model_writes_questions_about_the_passage(tmp_path):
     # A second run reuses every cached reply: nothing is generated again.
     again = run_generate(cfg, run)
     assert again.get("skipped") is True
+
+
+# ---------------------------------------------------------------- shared prompt beginnings
+
+
+def _tiny_backend():
+    """A LocalBackend over a tiny random Llama and a byte-level BPE tokenizer with a chat
+    template: the real code paths of batched generation, in a second, without SmolLM2."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from embedtune.generate.local import LocalBackend
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<pad>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    bpe.train_from_iterator(list(PASSAGES.values()) * 3, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="<|im_end|>")
+    tok.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    tok.padding_side = "left"
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        initializer_range=0.5,  # spread-out logits: greedy choices are never near-ties
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    backend = LocalBackend(load_config(environ={}).generate)
+    backend._model, backend._tok = LlamaForCausalLM(config).eval(), tok
+    return backend
+
+
+def test_prompts_about_one_chunk_read_its_text_once_and_reply_as_if_read_whole():
+    from embedtune.generate.prompts import load_template, render
+
+    backend = _tiny_backend()
+    template = load_template(None, "local")
+    # Three chunks of different lengths, two or three kinds of question each, as the runner
+    # batches them: the shared path must give every prompt the reply the whole prompt gets.
+    prompts = [render(template, PASSAGES[c], 1, i) for c, k in (("t0", 2), ("t1", 3), ("v0", 2)) for i in range(k)]  # fmt: skip
+    forward = backend._model.forward
+    read: list[int] = []
+
+    def counting(*args, **kwargs):
+        read.append(int(kwargs["input_ids"].shape[0] * kwargs["input_ids"].shape[1]))
+        return forward(*args, **kwargs)
+
+    backend._model.forward = counting
+    backend.share_prefixes = False
+    whole = backend.complete_batch(prompts)
+    whole_first_pass = read[0]
+    read.clear()
+    backend.share_prefixes = True
+    shared = backend.complete_batch(prompts)
+    assert [r.text for r in shared] == [r.text for r in whole]
+    assert [r.usage for r in shared] == [r.usage for r in whole]
+    assert len({r.text for r in whole}) > 1  # the replies differ, so the comparison means something
+    # The chunks' text went through the model once each, not once per question.
+    assert read[0] < 0.5 * whole_first_pass
+
+
+def test_shared_prefix_groups_join_only_prompts_that_share_most_of_their_tokens():
+    from embedtune.generate.local import shared_prefix_groups
+
+    template = list(range(100, 130))  # 30 tokens every prompt starts with
+    a, b = template + list(range(200, 260)), template + list(range(300, 360))
+    groups = shared_prefix_groups([a + [1], a + [2, 3], b + [1], b + [1]])
+    assert groups == [(len(a), [0, 1]), (len(b), [2, 3])]  # identical prompts keep 1 own token
+    assert shared_prefix_groups([a + [1]]) == [(len(a), [0])]
+
+
+def test_local_batches_keep_a_chunks_calls_together():
+    from embedtune.generate.runner import _Call, _local_batches
+
+    chunks = [
+        Chunk(
+            id=f"c{i}",
+            doc_id="d",
+            text="x" * (50 + 7 * (i % 4)),
+            n_tokens=10,
+            page_start=1,
+            page_end=1,
+        )  # fmt: skip
+        for i in range(9)
+    ]
+    calls = [_Call("train", c, k, f"{c.id}/{k}", f"{c.text} {k}") for c in chunks for k in range(3)]
+    batches = _local_batches(calls, 8)
+    assert sorted(c.key for b in batches for c in b) == sorted(c.key for c in calls)
+    assert all(len(b) <= 8 for b in batches)
+    for chunk in chunks:  # 3 calls per chunk, batches of 8: a chunk never straddles two batches
+        assert sum(any(c.chunk.id == chunk.id for c in b) for b in batches) == 1
+    assert len(batches) == 5  # 2 chunks (6 calls) per batch, not 4 when 8 calls are split

@@ -191,13 +191,33 @@ async def _run_openai(
         raise failure[0]
 
 
+def _local_batches(calls: list[_Call], size: int) -> list[list[_Call]]:
+    """Batches of at most ``size`` calls, a chunk's calls kept together.
+
+    Sorted by chunk length, a batch's prompts pad to nearly the same length; together, one
+    chunk's calls (one per kind of question) share its text, which the backend reads once.
+    """
+    by_chunk: dict[tuple[str, str], list[_Call]] = {}
+    for call in sorted(calls, key=lambda c: (len(c.chunk.text), c.split, c.chunk.id, c.index)):
+        by_chunk.setdefault((call.split, call.chunk.id), []).append(call)
+    batches: list[list[_Call]] = []
+    batch: list[_Call] = []
+    for group in by_chunk.values():
+        while group:
+            if batch and len(batch) + len(group) > size:
+                batches.append(batch)
+                batch = []
+            take, group = group[: size - len(batch)], group[size - len(batch) :]
+            batch.extend(take)
+    if batch:
+        batches.append(batch)
+    return batches
+
+
 def _run_local(
     backend: LocalBackend, calls: list[_Call], caches: dict[str, ResponseCache], bar: Any
 ) -> None:
-    # Sorted by length, a batch's prompts pad to nearly the same length: less wasted compute.
-    ordered = sorted(calls, key=lambda c: len(c.prompt))
-    for start in range(0, len(ordered), backend.batch_size):
-        batch = ordered[start : start + backend.batch_size]
+    for batch in _local_batches(calls, backend.batch_size):
         t0 = time.perf_counter()
         replies = backend.complete_batch([c.prompt for c in batch])
         per_call = (time.perf_counter() - t0) / len(batch)
