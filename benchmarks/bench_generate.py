@@ -266,9 +266,10 @@ def bench_local(data: Path, n_chunks: int, batch_sizes: list[int]) -> dict:
 
 
 def bench_prefix(data: Path, n_chunks: int, kinds: list[int], dtype: str) -> dict:
-    """Shared prompt beginnings against whole prompts: the same calls, batched as the runner
-    batches them (a chunk's calls together), timed alternately with ``share_prefixes`` off and
-    on; the replies must be the same text."""
+    """transformers' ``generate`` on whole prompts against the backend's own paths: a chunk's
+    text read once (shared beginnings), and finished replies leaving the batch. The same calls,
+    batched as the runner batches them (a chunk's calls together), one pass each in one
+    process; the replies must be the same text."""
     import torch
 
     from embedtune.generate.local import LocalBackend
@@ -282,6 +283,11 @@ def bench_prefix(data: Path, n_chunks: int, kinds: list[int], dtype: str) -> dic
     template = load_template(None, "local")
     out: dict = {"cpu_threads": torch.get_num_threads(), "dtype": backend.dtype, "rows": []}
     backend.complete_batch([render(template, chunks[0].text, 1, 0)])  # warm-up
+    modes = {  # (share_prefixes, drop_finished)
+        "generate() on whole prompts (before)": (False, False),
+        "shared beginnings": (True, False),
+        "shared beginnings + finished rows leave (default)": (True, True),
+    }
     for k in kinds:
         calls = [
             _Call("train", c, i, f"{c.id}/{i}", render(template, c.text, 1, i))
@@ -289,29 +295,27 @@ def bench_prefix(data: Path, n_chunks: int, kinds: list[int], dtype: str) -> dic
             for i in range(k)
         ]
         batches = _local_batches(calls, backend.batch_size)
-        seconds: dict[bool, float] = {}
-        texts: dict[bool, list[str]] = {}
-        for share in (False, True):  # one pass each: every batch of the sample, in order
-            backend.share_prefixes = share
+        reference: list[str] = []
+        before = 0.0
+        for label, (share, drop) in modes.items():
+            backend.share_prefixes, backend.drop_finished = share, drop
             start = time.perf_counter()
-            texts[share] = [
-                r.text for b in batches for r in backend.complete_batch([c.prompt for c in b])
-            ]
-            seconds[share] = time.perf_counter() - start
-        same = sum(a == b for a, b in zip(texts[False], texts[True], strict=True))
-        row = {
-            "questions_per_chunk": k,
-            "calls": len(calls),
-            "whole_s": round(seconds[False], 1),
-            "shared_s": round(seconds[True], 1),
-            "speedup": round(seconds[False] / seconds[True], 2),
-            "identical_replies": f"{same}/{len(calls)}",
-        }
-        out["rows"].append(row)
-        print(
-            f"  {k} per chunk, {len(calls)} calls: whole prompts {seconds[False]:.1f} s, "
-            f"shared beginnings {seconds[True]:.1f} s = {row['speedup']}x; same replies {same}"
-        )
+            texts = [r.text for b in batches for r in backend.complete_batch([c.prompt for c in b])]
+            seconds = time.perf_counter() - start
+            if not reference:
+                reference, before = texts, seconds
+            same = sum(a == b for a, b in zip(reference, texts, strict=True))
+            row = {
+                "questions_per_chunk": k,
+                "mode": label,
+                "calls": len(calls),
+                "seconds": round(seconds, 1),
+                "speedup": round(before / seconds, 2),
+                "identical_replies": f"{same}/{len(calls)}",
+            }
+            out["rows"].append(row)
+            print(f"  {k} per chunk, {len(calls)} calls, {label}: {seconds:.1f} s = "
+                  f"{row['speedup']}x; same replies {same}")  # fmt: skip
     return out
 
 
@@ -366,15 +370,15 @@ def _table(results: dict) -> None:
 
     if "prefix" in results:
         pre = results["prefix"]
-        t = Table(title=f"shared prompt beginnings, {pre['dtype']}, {pre['cpu_threads']} threads")
-        for col in ("per chunk", "calls", "whole s", "shared s", "speedup", "same replies"):
-            t.add_column(col, justify="right")
+        t = Table(title=f"local backend paths, {pre['dtype']}, {pre['cpu_threads']} threads")
+        for col in ("per chunk", "mode", "calls", "seconds", "speedup", "same replies"):
+            t.add_column(col, justify="left" if col == "mode" else "right")
         for r in pre["rows"]:
             t.add_row(
                 str(r["questions_per_chunk"]),
+                r["mode"],
                 str(r["calls"]),
-                str(r["whole_s"]),
-                str(r["shared_s"]),
+                str(r["seconds"]),
                 f"{r['speedup']}x",
                 r["identical_replies"],
             )

@@ -97,18 +97,23 @@ def _tiny_backend():
         pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id,
     )
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():  # make the end of turn and a newline likely, so replies end early
+        for token in (tok.eos_token_id, tok.convert_tokens_to_ids("\u010a")):
+            model.lm_head.weight[token] *= 2
     backend = LocalBackend(load_config(environ={}).generate)
-    backend._model, backend._tok = LlamaForCausalLM(config).eval(), tok
+    backend._model, backend._tok = model, tok
     return backend
 
 
-def test_prompts_about_one_chunk_read_its_text_once_and_reply_as_if_read_whole():
+def test_prompts_about_one_chunk_read_its_text_once_and_reply_as_transformers_generate_does():
     from embedtune.generate.prompts import load_template, render
 
     backend = _tiny_backend()
     template = load_template(None, "local")
     # Three chunks of different lengths, two or three kinds of question each, as the runner
-    # batches them: the shared path must give every prompt the reply the whole prompt gets.
+    # batches them: reading a chunk once, and letting finished replies leave the batch, must
+    # give every prompt the reply transformers' generate() gives the whole prompt.
     prompts = [render(template, PASSAGES[c], 1, i) for c, k in (("t0", 2), ("t1", 3), ("v0", 2)) for i in range(k)]  # fmt: skip
     forward = backend._model.forward
     read: list[int] = []
@@ -118,17 +123,21 @@ def test_prompts_about_one_chunk_read_its_text_once_and_reply_as_if_read_whole()
         return forward(*args, **kwargs)
 
     backend._model.forward = counting
-    backend.share_prefixes = False
-    whole = backend.complete_batch(prompts)
+    backend.share_prefixes, backend.drop_finished = False, False
+    reference = backend.complete_batch(prompts)
     whole_first_pass = read[0]
-    read.clear()
-    backend.share_prefixes = True
-    shared = backend.complete_batch(prompts)
-    assert [r.text for r in shared] == [r.text for r in whole]
-    assert [r.usage for r in shared] == [r.usage for r in whole]
-    assert len({r.text for r in whole}) > 1  # the replies differ, so the comparison means something
-    # The chunks' text went through the model once each, not once per question.
-    assert read[0] < 0.5 * whole_first_pass
+    lengths = [r.usage["completion_tokens"] for r in reference]
+    # The replies differ and stop at different steps, so the comparison means something.
+    assert len({r.text for r in reference}) > 1
+    assert len(set(lengths)) > 1 and min(lengths) < backend.max_new_tokens
+    for share, drop in ((True, True), (True, False), (False, True)):
+        read.clear()
+        backend.share_prefixes, backend.drop_finished = share, drop
+        replies = backend.complete_batch(prompts)
+        assert [r.text for r in replies] == [r.text for r in reference], (share, drop)
+        assert [r.usage for r in replies] == [r.usage for r in reference], (share, drop)
+        if share:  # the chunks' text went through the model once each, not once per question
+            assert read[0] < 0.5 * whole_first_pass
 
 
 def test_shared_prefix_groups_join_only_prompts_that_share_most_of_their_tokens():
