@@ -138,6 +138,13 @@ def test_prompts_about_one_chunk_read_its_text_once_and_reply_as_transformers_ge
         assert [r.usage for r in replies] == [r.usage for r in reference], (share, drop)
         if share:  # the chunks' text went through the model once each, not once per question
             assert read[0] < 0.5 * whole_first_pass
+    # A template that asks for a list in one call must not stop at the first line's end.
+    backend.per_question = False
+    backend.share_prefixes, backend.drop_finished = False, False
+    lists = backend.complete_batch(prompts)
+    assert any("\n" in r.text for r in lists)
+    backend.share_prefixes, backend.drop_finished = True, True
+    assert [r.text for r in backend.complete_batch(prompts)] == [r.text for r in lists]
 
 
 def test_shared_prefix_groups_join_only_prompts_that_share_most_of_their_tokens():

@@ -215,9 +215,9 @@ class LocalBackend:
 
         ``generate`` computes every row until the slowest one stops; in batches of 16 questions
         about R manual chunks, replies took 7 to 27 tokens (mean 14 against a slowest of 22 to
-        27), so 40-50% of its decoding went to rows that had finished. Replies are token for token those of ``generate`` (tested): the same
-        repetition penalty over the whole sequence, the same stop rules, positions counted
-        from the attention mask.
+        27), so 40-50% of its decoding went to rows that had finished. Replies are token for
+        token those of ``generate`` (tested): the same repetition penalty over the whole
+        sequence, the same stop rules, positions counted from the attention mask.
         """
         import torch
         from transformers import DynamicCache
@@ -225,10 +225,13 @@ class LocalBackend:
         model, tok = self._model, self._tok
         if cache is None:
             cache = DynamicCache()
-        if self.per_question and self._stop is None:
-            from transformers.generation.stopping_criteria import StopStringCriteria
+        stop = None
+        if self.per_question:  # one question per call ends at its line's end
+            if self._stop is None:
+                from transformers.generation.stopping_criteria import StopStringCriteria
 
-            self._stop = StopStringCriteria(tok, ["\n"])
+                self._stop = StopStringCriteria(tok, ["\n"])
+            stop = self._stop
         eos = model.generation_config.eos_token_id
         eos_ids = torch.tensor(eos if isinstance(eos, list) else [eos if eos is not None else -1])
         penalty = REPETITION_PENALTY
@@ -258,8 +261,8 @@ class LocalBackend:
             for row, t in zip(rows.tolist(), token.tolist(), strict=True):
                 new[row].append(t)
             done = torch.isin(token, eos_ids)
-            if self._stop is not None:
-                done |= self._stop(seqs, None)
+            if stop is not None:
+                done |= stop(seqs, None)
             if bool(done.all()):
                 break
             if bool(done.any()):
