@@ -45,6 +45,7 @@ def train_model(train, recipe: str, seed: int, args, teacher_cache: dict):
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
     from embedtune.train.distill import TeacherDistillLoss, teacher_labels
+    from embedtune.train.trainer import cpu_supports_bf16
 
     model = load_model(args.base, device="cpu")
     pairs = train.pairs()
@@ -83,7 +84,7 @@ def train_model(train, recipe: str, seed: int, args, teacher_cache: dict):
         warmup_steps=0.1,
         seed=seed,
         data_seed=seed,
-        bf16=True,
+        bf16=cpu_supports_bf16(),  # emulated bf16 on a CPU without it is slower than fp32
         use_cpu=True,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         save_strategy="no",
