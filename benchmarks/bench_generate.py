@@ -283,10 +283,11 @@ def bench_prefix(data: Path, n_chunks: int, kinds: list[int], dtype: str) -> dic
     template = load_template(None, "local")
     out: dict = {"cpu_threads": torch.get_num_threads(), "dtype": backend.dtype, "rows": []}
     backend.complete_batch([render(template, chunks[0].text, 1, 0)])  # warm-up
-    modes = {  # (share_prefixes, drop_finished)
-        "generate() on whole prompts (before)": (False, False),
-        "shared beginnings": (True, False),
-        "shared beginnings + finished rows leave (default)": (True, True),
+    modes = {  # (share_prefixes, drop_finished, share_template)
+        "generate() on whole prompts (before)": (False, False, False),
+        "own loop: finished rows leave": (False, True, False),
+        "+ a chunk's text read once": (True, True, False),
+        "+ the template's opening read once per batch (default)": (True, True, True),
     }
     for k in kinds:
         calls = [
@@ -297,8 +298,9 @@ def bench_prefix(data: Path, n_chunks: int, kinds: list[int], dtype: str) -> dic
         batches = _local_batches(calls, backend.batch_size)
         reference: list[str] = []
         before = 0.0
-        for label, (share, drop) in modes.items():
+        for label, (share, drop, opening) in modes.items():
             backend.share_prefixes, backend.drop_finished = share, drop
+            backend.share_template = opening
             start = time.perf_counter()
             texts = [r.text for b in batches for r in backend.complete_batch([c.prompt for c in b])]
             seconds = time.perf_counter() - start

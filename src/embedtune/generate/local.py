@@ -76,6 +76,8 @@ class LocalBackend:
         self.share_prefixes = True
         # A question that is written leaves the batch (see _greedy).
         self.drop_finished = True
+        # The template's opening, the same in every prompt, is read once per batch.
+        self.share_template = True
         self._stop: Any = None
         self.load_seconds: float | None = None
         self._model: Any = None
@@ -166,14 +168,14 @@ class LocalBackend:
 
         Prompts that share a long beginning (the calls for one chunk differ only in the kind of
         question asked, after the chunk's text) have that beginning read once: its key/value
-        cache is computed for the group and each prompt's own ending continues from a copy, with
-        the same greedy replies. Reading a ~350-token prompt is most of the work of writing a
-        ~15-token question. On a 2-core AVX2 CPU (float32), against ``generate()`` on whole
-        prompts: 1.38x at 2 questions per chunk and 1.62x at 4; with finished replies leaving the
-        batch as well (`_greedy`), 1.81x and 2.29x, every reply the same
-        (``benchmarks/bench_generate.py --part prefix``). ``share_prefixes = False`` reads every
-        prompt whole, as one left-padded batch; ``drop_finished = False`` decodes with
-        transformers' ``generate()``.
+        cache is computed for the group and each prompt's own ending continues from a copy.
+        The template's opening, the same in every prompt, is read once per batch. Decoding is
+        our own greedy loop (`_greedy`), in which finished replies leave the batch. Replies are
+        those of transformers' ``generate()`` on whole prompts (tested). Reading a ~350-token
+        prompt is most of the work of writing a ~15-token question; the speed-ups are in
+        BENCHMARKS.md (``benchmarks/bench_generate.py --part prefix``). ``share_prefixes``,
+        ``share_template`` and ``drop_finished`` switch the parts off; without
+        ``drop_finished`` every prompt is read whole by ``generate()``.
         """
         import torch
 
@@ -182,7 +184,9 @@ class LocalBackend:
             return []
         chats = [self.chat(p) for p in prompts]
         ids = [self._tok(c)["input_ids"] for c, _ in chats]
-        groups = shared_prefix_groups(ids) if self.share_prefixes else []
+        # Shared beginnings need our own decoding loop, which numbers positions as it prefilled.
+        share = self.share_prefixes and self.drop_finished
+        groups = shared_prefix_groups(ids) if share else []
         with torch.inference_mode():
             if any(len(rows) > 1 for _, rows in groups):
                 return self._complete_shared(chats, ids, groups)
@@ -198,13 +202,10 @@ class LocalBackend:
 
     def _continue(self, input_ids: Any, attention_mask: Any, cache: Any) -> list[Any]:
         """Each row's new tokens, greedy, continuing from ``cache`` (None: read all)."""
-        if not self.drop_finished:
-            kwargs = {} if cache is None else {"cache": cache}
+        if not self.drop_finished:  # transformers' generate(), on whole prompts only
+            assert cache is None
             out = self._model.generate(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                **kwargs,
-                **self._generate_kwargs(),
+                input_ids=input_ids, attention_mask=attention_mask, **self._generate_kwargs()
             )
             return list(out[:, input_ids.shape[1] :])
         return self._greedy(input_ids, attention_mask, cache)
@@ -283,17 +284,37 @@ class LocalBackend:
         import torch
 
         tok, model = self._tok, self._model
-        # 1. Read each group's shared beginning once (left-padded, one forward pass).
+        # 1. Read each group's shared beginning once. The opening that every group has (the
+        # template's instructions and example) is read once for the batch and copied to each
+        # row; the groups' own beginnings follow it, padded in the middle so that they end
+        # together. Positions count only real tokens, so the padding changes nothing.
         prefixes = [ids[rows[0]][:n] for n, rows in groups]
-        width = max(len(p) for p in prefixes)
+        opening = 0
+        if self.share_template and len(prefixes) > 1:
+            opening = min(min(_common_prefix(prefixes[0], p) for p in prefixes[1:]),
+                          min(len(p) for p in prefixes) - 1)  # fmt: skip
+            opening = opening if opening >= 16 else 0
+        cache = None
+        if opening:
+            cache = model(
+                input_ids=torch.tensor([prefixes[0][:opening]]), use_cache=True, logits_to_keep=1
+            ).cache
+            cache.batch_repeat_interleave(len(prefixes))
         pad = tok.pad_token_id
-        prefix_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prefixes])
-        prefix_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prefixes])
-        positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
+        rests = [p[opening:] for p in prefixes]
+        width = max(len(r) for r in rests)
+        prefix_ids = torch.tensor(
+            [prefixes[0][:opening] + [pad] * (width - len(r)) + r for r in rests]
+        )
+        prefix_mask = torch.tensor(
+            [[1] * opening + [0] * (width - len(r)) + [1] * len(r) for r in rests]
+        )
+        positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)[:, opening:]
         cache = model(
-            input_ids=prefix_ids,
+            input_ids=prefix_ids[:, opening:],
             attention_mask=prefix_mask,
             position_ids=positions,
+            cache=cache,
             use_cache=True,
             logits_to_keep=1,  # the vocabulary's logits at every position would cost ~20% more
         ).cache
@@ -318,35 +339,42 @@ class LocalBackend:
         return [replies[i] for i in range(len(chats))]
 
 
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """How many tokens ``a`` and ``b`` share from the start."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def shared_prefix_groups(
     ids: list[list[int]], min_share: float = 0.5
 ) -> list[tuple[int, list[int]]]:
     """Group token sequences that begin alike: ``(shared length, member rows)`` per group.
 
-    Consecutive sequences join a group while the beginning they share with its first member is
-    at least ``min_share`` of their length (prompts about one chunk share all but the last few
-    tokens; prompts about different chunks share only the template's opening, which is not
-    worth a group). A group's shared length is the beginning all its members have in common,
-    always leaving each member at least one token of its own, where its continuation starts.
+    All the sequences may open alike (the template's instructions and example); past that
+    opening, consecutive sequences join a group while the part they share with its first member
+    is at least ``min_share`` of the rest of their length. Prompts about one chunk share all but
+    their last few tokens; prompts about different chunks share only the opening. A group's
+    shared length is the beginning all its members have in common, always leaving each member
+    at least one token of its own, where its continuation starts.
 
         >>> shared_prefix_groups([[1, 2, 3, 4], [1, 2, 3, 5], [1, 9, 9, 9]])
         [(3, [0, 1]), (3, [2])]
     """
-
-    def common(a: list[int], b: list[int]) -> int:
-        n = 0
-        for x, y in zip(a, b, strict=False):
-            if x != y:
-                break
-            n += 1
-        return n
-
+    if not ids:
+        return []
+    opening = min(len(seq) - 1 for seq in ids)
+    for seq in ids[1:]:
+        opening = min(opening, _common_prefix(ids[0], seq))
     groups: list[tuple[int, list[int]]] = []
     for row, seq in enumerate(ids):
         if groups:
             shared, rows = groups[-1]
-            n = min(shared, common(ids[rows[0]], seq), len(seq) - 1)
-            if n >= min_share * len(seq):
+            n = min(shared, _common_prefix(ids[rows[0]], seq), len(seq) - 1)
+            if n > opening and n - opening >= min_share * (len(seq) - opening):
                 groups[-1] = (n, [*rows, row])
                 continue
         groups.append((max(len(seq) - 1, 0), [row]))
