@@ -13,6 +13,12 @@ Each result is appended to benchmarks/results/quality.jsonl.
     python benchmarks/bench_quality.py --run runs/demo --zero-shot all-mpnet-base-v2
 
 scores other models (zero-shot, or fine-tuned folders) on the same sets without training.
+
+    python benchmarks/bench_quality.py --run runs/demo --recipes distill1 --lr 5e-5 \
+        --kl-data runs/demo-unfiltered/data/train.json
+
+adds the questions the round trip dropped (those in the unfiltered set but not in the pairs) as
+rows that learn only the teacher's in-batch ranking, in batches of their own.
 """
 
 from __future__ import annotations
@@ -76,6 +82,17 @@ def train_model(train, recipe: str, seed: int, args, teacher_cache: dict):
             loss = TeacherDistillLoss(model, distill_weight=float(recipe[len("distill") :] or 1))
     else:
         loss = MultipleNegativesRankingLoss(model)
+    train_dataset, train_loss = Dataset.from_dict(rows), loss
+    if args.kl_data:
+        if not recipe.startswith("distill"):
+            raise SystemExit("--kl-data needs a distill recipe (the teacher supplies its signal)")
+        if "kl_rows" not in teacher_cache:
+            teacher_cache["kl_rows"] = kl_only_rows(args, set(rows["anchor"]))
+        # Their own batches, with the KL term only: the teacher's ranking carries the signal,
+        # and the question's own chunk (which the round trip doubted) is not asserted as positive.
+        train_dataset = {"pairs": train_dataset, "kl": Dataset.from_dict(teacher_cache["kl_rows"])}
+        kl_loss = TeacherDistillLoss(model, distill_weight=1.0, contrastive_weight=0.0)
+        train_loss = {"pairs": loss, "kl": kl_loss}
     targs = SentenceTransformerTrainingArguments(
         output_dir=str(args.work / "ckpt"),
         num_train_epochs=args.epochs,
@@ -87,15 +104,35 @@ def train_model(train, recipe: str, seed: int, args, teacher_cache: dict):
         bf16=cpu_supports_bf16(),  # emulated bf16 on a CPU without it is slower than fp32
         use_cpu=True,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
+        multi_dataset_batch_sampler=args.kl_sampler,
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
     )
     t0 = time.time()
     SentenceTransformerTrainer(
-        model=model, args=targs, train_dataset=Dataset.from_dict(rows), loss=loss
+        model=model, args=targs, train_dataset=train_dataset, loss=train_loss
     ).train()
     return model, time.time() - t0
+
+
+def kl_only_rows(args, known: set[str]) -> dict[str, list]:
+    """(question, its chunk, teacher label) for --kl-data's questions not already trained on:
+    given a run's unfiltered questions, these are the ones the filters (the round trip) dropped."""
+    from embedtune.train.distill import teacher_labels
+
+    extra = QADataset.from_json(args.kl_data).pairs()
+    rows = {"anchor": [], "positive": []}
+    for query, passage in extra:
+        if query not in known:
+            known.add(query)  # one row per question, like the filtered set
+            rows["anchor"].append(query)
+            rows["positive"].append(passage)
+    teacher = load_model(args.teacher, device="cpu")
+    cache = EmbeddingCache(model_fingerprint(args.teacher))
+    rows["label"] = teacher_labels(teacher, rows, cache=cache)
+    print(f"--kl-data: {len(rows['anchor'])} questions for the KL term only")
+    return rows
 
 
 def mix_with_base(model, alpha: float, base_name: str = BASE):
@@ -121,6 +158,7 @@ GROUP_KEYS = (
     "batch_size",
     "hard_negatives",
     "mine_with",
+    "kl_data",
 )
 
 
@@ -185,6 +223,19 @@ def main() -> None:
         type=Path,
         help="train on this llama-index JSON instead of RUN/data/train.json",
     )
+    ap.add_argument(
+        "--kl-data",
+        type=Path,
+        help="llama-index JSON of more questions (e.g. the run's unfiltered ones): those not in "
+        "the training pairs are trained with the teacher's KL term only, in batches of their own",
+    )
+    ap.add_argument(
+        "--kl-sampler",
+        choices=("proportional", "round_robin"),
+        default="proportional",
+        help="how --kl-data's batches interleave with the pairs' (round_robin: equal numbers, "
+        "stopping when the pairs run out)",
+    )
     ap.add_argument("--label", default="", help="a name for the training data in the results")
     ap.add_argument("--work", type=Path, default=Path("/tmp/embedtune-quality"))
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/quality.jsonl")
@@ -236,6 +287,8 @@ def main() -> None:
                        "lr": args.lr, "batch_size": args.batch_size, "pairs": len(pairs),
                        "hard_negatives": args.hard_negatives or None,
                        **({"mine_with": args.mine_with} if args.hard_negatives else {}),
+                       **({"kl_data": f"{args.kl_data}:{args.kl_sampler}"}
+                          if args.kl_data else {}),
                        **({"base_model": args.base} if args.base != BASE else {}),
                        "data": args.label or str(args.train_data or run), "train_s": round(seconds, 1)}  # fmt: skip
                 cells = []
