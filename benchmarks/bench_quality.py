@@ -64,16 +64,14 @@ def train_model(train, recipe: str, seed: int, args, teacher_cache: dict):
         if "negatives" not in teacher_cache:  # mined by an untrained model: the same every seed
             miner, cache = model, None
             if args.mine_with == "teacher":  # its embeddings of the chunks come from the cache
-                miner = load_model(args.teacher, device="cpu")
-                cache = EmbeddingCache(model_fingerprint(args.teacher))
+                miner, cache = teacher_and_cache(args, teacher_cache)
             teacher_cache["negatives"] = mine_hard_negatives(
                 miner, train, args.hard_negatives, args.margin, cache=cache
             ).to_dict()
         rows = dict(teacher_cache["negatives"])
     if recipe.startswith(("distill", "kl")):
         if "labels" not in teacher_cache:
-            teacher = load_model(args.teacher, device="cpu")
-            cache = EmbeddingCache(model_fingerprint(args.teacher))
+            teacher, cache = teacher_and_cache(args, teacher_cache)
             teacher_cache["labels"] = teacher_labels(teacher, rows, cache=cache)
         rows["label"] = teacher_cache["labels"]
         if recipe.startswith("kl"):  # the teacher's ranking only, no contrastive term
@@ -87,7 +85,7 @@ def train_model(train, recipe: str, seed: int, args, teacher_cache: dict):
         if not recipe.startswith("distill"):
             raise SystemExit("--kl-data needs a distill recipe (the teacher supplies its signal)")
         if "kl_rows" not in teacher_cache:
-            teacher_cache["kl_rows"] = kl_only_rows(args, set(rows["anchor"]))
+            teacher_cache["kl_rows"] = kl_only_rows(args, set(rows["anchor"]), teacher_cache)
         # Their own batches, with the KL term only: the teacher's ranking carries the signal,
         # and the question's own chunk (which the round trip doubted) is not asserted as positive.
         train_dataset = {"pairs": train_dataset, "kl": Dataset.from_dict(teacher_cache["kl_rows"])}
@@ -116,7 +114,17 @@ def train_model(train, recipe: str, seed: int, args, teacher_cache: dict):
     return model, time.time() - t0
 
 
-def kl_only_rows(args, known: set[str]) -> dict[str, list]:
+def teacher_and_cache(args, teacher_cache: dict):
+    """The teacher, loaded once per process, and its embedding cache."""
+    if "teacher" not in teacher_cache:
+        teacher_cache["teacher"] = (
+            load_model(args.teacher, device="cpu"),
+            EmbeddingCache(model_fingerprint(args.teacher)),
+        )
+    return teacher_cache["teacher"]
+
+
+def kl_only_rows(args, known: set[str], teacher_cache: dict) -> dict[str, list]:
     """(question, its chunk, teacher label) for --kl-data's questions not already trained on:
     given a run's unfiltered questions, these are the ones the filters (the round trip) dropped."""
     from embedtune.train.distill import teacher_labels
@@ -128,8 +136,7 @@ def kl_only_rows(args, known: set[str]) -> dict[str, list]:
             known.add(query)  # one row per question, like the filtered set
             rows["anchor"].append(query)
             rows["positive"].append(passage)
-    teacher = load_model(args.teacher, device="cpu")
-    cache = EmbeddingCache(model_fingerprint(args.teacher))
+    teacher, cache = teacher_and_cache(args, teacher_cache)
     rows["label"] = teacher_labels(teacher, rows, cache=cache)
     print(f"--kl-data: {len(rows['anchor'])} questions for the KL term only")
     return rows
@@ -256,6 +263,8 @@ def main() -> None:
     if not args.run:
         ap.error("--run is required (a run directory with data/train.json and data/val.json)")
     run = Path(args.run)
+    if args.kl_data and not args.kl_data.is_file():
+        ap.error(f"--kl-data {args.kl_data}: no such file (a llama-index JSON of questions)")
     train = QADataset.from_json(args.train_data or run / "data/train.json")
     sets = {"val": QADataset.from_json(args.val_data or run / "data/val.json")}
     for name, path in (("rfaq", args.rfaq), ("pyfaq", args.pyfaq)):
