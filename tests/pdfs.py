@@ -13,6 +13,7 @@ from pathlib import Path
 __all__ = [
     "PARAGRAPHS",
     "text_pdf",
+    "outlined_pdf",
     "encrypted_pdf",
     "truncated_pdf",
     "corrupt_pdf",
@@ -57,6 +58,32 @@ def _pdf(pages: list[str]):  # noqa: ANN202 - fpdf is a test-only dependency
         pdf.set_font("Helvetica", size=11)
         pdf.multi_cell(0, 6, body)
     return pdf
+
+
+def outlined_pdf(path: Path, sections: list[tuple[int, str, str, str]]) -> Path:
+    """A PDF with an outline (bookmarks), like a manual exported from Texinfo or LaTeX.
+
+    ``sections`` are (level, number, title, body): the bookmark says ``title``; the page shows
+    the heading as "number title" on its own line, then the body. A level-0 section starts a
+    new page.
+    """
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_creation_date(_EPOCH)
+    pdf.set_auto_page_break(auto=True, margin=15)
+    for level, number, title, body in sections:
+        if level == 0 or pdf.page == 0:
+            pdf.add_page()
+        pdf.start_section(title, level=level)
+        pdf.set_font("Helvetica", style="B", size=12)
+        pdf.multi_cell(0, 7, f"{number} {title}".strip(), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", size=11)
+        if body:
+            pdf.multi_cell(0, 6, body, new_x="LMARGIN", new_y="NEXT")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pdf.output(str(path))
+    return path
 
 
 def text_pdf(path: Path, pages: list[str] | None = None, *, repeat: int = 3) -> Path:

@@ -372,3 +372,20 @@ def test_no_recommendation_when_fine_tuned_wins_or_baseline_is_not_clearly_bette
     )
     # a baseline whose gain is within the noise is not clearly better, so not recommended
     assert recommend_base(_scored({"base": base, "b": base + 0.01 + noise})) is None
+
+
+def test_run_evaluate_scores_the_validation_headings_when_prepare_wrote_them(
+    minilm, minilm_path, tmp_path
+):
+    run = _make_run(tmp_path, minilm)
+    headings = small_dataset()
+    headings.to_json(run / "chunks" / "val_headings.json")
+    cfg = PipelineConfig(model=minilm_path, evaluate=_cfg())
+    summary = run_evaluate(cfg, run)
+    row = summary["datasets"]["val-headings"]
+    assert row["n_queries"] == len(headings.queries) and row["n_corpus"] == len(CORPUS)
+    assert row["verdict"] in ("better", "worse", "no clear difference")
+    assert summary["verdict"] == summary["datasets"]["val"]["verdict"]  # val still decides
+
+    cfg.evaluate.headings = False
+    assert "val-headings" not in run_evaluate(cfg, run)["datasets"]

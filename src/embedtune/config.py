@@ -186,6 +186,12 @@ class EvaluateConfig(_Section):
     data: list[str] = Field(
         default_factory=list, description="Extra evaluation sets: BEIR folders or llama-index JSON."
     )
+    headings: bool = Field(
+        True,
+        description="Also score the validation documents' headings as queries (each against its "
+        "section's body; written by prepare as RUN/chunks/val_headings.json): queries written "
+        "by people, where the validation split's are written by the generator.",
+    )
     bootstrap_samples: int = Field(
         2000, ge=100, description="Resamples of the queries for the 95% confidence intervals."
     )

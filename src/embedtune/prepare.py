@@ -7,6 +7,9 @@ training text, and writes::
     RUN/config.yaml                 the resolved config of the run
     RUN/chunks/train.jsonl          one Chunk a line
     RUN/chunks/val.jsonl
+    RUN/chunks/val_headings.json    the validation documents' headings as queries, each with its
+                                    section's body (llama-index JSON; ingest/headings.py), when
+                                    they have at least 10 usable headings
     RUN/chunks/manifest.json        key, inputs (path, size, mtime, sha256), settings, counts,
                                     skipped files, dropped duplicates, library versions
 
@@ -42,7 +45,7 @@ __all__ = ["run_prepare", "write_run_config", "PREPARE_VERSION"]
 log = logging.getLogger("embedtune.prepare")
 
 # Bump when extraction, normalisation or chunking changes what they write for the same input.
-PREPARE_VERSION = "1"
+PREPARE_VERSION = "2"  # 2: writes val_headings.json
 _KEY_LIBS = ("pypdfium2", "beautifulsoup4", "tokenizers", "transformers")
 
 
@@ -107,6 +110,7 @@ def run_prepare(cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False) -> d
     """
     from embedtune.chunk import Chunker
     from embedtune.ingest import drop_leaked_chunks, load_documents, split_documents
+    from embedtune.ingest.headings import MIN_QUERIES, headings_dataset
 
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
@@ -177,6 +181,15 @@ def run_prepare(cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False) -> d
 
     write_jsonl(out / "train.jsonl", train)
     write_jsonl(out / "val.jsonl", val_kept)
+    t_headings = time.perf_counter()
+    headings, headings_report = headings_dataset(split.val)
+    headings_path = out / "val_headings.json"
+    headings_report["written"] = len(headings.queries) >= MIN_QUERIES
+    if headings_report["written"]:
+        headings.to_json(headings_path)
+    else:
+        headings_path.unlink(missing_ok=True)
+    headings_s = time.perf_counter() - t_headings
 
     total_s = time.perf_counter() - t0
     load_summary = loaded.summary()
@@ -192,12 +205,14 @@ def run_prepare(cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False) -> d
         "tokens": {"train": _token_total(train), "val": _token_total(val_kept)},
         "dropped_duplicates": dedup,
         "dropped_short_chunks": chunker.stats["dropped_short"],
+        "headings": headings_report,
         "chunking": chunker.settings(),
         "warnings": warnings,
         "seconds": {
             "load": round(load_s, 3),
             "chunk": round(chunk_s, 3),
             "dedup": round(dedup_s, 3),
+            "headings": round(headings_s, 3),
             "total": round(total_s, 3),
         },
     }

@@ -67,6 +67,14 @@ def _tables(summary: dict[str, Any]) -> list[Any]:
         f"{c['chunk_size']} tokens, overlap {c['chunk_overlap']} ({c['model']} reads "
         f"{c['max_seq_length']} tokens incl. {c['special_tokens']} special)",
     )
+    h = summary.get("headings")  # absent in manifests written before PREPARE_VERSION 2
+    if h:
+        facts.add_row(
+            "val headings",
+            f"{h['queries']} usable as queries, from {h['documents_with_headings']} of "
+            f"{h['documents']} validation document(s)"
+            + (" (written to val_headings.json)" if h["written"] else " (too few: not written)"),
+        )
     facts.add_row("seconds", f"{summary['seconds']['total']:.1f}")
     out = [split, facts]
     if summary["skipped"]:

@@ -608,7 +608,9 @@ def run_evaluate(
     baselines, on the run's validation split and on every ``evaluate.data`` set; write RUN/eval/.
 
     The validation split is named ``val``; under ``evaluate.corpus == "full"`` its queries search
-    the training chunks too. Returns a summary (plain JSON)::
+    the training chunks too. ``val-headings`` (with ``evaluate.headings``, when prepare found
+    enough headings) asks the validation documents' headings against their sections. Returns a
+    summary (plain JSON)::
 
         {"verdict": "better",                # fine-tuned vs base on val; "missing" if untrained
          "validation": {...},                # == datasets["val"]
@@ -640,6 +642,9 @@ def run_evaluate(
         specs.append(ModelSpec(name, name))
 
     data_paths: dict[str, Path] = {"val": val_path}
+    headings_path = run_dir / "chunks" / "val_headings.json"
+    if ecfg.headings and headings_path.is_file():
+        data_paths["val-headings"] = headings_path
     for p in ecfg.data:
         path = Path(p).expanduser()
         if not path.exists():
