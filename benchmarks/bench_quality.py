@@ -7,8 +7,9 @@ and an unrelated-domain set (python-faq).
 
 Recipes: ``mnrl`` (MultipleNegativesRankingLoss), ``distill<w>`` (MNRL plus KL towards the
 teacher all-mpnet-base-v2's in-batch ranking, weight w) and ``kl`` (the KL term alone). ``--alpha`` mixes the fine-tuned weights
-with the base (1.0 = fine-tuned only). Choose on "val"; the human sets are for reporting only.
-Each result is appended to benchmarks/results/quality.jsonl.
+with the base (1.0 = fine-tuned only). Choose on "val" and "headings" (the validation
+documents' headings against their sections, RUN/chunks/val_headings.json, which prepare writes);
+the R FAQ and python-faq are for reporting only. Each result is appended to benchmarks/results/quality.jsonl.
 
     python benchmarks/bench_quality.py --run runs/demo --zero-shot all-mpnet-base-v2
 
@@ -182,7 +183,7 @@ def summarize(path: Path, samples: int = 2000) -> None:
     print(" | ".join(GROUP_KEYS) + " | seeds | set: mean Δ [min, max] (CI of the seed mean)")
     for key, rows in groups.items():
         cells = []
-        for name in ("val", "rfaq", "pyfaq"):
+        for name in ("val", "headings", "rfaq", "pyfaq"):
             have = [r[name] for r in rows if name in r]
             if not have:
                 continue
@@ -255,6 +256,11 @@ def main() -> None:
         "the same sets instead of training",
     )
     ap.add_argument("--val-data", type=Path, help="validation set instead of RUN/data/val.json")
+    ap.add_argument(
+        "--headings",
+        type=Path,
+        help="headings set instead of RUN/chunks/val_headings.json (skipped when neither exists)",
+    )
     args = ap.parse_args()
     if args.summary:
         summarize(args.out)
@@ -267,6 +273,9 @@ def main() -> None:
         ap.error(f"--kl-data {args.kl_data}: no such file (a llama-index JSON of questions)")
     train = QADataset.from_json(args.train_data or run / "data/train.json")
     sets = {"val": QADataset.from_json(args.val_data or run / "data/val.json")}
+    headings = args.headings or run / "chunks/val_headings.json"
+    if headings.is_file():
+        sets["headings"] = QADataset.from_json(headings)
     for name, path in (("rfaq", args.rfaq), ("pyfaq", args.pyfaq)):
         if Path(path).is_dir():
             sets[name] = QADataset.from_beir(path)
