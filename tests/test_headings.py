@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pdfs import PARAGRAPHS, outlined_pdf, text_pdf
+
 from embedtune.config import load_config
 from embedtune.dataset import QADataset
 from embedtune.ingest import load_documents
 from embedtune.ingest.headings import clean_heading, headings_dataset, markdown_sections
 from embedtune.prepare import run_prepare
-from tests.pdfs import PARAGRAPHS, outlined_pdf, text_pdf
 
 BODY = PARAGRAPHS[0]
 
