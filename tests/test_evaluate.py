@@ -385,7 +385,27 @@ def test_run_evaluate_scores_the_validation_headings_when_prepare_wrote_them(
     row = summary["datasets"]["val-headings"]
     assert row["n_queries"] == len(headings.queries) and row["n_corpus"] == len(CORPUS)
     assert row["verdict"] in ("better", "worse", "no clear difference")
-    assert summary["verdict"] == summary["datasets"]["val"]["verdict"]  # val still decides
+    assert summary["judged_on"] == ["val", "val-headings"]
 
     cfg.evaluate.headings = False
     assert "val-headings" not in run_evaluate(cfg, run)["datasets"]
+
+
+@pytest.mark.parametrize(
+    "val, headings, expected",
+    [
+        ("no clear difference", "better", "better"),
+        ("better", "no clear difference", "better"),
+        ("better", "worse", "mixed"),
+        ("worse", "no clear difference", "worse"),
+        ("no clear difference", None, "no clear difference"),
+        ("missing", "missing", "missing"),
+    ],
+)
+def test_run_verdict_needs_a_gain_on_one_validation_set_and_a_loss_on_none(val, headings, expected):
+    from embedtune.evaluate.evaluator import run_verdict
+
+    datasets = {"val": {"verdict": val}, "r-faq": {"verdict": "worse"}}  # user sets never decide
+    if headings is not None:
+        datasets["val-headings"] = {"verdict": headings}
+    assert run_verdict(datasets)[0] == expected

@@ -75,7 +75,7 @@ def test_run_goes_from_documents_to_a_verdict_and_skips_when_current(tmp_path, m
         assert (run / "model" / "modules.json").is_file()
         assert (run / "eval" / "report.html").is_file()
         result = json.loads((run / "result.json").read_text())
-        assert result["verdict"] in {"better", "worse", "no clear difference"}
+        assert result["verdict"] in {"better", "worse", "mixed", "no clear difference"}
         assert result["model"] == (
             str(run / "model") if result["fine_tuned_is_better"] else result["base"]
         )

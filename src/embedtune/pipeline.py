@@ -6,7 +6,7 @@
 Every stage keys its outputs by a hash of its inputs and settings (see ``artifacts``), so a
 re-run skips what is current and resumes what was interrupted (cached LLM calls, training
 checkpoints). The run's result is the fine-tuned model only when evaluation shows it better than
-the base; otherwise the run says so and keeps the base (``RUN/result.json``).
+the base on the validation sets; otherwise the run says so and keeps the base (``RUN/result.json``).
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ def _stage_functions() -> dict[str, Callable[..., dict[str, Any]]]:
 def choose_result(cfg: PipelineConfig, run_dir: Path, evaluation: dict[str, Any]) -> dict[str, Any]:
     """Mark the fine-tuned model as the run's result only when it is better than the base.
 
-    "Better" is judged on the run's own validation split (the data the pipeline is allowed to
-    choose on): the paired bootstrap interval of NDCG@10 must lie above zero.
+    "Better" is judged on the run's own validation sets (the data the pipeline is allowed to
+    choose on: the generated validation questions and the validation documents' headings, see
+    :func:`~embedtune.evaluate.evaluator.run_verdict`): the paired bootstrap interval of NDCG@10
+    lies above zero on at least one and below zero on none.
     """
     fine_tuned = run_dir / "model"
     verdict = evaluation.get("verdict", "missing")
@@ -56,6 +58,7 @@ def choose_result(cfg: PipelineConfig, run_dir: Path, evaluation: dict[str, Any]
         "base": cfg.model,
         "fine_tuned_is_better": better,
         "verdict": verdict,
+        "judged_on": evaluation.get("judged_on"),
         "validation": evaluation.get("validation"),
         "recommendations": {
             name: row["recommendation"]

@@ -110,7 +110,8 @@ def _print_verdict(out: Any, summaries: dict[str, Any]) -> None:
         )
     else:
         out.print(
-            "[yellow]result: the fine-tuned model is not clearly better on the validation split; "
+            "[yellow]result: the fine-tuned model is not clearly better on the validation sets "
+            f"({', '.join(result.get('judged_on') or ['val'])}: {result.get('verdict')}); "
             f"keeping the base model {result.get('base')}. The fine-tuned weights are at "
             f"{result.get('fine_tuned')} for your own checks.[/yellow]"
         )

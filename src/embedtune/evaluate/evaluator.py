@@ -562,6 +562,37 @@ def recommend_base(ds: DatasetResult, fine_tuned: str = "fine-tuned") -> dict[st
     }
 
 
+#: The sets a run may choose on: built from its own validation documents, never from the
+#: evaluation sets a user adds (those are for reporting).
+VALIDATION_SETS = ("val", "val-headings")
+
+
+def run_verdict(datasets: dict[str, dict[str, Any]]) -> tuple[str, list[str]]:
+    """The fine-tuned model's verdict over the run's validation sets, and the sets it used.
+
+    The generated questions (``val``) and the validation documents' headings
+    (``val-headings``, written by people) are both held out; a small generator's questions
+    reward what people's do not (BENCHMARKS.md: across 21 recipes their gains ran against the
+    R FAQ's, Spearman -0.34), so neither decides alone. "better": better on at least one and
+    worse on none; "worse": worse on at least one and better on none; "mixed": both;
+    otherwise "no clear difference" (or "missing" when nothing was fine-tuned)::
+
+        >>> run_verdict({"val": {"verdict": "no clear difference"},
+        ...              "val-headings": {"verdict": "better"}})
+        ('better', ['val', 'val-headings'])
+    """
+    used = [n for n in VALIDATION_SETS if n in datasets and datasets[n]["verdict"] != "missing"]
+    verdicts = {datasets[n]["verdict"] for n in used}
+    if not used:
+        return "missing", []
+    if {"better", "worse"} <= verdicts:
+        return "mixed", used
+    for v in ("better", "worse"):
+        if v in verdicts:
+            return v, used
+    return "no clear difference", used
+
+
 def _run_summary(result: EvaluationResult) -> dict[str, Any]:
     datasets: dict[str, Any] = {}
     for name, ds in result.datasets.items():
@@ -586,12 +617,14 @@ def _run_summary(result: EvaluationResult) -> dict[str, Any]:
                 entry["baselines"][label] = {PRIMARY_METRIC: c.model, **row}
         entry["recommendation"] = recommend_base(ds)
         datasets[name] = entry
+    verdict, judged_on = run_verdict(datasets)
     return {
         "primary_metric": PRIMARY_METRIC,
         "models": {label: result.sources[label] for label in result.labels},
         "datasets": datasets,
         "validation": datasets["val"],
-        "verdict": datasets["val"]["verdict"],
+        "verdict": verdict,
+        "judged_on": judged_on,
         "output": str(result.output_dir),
         "skipped": False,
     }
@@ -612,7 +645,8 @@ def run_evaluate(
     enough headings) asks the validation documents' headings against their sections. Returns a
     summary (plain JSON)::
 
-        {"verdict": "better",                # fine-tuned vs base on val; "missing" if untrained
+        {"verdict": "better",                # run_verdict() over val and val-headings
+         "judged_on": ["val", "val-headings"],
          "validation": {...},                # == datasets["val"]
          "datasets": {"val": {"base": 0.71, "fine_tuned": 0.80, "diff": 0.09,
                               "ci_low": 0.05, "ci_high": 0.13, "verdict": "better",
