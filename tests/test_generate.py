@@ -307,6 +307,38 @@ def test_roundtrip_can_be_judged_by_another_model(tmp_path, minilm_path):
     assert report["splits"]["train"]["kept"] > 0
 
 
+def _with_an_off_topic_question(prompt: str) -> str:
+    """One question from the passage, one no passage answers (unique, so not a duplicate)."""
+    own = default_questions(prompt)[0]
+    n = sum(map(ord, prompt)) % 1000
+    return json.dumps({"questions": [own, f"Which football club won the cup in season {n}?"]})
+
+
+def test_roundtrip_rejects_are_kept_aside_for_the_teacher(tmp_path, minilm_path):
+    run = make_run(tmp_path, n_train=6, n_val=3)
+    with FakeOpenAI(reply=_with_an_off_topic_question) as server:
+        cfg = config(server, roundtrip_top_k=1, roundtrip_model=minilm_path)
+        report = run_generate(cfg, run)
+    rejects = QADataset.from_json(run / "data" / "train_rejects.json")
+    dropped = report["splits"]["train"]["dropped"]["roundtrip"]
+    assert dropped > 0 and len(rejects.queries) == dropped
+    kept = set(QADataset.from_json(run / "data" / "train.json").queries.values())
+    assert not kept & set(rejects.queries.values())
+    assert set(rejects.corpus) == {c for cids in rejects.relevant_docs.values() for c in cids}
+
+
+def test_auto_judge_is_the_training_teacher(tmp_path, minilm_path):
+    """roundtrip_model "auto" (the default) follows train.teacher: the teacher judges."""
+    run = make_run(tmp_path, n_train=4, n_val=2)
+    with FakeOpenAI() as server:
+        cfg = config(server, roundtrip_top_k=2)
+        assert cfg.generate.roundtrip_model == "auto"
+        cfg.train.teacher = minilm_path
+        cfg.model = str(tmp_path / "no-such-base")  # were the base loaded, this would fail
+        report = run_generate(cfg, run)
+    assert report["splits"]["train"]["roundtrip"]["model"] == minilm_path
+
+
 def test_bad_roundtrip_model_fails_before_any_call(tmp_path):
     run = make_run(tmp_path, n_train=2, n_val=1)
     with FakeOpenAI() as server:

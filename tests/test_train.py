@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from embedtune.cli import app
 from embedtune.config import PipelineConfig, TrainConfig
+from embedtune.dataset import QADataset
 from embedtune.errors import InputError
 from embedtune.train import finetune, run_train
 
@@ -29,6 +30,8 @@ SETTINGS = dict(
     query_prompt=QUERY_PROMPT,
     matryoshka_dims=[128, 64],
     bf16="off",  # fp32 everywhere, so weight comparisons do not depend on the CPU's bf16 support
+    teacher=None,  # "auto" would pick the packaged mpnet where it is installed
+    keep="best",
 )
 
 
@@ -97,6 +100,7 @@ def test_best_checkpoint_is_the_one_saved(trained):
         "train_queries": 28,
         "train_chunks": 28,
         "train_pairs": 28,
+        "reject_rows": 0,
         "val_queries": 8,
         "eval_corpus": 36,
     }
@@ -281,3 +285,41 @@ def test_hard_negatives_are_mined_through_the_base_models_embedding_cache(tmp_pa
     cache = EmbeddingCache(model_fingerprint("all-MiniLM-L6-v2"))
     assert cache.get_or_encode(list(train.corpus.values()), "document", never).shape[0] == 28
     assert cache.get_or_encode(list(train.queries.values()), "query", never).shape[0] == 28
+
+
+def test_keep_last_saves_the_end_of_training_not_the_best_checkpoint(tmp_path):
+    run = _run_dir(tmp_path / "run")
+    summary = run_train(_cfg(keep="last", matryoshka_dims=None), run)
+    last = summary["evaluations"][-1]
+    assert last["step"] == summary["steps"] == 8
+    assert summary["final"]["ndcg@10"] == last["ndcg@10"]
+    a = _weights(run / "model")
+    b = _weights(run / "train" / "checkpoints" / "checkpoint-8")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _rejects(train) -> QADataset:
+    """Questions a round trip could have dropped: reworded ones, about the training chunks."""
+    ids = list(train.queries)[:12]
+    return QADataset(
+        queries={f"r{i}": f"Briefly, {train.queries[q].lower()}" for i, q in enumerate(ids)},
+        corpus={c: train.corpus[c] for q in ids for c in train.relevant_docs[q]},
+        relevant_docs={f"r{i}": train.relevant_docs[q] for i, q in enumerate(ids)},
+    )
+
+
+def test_rejected_questions_train_on_the_teachers_ranking_in_their_own_batches(tmp_path):
+    run = _run_dir(tmp_path / "run")
+    train, _ = make_sets()
+    _rejects(train).to_json(run / "data" / "train_rejects.json")
+    cfg = _cfg(teacher="all-MiniLM-L6-v2", matryoshka_dims=None, epochs=1, eval_steps=None,
+               save_steps=None)  # fmt: skip
+    summary = run_train(cfg, run)
+    assert summary["data"]["reject_rows"] == 12
+    assert summary["recipe"]["rejects_kl_only"] is True
+    # 28 pairs and 12 rejects in batches of 7, never mixed: 4 + 2 steps.
+    assert summary["steps"] == 6
+    # Without a teacher there is nothing to learn from them: they are left out.
+    plain = run_train(_cfg(matryoshka_dims=None, epochs=1, eval_steps=None, save_steps=None),
+                      run, fresh=True)  # fmt: skip
+    assert plain["data"]["reject_rows"] == 0 and plain["steps"] == 4

@@ -23,7 +23,14 @@ pytestmark = pytest.mark.slow
 def test_lora_adapters_are_merged_into_a_plain_model(tmp_path, minilm):
     train, val = make_sets()
     cfg = TrainConfig(
-        epochs=2, batch_size=7, max_seq_length=32, lora=True, lora_r=8, learning_rate=1e-3
+        epochs=2,
+        batch_size=7,
+        max_seq_length=32,
+        lora=True,
+        lora_r=8,
+        learning_rate=1e-3,
+        teacher=None,
+        keep="best",
     )
     summary = finetune("all-MiniLM-L6-v2", train, val, cfg, tmp_path / "model")
     files = {p.name for p in (tmp_path / "model").iterdir()}
@@ -72,7 +79,7 @@ def test_two_process_ddp_saves_once_from_rank_zero(tmp_path):
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
         embedtune, "train", "--run-dir", str(run), "--model", "all-MiniLM-L6-v2",
-        "--epochs", "1", "--batch-size", "7", "--max-seq-length", "32",
+        "--epochs", "1", "--batch-size", "7", "--max-seq-length", "32", "--teacher", "none",
     ]  # fmt: skip
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

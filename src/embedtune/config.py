@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from embedtune.errors import ConfigError
 
@@ -118,9 +118,10 @@ class GenerateConfig(_Section):
         "round-trip filter.",
     )
     roundtrip_model: str | None = Field(
-        None,
+        "auto",
         description="Model that judges the round trip (hub id, path or alias, e.g. a stronger "
-        "model than the base); None = the base model.",
+        "model than the base); 'auto' = the training teacher when train.teacher gives one, "
+        "else the base model; None = the base model.",
     )
     min_question_chars: int = Field(12, ge=1)
     max_question_chars: int = Field(300, ge=10)
@@ -138,9 +139,13 @@ class GenerateConfig(_Section):
 class TrainConfig(_Section):
     """Fine-tuning on sentence-transformers' trainer."""
 
-    epochs: float = Field(1.0, gt=0)
+    epochs: float | None = Field(
+        None, gt=0, description="None = 2 with a teacher, 1 without (as measured)."
+    )
     batch_size: int = Field(32, ge=2)
-    learning_rate: float = Field(2e-5, gt=0)
+    learning_rate: float | None = Field(
+        None, gt=0, description="None = 5e-5 with a teacher, 2e-5 without (as measured)."
+    )
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     max_seq_length: int | None = Field(None, ge=8, description="None keeps the model's own.")
@@ -159,11 +164,26 @@ class TrainConfig(_Section):
     eval_steps: int | None = Field(None, ge=1, description="None = evaluate once per epoch.")
     save_steps: int | None = Field(None, ge=1, description="None = save once per epoch.")
     teacher: str | None = Field(
-        None,
+        "auto",
         description="A stronger embedding model (hub id, path or alias such as "
-        "all-mpnet-base-v2) whose in-batch ranking the student learns too; None = off.",
+        "all-mpnet-base-v2) whose in-batch ranking the student learns too; 'auto' = the "
+        "packaged all-mpnet-base-v2 when the base is all-MiniLM-L6-v2 and mpnet is installed, "
+        "else none; None = off.",
     )
     distill_weight: float = Field(1.0, ge=0, description="Weight of the teacher's KL term.")
+    rejects: bool = Field(
+        True,
+        description="With a teacher, also train on the questions the round trip rejected "
+        "(RUN/data/train_rejects.json), in batches of their own that learn only the teacher's "
+        "in-batch ranking: their own chunk, which the round trip doubted, is never asserted as "
+        "the answer.",
+    )
+    keep: Literal["last", "best"] = Field(
+        "last",
+        description="Which weights become RUN/model: 'last' (the end of training, as every "
+        "benchmark measured) or 'best' (the checkpoint with the best NDCG@10 on the generated "
+        "validation questions, which the benchmarks found a poor judge with a small generator).",
+    )
     save_total_limit: int = Field(
         2, ge=1, description="Checkpoints kept in RUN/train/checkpoints (the best is always kept)."
     )
@@ -171,6 +191,12 @@ class TrainConfig(_Section):
         "auto",
         description="bf16 autocast; 'auto' = on where the GPU or CPU (AVX512-BF16/AMX) has bf16.",
     )
+
+    @field_validator("teacher")
+    @classmethod
+    def _teacher_off(cls, value: str | None) -> str | None:
+        # `--teacher none` on the command line, where an empty flag cannot say None
+        return None if value is not None and value.strip().lower() in ("", "none", "off") else value
 
 
 class EvaluateConfig(_Section):

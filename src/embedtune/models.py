@@ -18,14 +18,21 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from embedtune.errors import InputError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["resolve_model", "load_model", "cache_dir", "smollm2_gguf_path", "packaged_models"]
+__all__ = [
+    "resolve_model",
+    "load_model",
+    "cache_dir",
+    "smollm2_gguf_path",
+    "packaged_models",
+    "is_alias_of",
+]
 
 _MINILM = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}
 _MPNET = {"all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2", "mpnet"}
@@ -103,6 +110,18 @@ def packaged_models() -> dict[str, str | None]:
             else None
         ),
     }
+
+
+def is_alias_of(name: str, which: Literal["minilm", "mpnet"]) -> bool:
+    """Whether ``name`` (alias, hub id or path) names the packaged model ``which``."""
+    names, find = (_MINILM, _minilm_path) if which == "minilm" else (_MPNET, _mpnet_path)
+    if name.strip().lower() in names:
+        return True
+    expanded = os.path.expanduser(name)
+    if not os.path.isdir(expanded):
+        return False
+    path = find()
+    return path is not None and os.path.realpath(expanded) == os.path.realpath(path)
 
 
 def resolve_model(name: str) -> str:

@@ -68,11 +68,28 @@ def train(
     teacher: Annotated[
         str | None,
         typer.Option(
-            help="Stronger model whose in-batch ranking is distilled, e.g. all-mpnet-base-v2."
+            help="Stronger model whose in-batch ranking is distilled, e.g. all-mpnet-base-v2; "
+            "'auto' (default): mpnet for MiniLM; 'none': off."
         ),
     ] = None,
     distill_weight: Annotated[
         float | None, typer.Option(help="Weight of the teacher's KL term (default 1).")
+    ] = None,
+    rejects: Annotated[
+        bool | None,
+        typer.Option(
+            "--rejects/--no-rejects",
+            help="With a teacher, also learn its ranking of the questions the round trip "
+            "dropped (default on).",
+        ),
+    ] = None,
+    rejects_data: Annotated[
+        Path | None,
+        typer.Option(help="With --train-data: those dropped questions (llama-index JSON)."),
+    ] = None,
+    keep: Annotated[
+        Literal["last", "best"] | None,
+        typer.Option(help="Save the last weights (default) or the best on the validation data."),
     ] = None,
     matryoshka_dims: Annotated[
         str | None, typer.Option(help="Also train truncated sizes, e.g. 384,256,128.")
@@ -93,7 +110,7 @@ def train(
         bool, typer.Option("--fresh", help="Discard earlier training outputs first.")
     ] = False,
 ) -> None:
-    """Fine-tune the embedding model on the generated questions; keep the best checkpoint.
+    """Fine-tune the embedding model on the generated questions.
 
     \b
     Example, on a run prepared by `embedtune generate`:
@@ -126,6 +143,8 @@ def train(
             "hard_negatives": hard_negatives,
             "teacher": teacher,
             "distill_weight": distill_weight,
+            "rejects": rejects,
+            "keep": keep,
             "matryoshka_dims": _dims(matryoshka_dims),
             "lora": lora,
             "query_prompt": query_prompt,
@@ -157,6 +176,12 @@ def train(
                 if p.exists():
                     shutil.rmtree(p)
         tr, va = load_sets(train_data, val_data)
+        extra = None
+        if rejects_data is not None:
+            from embedtune.dataset import load_dataset_path
+
+            extra = load_dataset_path(rejects_data)
+            extra.metadata["source"] = str(rejects_data)
         summary = finetune(
             cfg.model,
             tr,
@@ -167,6 +192,7 @@ def train(
             full_corpus=merged_corpus(tr, va) if va is not None else None,
             work_dir=work,
             echo=echo,
+            rejects=extra,
         )
     if rank0:
         _print_summary(summary)

@@ -6,6 +6,8 @@ Reads ``RUN/chunks/{train,val}.jsonl`` and writes
 - ``RUN/data/{train,val}.json``: llama-index ``EmbeddingQAFinetuneDataset`` JSON (corpus = all
   chunks of the split, queries = kept questions, relevant_docs = the source chunk);
 - ``RUN/data/beir/{train,val}/``: the same as BEIR folders (qrels ``train.tsv`` / ``test.tsv``);
+- ``RUN/data/train_rejects.json``: the training questions the round trip dropped, which training
+  with a teacher learns from through the teacher's ranking only;
 - ``RUN/generate/report.json``: calls, tokens, drops by reason, timings, sample questions.
 
 A rerun makes only the calls the cache lacks; the datasets are rebuilt from cache and filters::
@@ -330,8 +332,16 @@ def _stage_key(cfg: PipelineConfig, run_dir: Path, template: PromptTemplate) -> 
     hashes = {}
     for split in SPLITS:
         hashes[split] = content_hash((run_dir / "chunks" / f"{split}.jsonl").read_bytes())
+    from embedtune.train.recipe import roundtrip_judge
+
     return stage_key(
-        "generate", chunks=hashes, generate=cfg.generate, model=cfg.model, template=template.text
+        "generate",
+        chunks=hashes,
+        generate=cfg.generate,
+        model=cfg.model,
+        template=template.text,
+        # "auto" names the teacher, which depends on what is installed
+        judge=roundtrip_judge(cfg) if cfg.generate.roundtrip_top_k is not None else None,
     )
 
 
@@ -351,12 +361,15 @@ def run_generate(
             f"generate.min_question_chars ({g.min_question_chars}) must be below "
             f"generate.max_question_chars ({g.max_question_chars})"
         )
-    if g.roundtrip_model is not None and g.roundtrip_top_k is not None:
+    from embedtune.train.recipe import roundtrip_judge
+
+    judge = roundtrip_judge(cfg)
+    if judge != cfg.model and g.roundtrip_top_k is not None:
         # Fail before the paid or slow calls, not after them at the filter.
         from embedtune.models import resolve_model
 
         try:
-            resolve_model(g.roundtrip_model)
+            resolve_model(judge)
         except InputError as exc:
             raise ConfigError(f"generate.roundtrip_model: {exc}") from None
     backend_name = resolve_backend(g)
@@ -398,7 +411,12 @@ def run_generate(
         return _dry_run_report(plans, caches, backend_name, model_name, g, template)
 
     missing = [c for s in SPLITS for c in plans[s] if c.key not in caches[s]]
-    outputs = [data_dir / "train.json", data_dir / "val.json", gen_dir / "report.json"]
+    outputs = [
+        data_dir / "train.json",
+        data_dir / "val.json",
+        data_dir / "train_rejects.json",
+        gen_dir / "report.json",
+    ]
     if not fresh and not missing and is_current(gen_dir, key) and all(p.is_file() for p in outputs):
         # Chunks, config and cache are complete and the outputs were built from them.
         for c in caches.values():
@@ -449,13 +467,13 @@ def run_generate(
     timings["filter_s"] = round(time.perf_counter() - t0, 3)
 
     roundtrip: dict[str, dict[str, Any]] = {}
+    rejected: list[tuple[str, str, str]] = []  # training questions the round trip dropped
     if g.roundtrip_top_k is not None and any(kept.values()):
         from embedtune.models import load_model
 
         t0 = time.perf_counter()
         from embedtune.evaluate.cache import EmbeddingCache, model_fingerprint
 
-        judge = g.roundtrip_model or cfg.model
         model = load_model(judge, device="cpu")
         # The evaluation stage scores this same model (the base, or the judge as a baseline or
         # teacher) on these same chunks: share its cache.
@@ -478,6 +496,8 @@ def run_generate(
                     survivors.append(item)
                 else:
                     filters[split].dropped["roundtrip"] += 1
+                    if split == "train":
+                        rejected.append(item)
                     if len(dropped_samples) < 200:
                         dropped_samples.append(
                             {
@@ -505,6 +525,13 @@ def run_generate(
         )
         ds.to_json(data_dir / f"{split}.json")
         ds.to_beir(data_dir / "beir" / split, split=BEIR_SPLIT[split])
+    # With a teacher, training learns the teacher's ranking of these questions (never their own
+    # chunk as the answer); the corpus holds only the chunks they were written from.
+    QADataset(
+        queries={qid: q for qid, q, _ in rejected},
+        corpus={c.id: c.text for c in chunks["train"] if c.id in {cid for _, _, cid in rejected}},
+        relevant_docs={qid: [cid] for qid, _, cid in rejected},
+    ).to_json(data_dir / "train_rejects.json")
 
     usage: Counter[str] = Counter()
     retries = 0
@@ -553,6 +580,7 @@ def run_generate(
         "outputs": {
             "train": str(data_dir / "train.json"),
             "val": str(data_dir / "val.json"),
+            "train_rejects": str(data_dir / "train_rejects.json"),
             "beir": str(data_dir / "beir"),
         },
     }

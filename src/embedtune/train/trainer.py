@@ -10,9 +10,13 @@ The recipe (each piece switchable in :class:`~embedtune.config.TrainConfig`):
 - query/document prompts applied in training and saved into the model, so
   ``model.encode_query`` applies them;
 - optional ``MatryoshkaLoss`` and LoRA adapters (merged before the final save);
+- with a teacher (``train.teacher``, "auto" = all-mpnet-base-v2 for the default MiniLM; see
+  :mod:`embedtune.train.recipe`), a KL term towards its in-batch ranking
+  (:mod:`embedtune.train.distill`), and the questions the round trip rejected trained in batches
+  of their own on that KL term alone;
 - validation of held-out queries against the full corpus with
-  ``InformationRetrievalEvaluator``; the base model is scored first and the checkpoint with the
-  best NDCG@10 is the one saved.
+  ``InformationRetrievalEvaluator``; the base model is scored first; the weights saved are the
+  last (``keep="last"``) or the checkpoint with the best NDCG@10 (``keep="best"``).
 
 Library use::
 
@@ -36,7 +40,13 @@ from embedtune.config import PipelineConfig, TrainConfig
 from embedtune.dataset import QADataset
 from embedtune.errors import ConfigError, InputError, TrainingError
 from embedtune.records import content_hash, write_json_atomic
-from embedtune.train.data import check_dataset, load_sets, merged_corpus, pairs_dataset
+from embedtune.train.data import (
+    check_dataset,
+    load_sets,
+    merged_corpus,
+    pair_rows,
+    pairs_dataset,
+)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -194,11 +204,20 @@ def _load_base(model: str) -> SentenceTransformer:
         ) from None
 
 
-def _build_loss(model: SentenceTransformer, cfg: TrainConfig, world_size: int):
+def _build_loss(
+    model: SentenceTransformer, cfg: TrainConfig, world_size: int, *, kl_only: bool = False
+):
+    """The loss of the pairs; with ``kl_only`` the rejects' loss (the teacher's KL term alone)."""
     from sentence_transformers.sentence_transformer import losses
 
     gather = world_size > 1
-    if cfg.teacher:
+    if kl_only:
+        from embedtune.train.distill import TeacherDistillLoss
+
+        loss = TeacherDistillLoss(
+            model, distill_weight=1.0, contrastive_weight=0.0, gather_across_devices=gather
+        )
+    elif cfg.teacher:
         from embedtune.train.distill import TeacherDistillLoss
 
         if cfg.loss == "cached_mnrl":
@@ -241,7 +260,9 @@ def _score_base_cached(model: str, val: QADataset, corpus: dict[str, str]) -> di
     return {k.replace("accuracy@", "hit@"): round(float(v), 6) for k, v in metrics.items()}
 
 
-def _add_teacher_labels(rows: Any, cfg: TrainConfig, say: Callable[[str], None], info: dict) -> Any:
+def _add_teacher_labels(
+    datasets: list[Any], cfg: TrainConfig, say: Callable[[str], None], info: dict
+) -> list[Any]:
     """Encode every text column once with the teacher and attach it as each row's label."""
     from embedtune.evaluate.cache import EmbeddingCache, model_fingerprint
     from embedtune.train.distill import teacher_labels
@@ -251,21 +272,23 @@ def _add_teacher_labels(rows: Any, cfg: TrainConfig, say: Callable[[str], None],
     teacher = _load_base(cfg.teacher)
     if cfg.max_seq_length is not None:
         teacher.max_seq_length = cfg.max_seq_length
-    columns = {name: rows[name] for name in rows.column_names}
-    say(f"encoding {len(rows)} training rows with the teacher {cfg.teacher}")
-    # Through the teacher's embedding cache: a re-run, or the teacher scored as an evaluation
-    # baseline, encodes nothing twice. A shortened max_seq_length changes the embeddings, so
-    # then the cache is not used.
-    fingerprint = model_fingerprint(cfg.teacher) if cfg.max_seq_length is None else None
-    labels = teacher_labels(
-        teacher,
-        columns,
-        bf16=_use_bf16(cfg),
-        cache=EmbeddingCache(fingerprint) if fingerprint else None,
+    say(
+        f"encoding {sum(len(rows) for rows in datasets)} training rows with the teacher "
+        f"{cfg.teacher}"
     )
+    # Through the teacher's embedding cache: a re-run, the round trip it judged, or the teacher
+    # scored as an evaluation baseline, encodes nothing twice. A shortened max_seq_length
+    # changes the embeddings, so then the cache is not used.
+    fingerprint = model_fingerprint(cfg.teacher) if cfg.max_seq_length is None else None
+    cache = EmbeddingCache(fingerprint) if fingerprint else None
+    out = []
+    for rows in datasets:
+        columns = {name: rows[name] for name in rows.column_names}
+        labels = teacher_labels(teacher, columns, bf16=_use_bf16(cfg), cache=cache)
+        out.append(rows.add_column("label", labels))
     info.update({"model": cfg.teacher, "seconds": round(time.perf_counter() - t0, 1)})
     del teacher
-    return rows.add_column("label", labels)
+    return out
 
 
 def _trainer_class(base: type, *, lora: bool) -> type:
@@ -296,9 +319,12 @@ def _trainer_class(base: type, *, lora: bool) -> type:
     return _LoraTrainer
 
 
-def _steps(cfg: TrainConfig, n_rows: int, batch: int, world: int) -> tuple[int, int, int]:
-    """(steps per epoch, eval_steps, save_steps)."""
-    per_epoch = max(1, math.ceil(n_rows / (batch * world)))
+def _steps(
+    cfg: TrainConfig, n_rows: int | list[int], batch: int, world: int
+) -> tuple[int, int, int]:
+    """(steps per epoch, eval_steps, save_steps); ``n_rows`` per dataset, batched apart."""
+    sizes = [n_rows] if isinstance(n_rows, int) else n_rows
+    per_epoch = max(1, sum(math.ceil(n / (batch * world)) for n in sizes))
     eval_steps, save_steps = cfg.eval_steps, cfg.save_steps
     if eval_steps is None and save_steps is None:
         eval_steps = save_steps = per_epoch
@@ -343,13 +369,15 @@ def finetune(
     work_dir: Path | None = None,
     callbacks: list[Any] | None = None,
     echo: Callable[[str], None] | None = None,
+    rejects: QADataset | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune ``model`` on ``train``'s (query, chunk) pairs and save the best model.
+    """Fine-tune ``model`` on ``train``'s (query, chunk) pairs and save the model.
 
     ``val``'s queries are searched against ``full_corpus`` (default: train + val chunks) after
-    every ``eval_steps`` (default: once per epoch); the checkpoint with the best NDCG@10 is the
-    one written to ``output_dir``, which loads with ``SentenceTransformer(output_dir)`` and
-    carries a model card. Checkpoints and ``metrics.json`` go to ``work_dir`` (default:
+    every ``eval_steps`` (default: once per epoch); the last weights (``cfg.keep="last"``) or the
+    checkpoint with the best NDCG@10 (``"best"``) are written to ``output_dir``, which loads with ``SentenceTransformer(output_dir)`` and
+    carries a model card. With a teacher, ``rejects`` (questions the round trip dropped) train
+    on the teacher's KL term only. Checkpoints and ``metrics.json`` go to ``work_dir`` (default:
     ``<output_dir>.train``). Returns the summary also written to ``work_dir/metrics.json``.
     """
     import torch
@@ -360,12 +388,20 @@ def finetune(
     from sentence_transformers.sentence_transformer.evaluation import (
         InformationRetrievalEvaluator,
     )
-    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+    from sentence_transformers.sentence_transformer.training_args import (
+        BatchSamplers,
+        MultiDatasetBatchSamplers,
+    )
     from transformers.trainer_utils import get_last_checkpoint
 
     from embedtune.train.card import write_model_card
+    from embedtune.train.recipe import resolve_recipe
 
     say = echo or (lambda msg: logger.info(msg))
+    recipe = resolve_recipe(model, cfg)
+    cfg = recipe.config
+    for note in recipe.notes:
+        say(note)
     output_dir = Path(output_dir)
     work_dir = Path(work_dir) if work_dir else output_dir.with_name(output_dir.name + ".train")
     ckpt_dir = work_dir / "checkpoints"
@@ -420,9 +456,33 @@ def finetune(
             prompts[f"negative_{k}"] = prompts["positive"]
     prompts = {k: v for k, v in prompts.items() if v}
     n_rows = len(train_rows)
+    reject_rows = None
+    if rejects is not None and cfg.teacher and cfg.rejects:
+        check_dataset(rejects, str(rejects.metadata.get("source", "rejected questions")))
+        known = set(train_rows["anchor"])
+        # One row per question, none already trained on as a pair.
+        pairs = []
+        for query, passage in pair_rows(rejects):
+            if query not in known:
+                known.add(query)
+                pairs.append((query, passage))
+        if len(pairs) >= 2:
+            from datasets import Dataset
+
+            reject_rows = Dataset.from_dict(
+                {"anchor": [q for q, _ in pairs], "positive": [p for _, p in pairs]}
+            )
     teacher_info: dict[str, Any] = {}
     if cfg.teacher:
-        train_rows = _add_teacher_labels(train_rows, cfg, say, teacher_info)
+        labelled = _add_teacher_labels(
+            [train_rows] + ([reject_rows] if reject_rows is not None else []),
+            cfg,
+            say,
+            teacher_info,
+        )
+        train_rows = labelled[0]
+        reject_rows = labelled[1] if reject_rows is not None else None
+    n_rejects = len(reject_rows) if reject_rows is not None else 0
 
     batch = cfg.batch_size
     if batch * world > n_rows:
@@ -440,7 +500,9 @@ def finetune(
         warnings.append(msg)
         say("warning: " + msg)
         batch = new
-    per_epoch, eval_steps, save_steps = _steps(cfg, n_rows, batch, world)
+    per_epoch, eval_steps, save_steps = _steps(
+        cfg, [n_rows, n_rejects] if n_rejects else n_rows, batch, world
+    )
 
     evaluator = None
     base_metrics: dict[str, float] = {}
@@ -485,6 +547,12 @@ def finetune(
     if cfg.lora:
         _add_lora(st_model, cfg)
     loss = _build_loss(st_model, cfg, world)
+    train_dataset: Any = train_rows
+    if reject_rows is not None:
+        # Batches of their own (the multi-dataset sampler never mixes datasets in a batch), so
+        # a rejected question's doubted chunk is never any pair's in-batch negative either.
+        train_dataset = {"pairs": train_rows, "rejects": reject_rows}
+        loss = {"pairs": loss, "rejects": _build_loss(st_model, cfg, world, kl_only=True)}
     bf16 = _use_bf16(cfg)
 
     resume_from = None
@@ -512,13 +580,14 @@ def finetune(
         use_cpu=not torch.cuda.is_available(),
         ddp_backend=("gloo" if not torch.cuda.is_available() else None) if world > 1 else None,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
+        multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
         prompts=prompts or None,
         eval_strategy="steps" if evaluator is not None else "no",
         eval_steps=eval_steps if evaluator is not None else None,
         save_strategy="steps",
         save_steps=save_steps,
         save_total_limit=cfg.save_total_limit,
-        load_best_model_at_end=evaluator is not None,
+        load_best_model_at_end=evaluator is not None and cfg.keep == "best",
         metric_for_best_model=evaluator.primary_metric if evaluator is not None else None,
         greater_is_better=True,
         logging_steps=max(1, min(50, per_epoch // 4 or 1)),
@@ -529,15 +598,18 @@ def finetune(
     trainer = _trainer_class(SentenceTransformerTrainer, lora=cfg.lora)(
         model=st_model,
         args=args,
-        train_dataset=train_rows,
+        train_dataset=train_dataset,
         loss=loss,
         evaluator=evaluator,
         callbacks=callbacks,
     )
     say(
-        f"training on {n_rows} pairs: {cfg.epochs:g} epoch(s), batch {batch}"
+        f"training on {n_rows} pairs"
+        + (f" + {n_rejects} rejected questions (teacher's KL only)" if n_rejects else "")
+        + f": {cfg.epochs:g} epoch(s), lr {cfg.learning_rate:g}, batch {batch}"
         + (f" x {world} processes" if world > 1 else "")
         + f", {cfg.loss}"
+        + (f", teacher {cfg.teacher}" if cfg.teacher else "")
         + (f", {cfg.hard_negatives} hard negative(s)" if cfg.hard_negatives else "")
         + (", bf16" if bf16 else "")
     )
@@ -571,6 +643,7 @@ def finetune(
             "train_queries": len(train.queries),
             "train_chunks": len(train.corpus),
             "train_pairs": n_rows,
+            "reject_rows": n_rejects,
             "val_queries": len(val.queries) if val is not None else 0,
             "eval_corpus": len(corpus) if val is not None else 0,
         },
@@ -595,6 +668,9 @@ def finetune(
             "bf16": bf16,
             "teacher": teacher_info or None,
             "distill_weight": cfg.distill_weight if cfg.teacher else None,
+            "rejects_kl_only": n_rejects > 0,
+            "keep": cfg.keep,
+            "notes": recipe.notes,
         },
         "negatives": negatives_info or None,
         "steps": trainer.state.global_step,
@@ -605,9 +681,22 @@ def finetune(
     }
     if evaluator is not None:
         best = max(evaluations, key=lambda e: e[PRIMARY]) if evaluations else None
-        if best is not None and not cfg.lora and _holds_checkpoint(final_model, trainer):
+        last = evaluations[-1] if evaluations else None
+        if (
+            cfg.keep == "best"
+            and best is not None
+            and not cfg.lora
+            and _holds_checkpoint(final_model, trainer)
+        ):
             # load_best_model_at_end restored this checkpoint: its scores are the model's.
             final = {k: v for k, v in best.items() if k not in ("step", "epoch")}
+        elif (
+            cfg.keep == "last"
+            and last is not None
+            and not cfg.lora
+            and last["step"] == trainer.state.global_step
+        ):
+            final = {k: v for k, v in last.items() if k not in ("step", "epoch")}
         else:
             # Merged LoRA weights (or no evaluation during training): score what gets saved.
             final = metric_names(evaluator(final_model))
@@ -622,21 +711,23 @@ def finetune(
                 "beats_base": beats,
             }
         )
-        if best and abs(best[PRIMARY] - final[PRIMARY]) > 1e-3:
+        if cfg.keep == "best" and best and abs(best[PRIMARY] - final[PRIMARY]) > 1e-3:
             warnings.append(
                 f"the saved model scores NDCG@10 {final[PRIMARY]:.4f}, the best evaluation "
                 f"during training {best[PRIMARY]:.4f} (step {best['step']})"
             )
+        change = (
+            f"NDCG@10 on the generated validation questions: base {base_metrics[PRIMARY]:.3f} "
+            f"-> fine-tuned {final[PRIMARY]:.3f} ({final[PRIMARY] - base_metrics[PRIMARY]:+.3f})"
+        )
+        if cfg.keep == "best":
+            change += f", best at step {summary['best_step']}"
         if beats:
-            summary["verdict"] = (
-                f"NDCG@10 base {base_metrics[PRIMARY]:.3f} -> fine-tuned {final[PRIMARY]:.3f} "
-                f"({final[PRIMARY] - base_metrics[PRIMARY]:+.3f}), best at step {summary['best_step']}"
-            )
+            summary["verdict"] = change
         else:
             summary["verdict"] = (
-                f"no evaluation beat the base model: NDCG@10 base {base_metrics[PRIMARY]:.3f}, "
-                f"best {final[PRIMARY]:.3f} — the fine-tuned weights are saved at {output_dir} "
-                "anyway; keep using the base model (beats_base: false)"
+                f"{change}: not above the base. The weights are saved at {output_dir}; "
+                "`embedtune evaluate` judges them on every validation set (beats_base: false)"
             )
     else:
         summary.update({"base": None, "final": None, "beats_base": None})
@@ -690,7 +781,8 @@ def run_train(
     echo: Callable[[str], None] | None = None,
     callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """The train stage: RUN/data/{train,val}.json -> RUN/model, RUN/train/metrics.json.
+    """The train stage: RUN/data/{train,val,train_rejects}.json -> RUN/model,
+    RUN/train/metrics.json.
 
     Skips when RUN/train/manifest.json holds the same inputs and settings. ``resume`` continues
     from the last checkpoint in RUN/train/checkpoints; ``fresh`` discards earlier outputs.
@@ -700,12 +792,23 @@ def run_train(
     if not train_path.is_file():
         raise InputError(f"{train_path} not found; run `embedtune generate --run {run_dir}` first")
     work, model_dir = run_dir / "train", run_dir / "model"
+    from embedtune.train.recipe import resolve_recipe
+
+    recipe = resolve_recipe(cfg.model, cfg.train).config  # "auto" depends on what is installed
+    rejects_path = run_dir / "data" / "train_rejects.json"
+    use_rejects = bool(
+        recipe.teacher
+        and recipe.rejects
+        and rejects_path.is_file()
+        and (_read_json(rejects_path) or {}).get("queries")  # empty when the round trip kept all
+    )
     key = stage_key(
         "train",
         model=cfg.model,
-        config=cfg.train,
+        config=recipe,
         train=_file_hash(train_path),
         val=_file_hash(val_path) if val_path.is_file() else None,
+        rejects=_file_hash(rejects_path) if use_rejects else None,
     )
     if fresh and not resume:
         for p in (work, model_dir):
@@ -727,6 +830,12 @@ def run_train(
         write_json_atomic(work / "started.json", {"key": key})
 
     train, val = load_sets(train_path, val_path if val_path.is_file() else None)
+    rejects = None
+    if use_rejects:
+        from embedtune.dataset import load_dataset_path
+
+        rejects = load_dataset_path(rejects_path)
+        rejects.metadata["source"] = str(rejects_path)
     summary = finetune(
         cfg.model,
         train,
@@ -738,6 +847,7 @@ def run_train(
         work_dir=work,
         callbacks=callbacks,
         echo=echo,
+        rejects=rejects,
     )
     if _world()[1] == 0:
         write_manifest(work, key, {"beats_base": summary.get("beats_base")})
