@@ -113,9 +113,8 @@ class GenerateConfig(_Section):
     roundtrip_top_k: int | None = Field(
         20,
         ge=1,
-        description="Keep a question only if the round-trip model (the base unless "
-        "roundtrip_model is set) ranks its chunk in the top k of its split; None disables the "
-        "round-trip filter.",
+        description="Keep a question only if the round-trip model (roundtrip_model) ranks its "
+        "chunk in the top k of its split; None disables the round-trip filter.",
     )
     roundtrip_model: str | None = Field(
         "auto",

@@ -79,7 +79,13 @@ def model_card(summary: dict[str, Any]) -> str:
         "## Data",
         "",
         f"- training: {d['train_queries']} queries, {d['train_chunks']} chunks, "
-        f"{d['train_pairs']} (query, chunk) pairs",
+        f"{d['train_pairs']} (query, chunk) pairs"
+        + (
+            f", and {d['reject_rows']} questions the round trip rejected, trained on the "
+            "teacher's ranking only"
+            if d.get("reject_rows")
+            else ""
+        ),
         f"- validation: {d['val_queries']} queries",
         "",
         "## Recipe",
@@ -106,9 +112,13 @@ def model_card(summary: dict[str, Any]) -> str:
         "matryoshka_dims",
         "lora",
         "bf16",
+        "distill_weight",
+        "keep",
     ):
         if key in r and r[key] is not None:
             lines.append(f"| {key} | {_fmt(r[key])} |")
+        if key == "loss" and r.get("teacher"):
+            lines.append(f"| teacher | {_fmt(r['teacher']['model'])} |")
     lines += [
         "",
         f"Training: {summary['steps']} steps in {summary['train_seconds']:.1f} s "
