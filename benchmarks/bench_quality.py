@@ -13,7 +13,9 @@ the R FAQ and python-faq are for reporting only. Each result is appended to benc
 
     python benchmarks/bench_quality.py --run runs/demo --zero-shot all-mpnet-base-v2
 
-scores other models (zero-shot, or fine-tuned folders) on the same sets without training.
+scores other models (zero-shot, or fine-tuned folders) on the same sets without training; with
+``--label`` each folder is also recorded as a row (its recipe and seed read from the training
+summary beside it), so ``--summary`` averages, e.g., three seeds of ``embedtune run``.
 
     python benchmarks/bench_quality.py --run runs/demo --recipes distill1 --lr 5e-5 \
         --kl-data runs/demo-unfiltered/data/train.json
@@ -289,6 +291,9 @@ def main() -> None:
                 c = data.comparisons[score.label]["ndcg@10"]
                 print(f"  {score.source:<60} {c.model:.4f} {c.diff:+.4f} "
                       f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}] {c.verdict}")  # fmt: skip
+        if args.label:  # record fine-tuned folders (e.g. RUN/model of `embedtune run`) as rows
+            for i, model_path in enumerate(args.zero_shot, 1):
+                write_row(args.out, _folder_row(model_path, i, args.label), result, i)
         return
     teacher_cache: dict = {}
     print(f"{len(pairs)} training pairs; evaluation sets: {', '.join(sets)}")
@@ -309,20 +314,47 @@ def main() -> None:
                           if args.kl_data else {}),
                        **({"base_model": args.base} if args.base != BASE else {}),
                        "data": args.label or str(args.train_data or run), "train_s": round(seconds, 1)}  # fmt: skip
-                cells = []
-                for name, data in result.datasets.items():
-                    c = data.comparisons[data.scores[1].label]["ndcg@10"]
-                    per_query = (data.scores[1].per_query["ndcg@10"]
-                                 - data.scores[0].per_query["ndcg@10"])  # fmt: skip
-                    row[name] = {"base": round(c.base, 4), "model": round(c.model, 4),
-                                 "diff": round(c.diff, 4),
-                                 "ci": [round(c.ci_low, 4), round(c.ci_high, 4)],
-                                 "per_query_diff": [round(float(x), 4) for x in per_query]}  # fmt: skip
-                    cells.append(f"{c.diff:+.4f} [{c.ci_low:+.3f},{c.ci_high:+.3f}]")
+                cells = write_row(args.out, row, result)
                 print(f"{recipe:<10} {seed:>4} {alpha:>5} " + " ".join(f"{x:>22}" for x in cells))
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                with args.out.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+
+
+def write_row(out: Path, row: dict, result, index: int = 1) -> list[str]:
+    """Add each set's comparison of model ``index`` with the base to ``row``; append it to
+    ``out``. Returns the printed cells."""
+    cells = []
+    for name, data in result.datasets.items():
+        c = data.comparisons[data.scores[index].label]["ndcg@10"]
+        per_query = data.scores[index].per_query["ndcg@10"] - data.scores[0].per_query["ndcg@10"]
+        row[name] = {"base": round(c.base, 4), "model": round(c.model, 4),
+                     "diff": round(c.diff, 4), "ci": [round(c.ci_low, 4), round(c.ci_high, 4)],
+                     "per_query_diff": [round(float(x), 4) for x in per_query]}  # fmt: skip
+        cells.append(f"{c.diff:+.4f} [{c.ci_low:+.3f},{c.ci_high:+.3f}]")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    return cells
+
+
+def _folder_row(model_path: str, index: int, label: str) -> dict:
+    """A results row for a model trained elsewhere, from its training summary where present
+    (``embedtune train`` writes it next to the model: RUN/train/metrics.json)."""
+    folder = Path(model_path)
+    metrics = {}
+    for candidate in (folder.parent / "train" / "metrics.json",
+                      folder.with_name(folder.name + ".train") / "metrics.json"):  # fmt: skip
+        if candidate.is_file():
+            metrics = json.loads(candidate.read_text())
+            break
+    recipe = metrics.get("recipe") or {}
+    data = metrics.get("data") or {}
+    teacher = (recipe.get("teacher") or {}).get("model")
+    return {"recipe": "embedtune" + (f" + teacher {teacher}" if teacher else ""),
+            "seed": recipe.get("seed", index), "alpha": 1.0, "epochs": recipe.get("epochs"),
+            "lr": recipe.get("learning_rate"), "batch_size": recipe.get("batch_size"),
+            "pairs": data.get("train_pairs"), "hard_negatives": recipe.get("hard_negatives") or None,
+            **({"kl_data": f"rejects ({data['reject_rows']})"} if data.get("reject_rows") else {}),
+            "data": label, "model_path": str(folder),
+            "train_s": metrics.get("train_seconds")}  # fmt: skip
 
 
 if __name__ == "__main__":
