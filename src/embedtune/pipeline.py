@@ -6,7 +6,8 @@
 Every stage keys its outputs by a hash of its inputs and settings (see ``artifacts``), so a
 re-run skips what is current and resumes what was interrupted (cached LLM calls, training
 checkpoints). The run's result is the fine-tuned model only when evaluation shows it better than
-the base on the validation sets; otherwise the run says so and keeps the base (``RUN/result.json``).
+the base on the validation sets; otherwise the run says so and keeps the base
+(``RUN/result.json``).
 """
 
 from __future__ import annotations

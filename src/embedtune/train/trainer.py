@@ -375,10 +375,10 @@ def finetune(
 
     ``val``'s queries are searched against ``full_corpus`` (default: train + val chunks) after
     every ``eval_steps`` (default: once per epoch); the last weights (``cfg.keep="last"``) or the
-    checkpoint with the best NDCG@10 (``"best"``) are written to ``output_dir``, which loads with ``SentenceTransformer(output_dir)`` and
-    carries a model card. With a teacher, ``rejects`` (questions the round trip dropped) train
-    on the teacher's KL term only. Checkpoints and ``metrics.json`` go to ``work_dir`` (default:
-    ``<output_dir>.train``). Returns the summary also written to ``work_dir/metrics.json``.
+    checkpoint with the best NDCG@10 (``"best"``) are written to ``output_dir``, which loads
+    with ``SentenceTransformer(output_dir)`` and carries a model card. With a teacher,
+    ``rejects`` (questions the round trip dropped) train on the teacher's KL term only.
+    Checkpoints and ``metrics.json`` go to ``work_dir`` (default: ``<output_dir>.train``). Returns the summary also written to ``work_dir/metrics.json``.
     """
     import torch
     from sentence_transformers import (
