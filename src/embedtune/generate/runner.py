@@ -527,9 +527,10 @@ def run_generate(
         ds.to_beir(data_dir / "beir" / split, split=BEIR_SPLIT[split])
     # With a teacher, training learns the teacher's ranking of these questions (never their own
     # chunk as the answer); the corpus holds only the chunks they were written from.
+    rejected_chunks = {cid for _, _, cid in rejected}
     QADataset(
         queries={qid: q for qid, q, _ in rejected},
-        corpus={c.id: c.text for c in chunks["train"] if c.id in {cid for _, _, cid in rejected}},
+        corpus={c.id: c.text for c in chunks["train"] if c.id in rejected_chunks},
         relevant_docs={qid: [cid] for qid, _, cid in rejected},
     ).to_json(data_dir / "train_rejects.json")
 
