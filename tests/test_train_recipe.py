@@ -58,3 +58,9 @@ def test_round_trip_judge_follows_the_teacher(mpnet_installed):
 def test_auto_teacher_steps_aside_for_cached_mnrl(mpnet_installed):
     r = resolve_recipe("all-MiniLM-L6-v2", TrainConfig(loss="cached_mnrl"))
     assert r.config.teacher is None and "cached_mnrl" in r.notes[0]
+
+
+def test_round_trip_judge_is_the_base_when_the_loss_leaves_no_teacher(mpnet_installed):
+    cfg = PipelineConfig()
+    cfg.train.loss = "cached_mnrl"  # auto picks no teacher for it, so mpnet must not judge either
+    assert roundtrip_judge(cfg) == cfg.model

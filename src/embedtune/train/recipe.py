@@ -72,12 +72,9 @@ def resolve_recipe(base: str, cfg: TrainConfig) -> Recipe:
 
 def roundtrip_judge(cfg: PipelineConfig) -> str:
     """The model that judges generate's round trip: ``generate.roundtrip_model``, where "auto"
-    (and None) means the training teacher when there is one, else the base model."""
+    means the teacher training will use when there is one, and "auto" without one, or None,
+    means the base model."""
     judge = cfg.generate.roundtrip_model
-    if judge not in (None, "auto"):
-        return judge
     if judge == "auto":
-        teacher, _ = resolve_teacher(cfg.model, cfg.train.teacher)
-        if teacher:
-            return teacher
-    return cfg.model
+        judge = resolve_recipe(cfg.model, cfg.train).config.teacher
+    return judge or cfg.model
