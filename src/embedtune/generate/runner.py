@@ -328,12 +328,10 @@ def _build_split(
     return kept, n_raw
 
 
-def _stage_key(cfg: PipelineConfig, run_dir: Path, template: PromptTemplate) -> str:
+def _stage_key(cfg: PipelineConfig, run_dir: Path, template: PromptTemplate, judge: str) -> str:
     hashes = {}
     for split in SPLITS:
         hashes[split] = content_hash((run_dir / "chunks" / f"{split}.jsonl").read_bytes())
-    from embedtune.train.recipe import roundtrip_judge
-
     return stage_key(
         "generate",
         chunks=hashes,
@@ -341,7 +339,7 @@ def _stage_key(cfg: PipelineConfig, run_dir: Path, template: PromptTemplate) -> 
         model=cfg.model,
         template=template.text,
         # "auto" names the teacher, which depends on what is installed
-        judge=roundtrip_judge(cfg) if cfg.generate.roundtrip_top_k is not None else None,
+        judge=judge if cfg.generate.roundtrip_top_k is not None else None,
     )
 
 
@@ -377,7 +375,7 @@ def run_generate(
     chunks = _read_split_chunks(run_dir)
     gen_dir = run_dir / "generate"
     data_dir = run_dir / "data"
-    key = _stage_key(cfg, run_dir, template)
+    key = _stage_key(cfg, run_dir, template, judge)
     backend: OpenAIBackend | LocalBackend
     if backend_name == "openai":
         backend = OpenAIBackend(g, check_key=not dry_run)

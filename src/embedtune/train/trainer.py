@@ -681,22 +681,20 @@ def finetune(
     }
     if evaluator is not None:
         best = max(evaluations, key=lambda e: e[PRIMARY]) if evaluations else None
-        last = evaluations[-1] if evaluations else None
+        # The weights saved: the best checkpoint, which load_best_model_at_end restored, or the
+        # end of training. When an evaluation during training scored exactly those weights, its
+        # scores are the model's.
+        kept = best if cfg.keep == "best" else (evaluations[-1] if evaluations else None)
         if (
-            cfg.keep == "best"
-            and best is not None
+            kept is not None
             and not cfg.lora
-            and _holds_checkpoint(final_model, trainer)
+            and (
+                _holds_checkpoint(final_model, trainer)
+                if cfg.keep == "best"
+                else kept["step"] == trainer.state.global_step
+            )
         ):
-            # load_best_model_at_end restored this checkpoint: its scores are the model's.
-            final = {k: v for k, v in best.items() if k not in ("step", "epoch")}
-        elif (
-            cfg.keep == "last"
-            and last is not None
-            and not cfg.lora
-            and last["step"] == trainer.state.global_step
-        ):
-            final = {k: v for k, v in last.items() if k not in ("step", "epoch")}
+            final = {k: v for k, v in kept.items() if k not in ("step", "epoch")}
         else:
             # Merged LoRA weights (or no evaluation during training): score what gets saved.
             final = metric_names(evaluator(final_model))
