@@ -326,3 +326,24 @@ def test_rejected_questions_train_on_the_teachers_ranking_in_their_own_batches(t
     plain = run_train(_cfg(matryoshka_dims=None, epochs=1, eval_steps=None, save_steps=None),
                       run, fresh=True)  # fmt: skip
     assert plain["data"]["reject_rows"] == 0 and plain["steps"] == 4
+
+
+def test_a_torn_rejects_file_is_named_not_skipped(tmp_path):
+    run = _run_dir(tmp_path / "run")
+    (run / "data" / "train_rejects.json").write_text('{"queries": {"r1": "x"')
+    cfg = _cfg(teacher="all-MiniLM-L6-v2", matryoshka_dims=None, epochs=1)
+    with pytest.raises(
+        InputError, match=r"train_rejects\.json is not a llama-index JSON.*--no-rejects"
+    ):
+        run_train(cfg, run)
+    # without a teacher the rejects are not read at all
+    assert run_train(_cfg(matryoshka_dims=None, epochs=1), run)["data"]["reject_rows"] == 0
+
+
+def test_a_missing_teacher_is_named_before_any_work(tmp_path):
+    from embedtune.errors import ConfigError
+
+    run = _run_dir(tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"train\.teacher: model path .*nope does not exist"):
+        run_train(_cfg(teacher=str(tmp_path / "nope")), run)
+    assert not (run / "train" / "base_metrics.json").exists()

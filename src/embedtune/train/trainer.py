@@ -402,6 +402,14 @@ def finetune(
     cfg = recipe.config
     for note in recipe.notes:
         say(note)
+    if cfg.teacher:
+        # Fail before the base is scored and the rows encoded, naming the setting.
+        from embedtune.models import resolve_model
+
+        try:
+            resolve_model(cfg.teacher)
+        except InputError as exc:
+            raise ConfigError(f"train.teacher: {exc}") from None
     output_dir = Path(output_dir)
     work_dir = Path(work_dir) if work_dir else output_dir.with_name(output_dir.name + ".train")
     ckpt_dir = work_dir / "checkpoints"
@@ -794,19 +802,27 @@ def run_train(
 
     recipe = resolve_recipe(cfg.model, cfg.train).config  # "auto" depends on what is installed
     rejects_path = run_dir / "data" / "train_rejects.json"
-    use_rejects = bool(
-        recipe.teacher
-        and recipe.rejects
-        and rejects_path.is_file()
-        and (_read_json(rejects_path) or {}).get("queries")  # empty when the round trip kept all
-    )
+    rejects = None
+    if recipe.teacher and recipe.rejects and rejects_path.is_file():
+        saved = _read_json(rejects_path)
+        if not isinstance(saved, dict):
+            raise InputError(
+                f"{rejects_path} is not a llama-index JSON file; run `embedtune generate --run "
+                f"{run_dir}` again to rewrite it (no LLM call is repeated), or train with "
+                "--no-rejects"
+            )
+        if saved.get("queries"):  # empty when the round trip kept every question
+            from embedtune.dataset import load_dataset_path
+
+            rejects = load_dataset_path(rejects_path)
+            rejects.metadata["source"] = str(rejects_path)
     key = stage_key(
         "train",
         model=cfg.model,
         config=recipe,
         train=_file_hash(train_path),
         val=_file_hash(val_path) if val_path.is_file() else None,
-        rejects=_file_hash(rejects_path) if use_rejects else None,
+        rejects=_file_hash(rejects_path) if rejects is not None else None,
     )
     if fresh and not resume:
         for p in (work, model_dir):
@@ -828,12 +844,6 @@ def run_train(
         write_json_atomic(work / "started.json", {"key": key})
 
     train, val = load_sets(train_path, val_path if val_path.is_file() else None)
-    rejects = None
-    if use_rejects:
-        from embedtune.dataset import load_dataset_path
-
-        rejects = load_dataset_path(rejects_path)
-        rejects.metadata["source"] = str(rejects_path)
     summary = finetune(
         cfg.model,
         train,
