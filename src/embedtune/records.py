@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -82,11 +83,16 @@ class Chunk(_Record):
 R = TypeVar("R", bound=BaseModel)
 
 
+def _tmp_name(path: Path) -> Path:
+    """A temporary name beside ``path`` that no other process or thread writes to."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
 def write_jsonl(path: str | Path, rows: Iterable[BaseModel | dict[str, Any]]) -> int:
     """Write rows atomically (a temporary file renamed into place); returns the row count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = _tmp_name(path)
     n = 0
     with tmp.open("w", encoding="utf-8") as f:
         for row in rows:
@@ -126,6 +132,6 @@ def read_chunks(path: str | Path) -> list[Chunk]:
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = _tmp_name(path)
     tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)

@@ -107,7 +107,12 @@ def train(
         bool, typer.Option("--resume", help="Continue from the last checkpoint.")
     ] = False,
     fresh: Annotated[
-        bool, typer.Option("--fresh", help="Discard earlier training outputs first.")
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Train again even when RUN/model is up to date; earlier checkpoints are "
+            "discarded, and the old model stays until the new one replaces it.",
+        ),
     ] = False,
 ) -> None:
     """Fine-tune the embedding model on the generated questions.
@@ -121,8 +126,6 @@ def train(
     Across 2 processes (negatives gathered across devices):
       torchrun --nproc_per_node 2 "$(which embedtune)" train --run-dir runs/first
     """
-    import shutil
-
     from embedtune.train.data import load_sets, merged_corpus
     from embedtune.train.trainer import finetune, run_train
 
@@ -171,10 +174,6 @@ def train(
                 raise ConfigError("--train-data needs --output DIR (or --run DIR)")
             output = run / "model"
         work = run / "train" if run is not None else output.with_name(output.name + ".train")
-        if fresh and not resume:
-            for p in (work, output):
-                if p.exists():
-                    shutil.rmtree(p)
         tr, va = load_sets(train_data, val_data)
         extra = None
         if rejects_data is not None:

@@ -31,6 +31,7 @@ import numpy as np
 from embedtune.artifacts import is_current, read_manifest, stage_key, write_manifest
 from embedtune.errors import InputError
 from embedtune.models import load_model, resolve_model
+from embedtune.ownership import check_replaceable, mark
 from embedtune.serve.backends import cpu_int8_config, load_backend, require_onnx
 
 __all__ = ["export_onnx", "PROBE_TEXTS", "Quantization"]
@@ -132,10 +133,13 @@ def export_onnx(
     from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
 
     started = time.perf_counter()
+    if output.resolve() != source.resolve():
+        check_replaceable(output, "--output")
     torch_model = load_model(str(source), device="cpu")
     output.mkdir(parents=True, exist_ok=True)
     if output.resolve() != source.resolve():
         torch_model.save(str(output))
+        mark(output, "export")
     onnx_dir.mkdir(parents=True, exist_ok=True)
     for stale in onnx_dir.glob("*.onnx"):
         stale.unlink()

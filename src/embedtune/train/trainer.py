@@ -39,6 +39,7 @@ from embedtune.artifacts import is_current, read_manifest, stage_key, write_mani
 from embedtune.config import PipelineConfig, TrainConfig
 from embedtune.dataset import QADataset
 from embedtune.errors import ConfigError, InputError, TrainingError
+from embedtune.ownership import check_replaceable, mark
 from embedtune.records import content_hash, write_json_atomic
 from embedtune.train.data import (
     check_dataset,
@@ -349,6 +350,7 @@ def _save_final(model: SentenceTransformer, output_dir: Path) -> None:
     if tmp.exists():
         shutil.rmtree(tmp)
     model.save(str(tmp), create_model_card=False)
+    mark(tmp, "model")
     old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
     if output_dir.exists():
         os.replace(output_dir, old)
@@ -415,6 +417,11 @@ def finetune(
     ckpt_dir = work_dir / "checkpoints"
     world, rank = _world()
     warnings: list[str] = []
+    # Refuse, before any work, to replace a folder that embedtune did not write.
+    check_replaceable(output_dir, "the output folder")
+    check_replaceable(work_dir, "the training work folder")
+    if rank == 0:
+        mark(work_dir, "train")
 
     check_dataset(train, str(train.metadata.get("source", "training data")))
     if val is not None:
@@ -824,11 +831,10 @@ def run_train(
         val=_file_hash(val_path) if val_path.is_file() else None,
         rejects=_file_hash(rejects_path) if rejects is not None else None,
     )
-    if fresh and not resume:
-        for p in (work, model_dir):
-            if p.exists():
-                shutil.rmtree(p)
-    elif is_current(work, key) and (model_dir / "modules.json").is_file():
+    # --fresh deletes nothing up front: finetune discards the old checkpoints once it starts,
+    # and the new model replaces RUN/model only when it is saved, so a run that fails on the
+    # way (a misspelt --model, a crash) leaves the previous model in place.
+    if not fresh and is_current(work, key) and (model_dir / "modules.json").is_file():
         summary = _read_json(work / "metrics.json") or {}
         return {**summary, "skipped": True}
     started = _read_json(work / "started.json")
