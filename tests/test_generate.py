@@ -307,6 +307,26 @@ def test_roundtrip_can_be_judged_by_another_model(tmp_path, minilm_path):
     assert report["splits"]["train"]["kept"] > 0
 
 
+def test_a_chunk_budget_writes_for_a_sample_and_judges_within_it(tmp_path, minilm_path):
+    """max_chunks samples chunks (a larger budget keeps a smaller one's), the judge reads only
+    the sample, and the datasets' corpus still holds the whole split."""
+    run = make_run(tmp_path, n_train=10, n_val=4)
+    with FakeOpenAI() as server:
+        cfg = config(server, roundtrip_top_k=5, roundtrip_model=minilm_path, max_chunks=4)
+        cfg.generate.val_max_chunks = 2
+        report = run_generate(cfg, run)
+        small = {r["chunk_id"] for r in cache_rows(run, "train")}
+        cfg.generate.max_chunks = 6
+        run_generate(cfg, run)
+        large = {r["chunk_id"] for r in cache_rows(run, "train")}
+    train = report["splits"]["train"]
+    assert train["chunks_used"] == 4 and report["splits"]["val"]["chunks_used"] == 2
+    assert train["roundtrip"]["n_chunks"] == 4 and train["roundtrip"]["top_k"] == 2  # 5 * 4/10
+    assert len(small) == 4 and small < large and len(large) == 6
+    saved = QADataset.from_json(run / "data" / "train.json")
+    assert len(saved.corpus) == 10
+
+
 def _with_an_off_topic_question(prompt: str) -> str:
     """One question from the passage, one no passage answers (unique, so not a duplicate)."""
     own = default_questions(prompt)[0]

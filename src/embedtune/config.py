@@ -101,7 +101,16 @@ class GenerateConfig(_Section):
     )
     questions_per_chunk: int = Field(2, ge=1, le=20)
     max_chunks: int | None = Field(
-        None, ge=1, description="Use at most this many chunks per split (sampled); None = all."
+        None,
+        ge=1,
+        description="Write questions for at most this many chunks of each split (a seeded "
+        "random sample; a larger budget keeps a smaller one's chunks); None = all.",
+    )
+    val_max_chunks: int | None = Field(
+        None,
+        ge=1,
+        description="The validation split's budget, when it should differ from max_chunks; "
+        "None = max_chunks.",
     )
     prompt_file: str | None = Field(None, description="Replace the built-in prompt template.")
     temperature: float = Field(0.7, ge=0, le=2)

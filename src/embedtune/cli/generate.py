@@ -26,7 +26,11 @@ def generate(
         int | None, typer.Option(help="Requests in flight at once (openai backend).")
     ] = None,
     max_chunks: Annotated[
-        int | None, typer.Option(help="Use at most this many chunks per split (sampled).")
+        int | None,
+        typer.Option(help="Write for at most this many chunks per split (a seeded sample)."),
+    ] = None,
+    val_max_chunks: Annotated[
+        int | None, typer.Option(help="The validation split's budget, if not --max-chunks.")
     ] = None,
     prompt_file: Annotated[
         str | None,
@@ -73,6 +77,7 @@ def generate(
             "questions_per_chunk": questions_per_chunk,
             "concurrency": concurrency,
             "max_chunks": max_chunks,
+            "val_max_chunks": val_max_chunks,
             "prompt_file": prompt_file,
             "roundtrip_model": roundtrip_model,
         }

@@ -102,10 +102,28 @@ class _Call:
 
 
 def _select(chunks: list[Chunk], max_chunks: int | None, seed: int) -> list[Chunk]:
+    """At most ``max_chunks`` chunks, drawn at random in document order.
+
+    The draw is a prefix of one seeded shuffle, so a larger budget keeps every chunk of a
+    smaller one (and every reply already paid for).
+    """
     if max_chunks is None or len(chunks) <= max_chunks:
         return chunks
-    keep = sorted(random.Random(seed).sample(range(len(chunks)), max_chunks))
-    return [chunks[i] for i in keep]
+    order = list(range(len(chunks)))
+    random.Random(seed).shuffle(order)
+    return [chunks[i] for i in sorted(order[:max_chunks])]
+
+
+def _split_budget(g: GenerateConfig, split: str) -> int | None:
+    return g.val_max_chunks if split == "val" and g.val_max_chunks is not None else g.max_chunks
+
+
+def scaled_top_k(top_k: int, searched: int, split_size: int) -> int:
+    """The round trip's k for a search among ``searched`` of the split's ``split_size`` chunks:
+    scaled so that the same share of the ranking passes as in a search of the whole split."""
+    if searched >= split_size:
+        return top_k
+    return max(1, round(top_k * searched / split_size))
 
 
 def _plan(
@@ -394,7 +412,7 @@ def run_generate(
     plans = {
         s: _plan(
             s,
-            _select(chunks[s], g.max_chunks, g.seed),
+            _select(chunks[s], _split_budget(g, s), g.seed),
             g,
             template,
             backend_name,
@@ -479,18 +497,23 @@ def run_generate(
         for split in SPLITS:
             if not kept[split]:
                 continue
-            index = {c.id: i for i, c in enumerate(chunks[split])}
+            # The judge searches the chunks that questions were written for (all of them by
+            # default; the budget's sample with generate.max_chunks), so it reads no chunk that
+            # nothing else needs; k is scaled to keep the same share of the ranking.
+            searched = list({c.chunk.id: c.chunk for c in plans[split]}.values())
+            top_k = scaled_top_k(g.roundtrip_top_k, len(searched), len(chunks[split]))
+            index = {c.id: i for i, c in enumerate(searched)}
             ranks = roundtrip_keep(
                 model,
-                [c.text for c in chunks[split]],
+                [c.text for c in searched],
                 [q for _, q, _ in kept[split]],
                 [index[cid] for _, _, cid in kept[split]],
-                g.roundtrip_top_k,
+                top_k,
                 cache=embedding_cache,
             )
             survivors = []
             for item, rank in zip(kept[split], ranks, strict=True):
-                if rank < g.roundtrip_top_k:
+                if rank < top_k:
                     survivors.append(item)
                 else:
                     filters[split].dropped["roundtrip"] += 1
@@ -506,9 +529,9 @@ def run_generate(
                             }
                         )
             roundtrip[split] = {
-                "top_k": g.roundtrip_top_k,
+                "top_k": top_k,
                 "model": judge,
-                "n_chunks": len(chunks[split]),
+                "n_chunks": len(searched),
                 "rank1_share": round(sum(r == 0 for r in ranks) / len(ranks), 4),
                 "mean_rank": round(sum(ranks) / len(ranks) + 1, 2),
             }
