@@ -515,9 +515,17 @@ def write_readme(spec: FaqSet, out: Path, stats: dict[str, Any], rows: list[dict
     short_q = [d for d in dropped if is_question(d["heading"], d["level"])]
     dropped_q = "; ".join(f'"{d["heading"]}" ({d["words"]} words)' for d in short_q) or "none"
     leaked = docs["queries_found_verbatim_in_docs"]
+    twice = stats["queries_with_several_relevant"]
+    several = (
+        f"{len(twice)} question(s) asked twice in the FAQ (same heading, case aside) have both "
+        f"entries relevant: {', '.join(twice)}."
+        if twice
+        else "Every query has one relevant passage."
+    )
     left_out: dict[str, int] = {}
     for d in docs["left_out"]:
-        left_out[d["why"]] = left_out.get(d["why"], 0) + 1
+        why = d["why"].split(" (")[0]  # "navigation (93% of its text is links)" -> "navigation"
+        left_out[why] = left_out.get(why, 0) + 1
     table = (
         baseline_table(rows)
         if rows
@@ -527,8 +535,8 @@ def write_readme(spec: FaqSet, out: Path, stats: dict[str, Any], rows: list[dict
     n = len(spec.how_built)
     text = f"""# {spec.name} — training documents and a FAQ eval set from Debian's `{src["package"]}`
 
-**Task:** given a question from {spec.faq_title} (written by the FAQ's authors), find the FAQ
-entry that answers it, out of all the FAQ's entries. The training documents in `../docs/` are
+**Task:** given a question from {spec.faq_title}, as the FAQ's authors wrote it, find the
+FAQ entry that answers it, out of all the FAQ's entries. The training documents in `../docs/` are
 {docs["title"]}: fine-tune on them (`embedtune prepare ../docs`), then score here.
 
 ## Source
@@ -567,7 +575,7 @@ Neither the documents nor this folder are stored in the repository;
 - corpus: **{stats["passages"]}** passages; words per passage: min {pw.get("min")}, median
   {pw.get("median")}, max {pw.get("max")} (mean {pw.get("mean")})
 - queries: **{stats["queries"]}**; qrels: {stats["qrels"]}; query words: median
-  {stats["query_words"].get("median")}
+  {stats["query_words"].get("median")}. {several}
 - {stats["distractor_passages"]} corpus passages are non-question entries (distractors).
 - training documents (`../docs/`): **{docs["files"]} files, {docs["chars"]:,} characters, about
   {docs["approx_pages"]} pages** at {CHARS_PER_PAGE:,} characters a page (as embedtune's loaders read
