@@ -570,8 +570,9 @@ Neither the documents nor this folder are stored in the repository;
    one relevant passage. Every other kept entry stays in the corpus as a distractor.
 
 ## Counts
-- FAQ entries parsed: {stats["sections"]}; dropped: {len(dropped)} (chapter headings and entries
-  with too short an answer), of them {len(short_q)} questions: {dropped_q}
+- FAQ entries parsed: {stats["sections"]}; dropped for fewer than {stats["min_words"]} answer words:
+  {len(dropped) - len(short_q)} headings that are not questions (e.g. chapter titles whose text
+  lives in their entries) and {len(short_q)} questions: {dropped_q}
 - corpus: **{stats["passages"]}** passages; words per passage: min {pw.get("min")}, median
   {pw.get("median")}, max {pw.get("max")} (mean {pw.get("mean")})
 - queries: **{stats["queries"]}**; qrels: {stats["qrels"]}; query words: median
