@@ -31,7 +31,9 @@ class Call:
             "raw_path": path.encode(),
             "root_path": "",
             "query_string": b"",
-            "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
+            "headers": [
+                (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+            ],
             "client": ("127.0.0.1", 1),
             "server": ("127.0.0.1", 80),
             "state": {},
@@ -68,7 +70,11 @@ class Call:
 
 def post(path: str, body: dict | bytes, headers: dict[str, str] | None = None, **kw) -> Call:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = {"content-type": "application/json", "content-length": str(len(raw)), **(headers or {})}
+    headers = {
+        "content-type": "application/json",
+        "content-length": str(len(raw)),
+        **(headers or {}),
+    }
     return Call("POST", path, headers, [raw], **kw)
 
 
