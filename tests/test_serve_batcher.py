@@ -46,26 +46,47 @@ async def _closing(batcher: Batcher, coro):
         batcher.shutdown()
 
 
-def test_a_small_request_rides_the_next_batch_while_a_big_one_waits():
+def test_a_small_request_runs_after_the_batch_in_flight_in_a_short_batch_of_its_own():
     model = Model(seconds=0.02)
-    batcher = Batcher(model, max_batch_size=8, max_wait_ms=0)
+    batcher = Batcher(model, max_batch_size=64, max_batch_tokens=8 * 256, max_wait_ms=0)
     big = [f"big-{i}" for i in range(200)]
 
     async def main():
-        big_task = asyncio.create_task(batcher.encode(big))
+        big_task = asyncio.create_task(batcher.encode(big, costs=[256] * 200))
         while not model.calls:  # the big request's first batch has run
             await asyncio.sleep(0.001)
-        small = await batcher.encode(["small-0"])
+        small = await batcher.encode(["small-0"], costs=[5])
         calls_when_small_done = len(model.calls)
         assert not big_task.done()
         return small, calls_when_small_done, await big_task
 
     small, calls_when_small_done, big_vectors = run(_closing(batcher, main()))
     assert small[:, 0].tolist() == [0.0]
-    # It waited for the batch in flight and rode in the next, not behind 25 batches of the big one.
+    # It waited for the batch in flight, not behind 25 batches of the big one ...
     assert calls_when_small_done <= 3
-    assert any("small-0" in call for call in model.calls[:3])
+    # ... and ran alone: 8 long texts beside it would have cost as much as 8 long texts.
+    assert ["small-0"] in model.calls
     np.testing.assert_array_equal(big_vectors[:, 0], np.arange(200))
+
+
+def test_a_stream_of_small_requests_does_not_starve_a_big_one():
+    model = Model(seconds=0.01)
+    batcher = Batcher(model, max_batch_size=64, max_batch_tokens=4 * 256, max_wait_ms=0)
+
+    async def main():
+        big = asyncio.create_task(batcher.encode([f"big-{i}" for i in range(40)], costs=[256] * 40))
+        smalls = []
+        for i in range(150):  # a new one-text request every 4 ms, for longer than big needs
+            smalls.append(asyncio.create_task(batcher.encode([f"small-{i}"], costs=[5])))
+            await asyncio.sleep(0.004)
+        big_done_during_stream = big.done()
+        await asyncio.gather(big, *smalls)
+        return big_done_during_stream
+
+    assert run(_closing(batcher, main())), "the big request waited for the stream to stop"
+    big_calls = [i for i, c in enumerate(model.calls) if c[0].startswith("big")]
+    small_calls = [i for i, c in enumerate(model.calls) if c[0].startswith("small")]
+    assert small_calls[0] < big_calls[-1]  # the two kinds took turns
 
 
 def test_each_waiting_request_gets_a_turn_in_every_batch():

@@ -4,11 +4,18 @@ Sixty-four clients each sending one text should cost one forward pass over 64 te
 passes over one: on a CPU a batch runs several times faster per text than single calls. A
 single worker thread runs the model, so the event loop keeps accepting requests meanwhile.
 
-Sharing must be fair. Every waiting request sits in a ring, and each batch takes one text from
-each request in turn (a request's own texts shortest first, so they pad little), until it holds
-``max_batch_size`` texts or ``max_batch_tokens`` padded tokens (texts x the longest one: what a
-forward pass costs). A one-word request sent while 1,000 long texts are waiting therefore rides
-in the next batch: it waits for the batch in flight and its own, never for the whole queue.
+Sharing must be fair, and a forward pass costs its texts times the longest of them, so:
+
+- the request that has waited longest since the model last worked for it (or since it came)
+  starts the next batch with its shortest waiting text;
+- the other waiting requests then add one text each in turn, shortest first, as long as it is
+  of a similar length (at most twice as long or short, or both short), until the batch holds
+  ``max_batch_size`` texts or ``max_batch_tokens`` padded tokens.
+
+A one-word request sent while 1,000 long texts are waiting therefore runs as soon as the batch
+in flight is done, in a short batch of its own kind: it never waits for the whole queue, nor
+for a batch of long texts it was added to. Every request's wait grows until it is the longest,
+so none starves.
 
 The queue is bounded, as infinity bounds its own: when ``max_queued_texts`` texts wait,
 :meth:`Batcher.encode` raises :class:`Overloaded` at once (the server answers 429 with
@@ -25,7 +32,6 @@ import asyncio
 import contextlib
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +39,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["Batcher", "EncodeFn", "Overloaded", "ShuttingDown"]
+
+# Texts up to this many tokens count as "short": they share batches whatever their lengths.
+SHORT_TOKENS = 32
 
 EncodeFn = Callable[[list[str], str | None], np.ndarray]
 """``encode(texts, prompt_name) -> float32 array (len(texts), dim)``; run in the worker thread."""
@@ -61,6 +70,7 @@ class _Request:
     costs: Sequence[int]
     prompt_name: str | None
     future: asyncio.Future = field(repr=False)
+    since: float = 0.0  # when it came, then when the model last returned some of its texts
     order: list[int] = field(init=False)  # indices into texts, cheapest first
     taken: int = 0  # how many of ``order`` are in batches
     done: int = 0  # how many have vectors
@@ -72,6 +82,10 @@ class _Request:
     @property
     def waiting(self) -> int:
         return len(self.order) - self.taken
+
+    @property
+    def next_cost(self) -> int:
+        return self.costs[self.order[self.taken]]
 
     def deliver(self, indices: list[int], vectors: np.ndarray) -> None:
         self.parts.append((indices, vectors))
@@ -116,7 +130,7 @@ class Batcher:
         self._on_queue = on_queue
         # One thread: the model is not thread-safe, and torch already uses every core per call.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedtune-encode")
-        self._ring: deque[_Request] = deque()
+        self._ring: list[_Request] = []  # requests with texts not yet in a batch
         self._inflight: list[_Request] = []
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -191,7 +205,7 @@ class Batcher:
             raise Overloaded(self._waiting, int(self.max_queued_texts), self.retry_after())
         loop = asyncio.get_running_loop()
         costs = costs if costs is not None else [1] * len(texts)
-        request = _Request(texts, costs, prompt_name, loop.create_future())
+        request = _Request(texts, costs, prompt_name, loop.create_future(), since=loop.time())
         self._ring.append(request)
         self._queued(len(texts))
         arrived.set()
@@ -214,21 +228,28 @@ class Batcher:
         request.taken = len(request.order)
 
     def _take_batch(self) -> _Batch:
-        """One text from each request in turn, within the count and padded-token budgets."""
+        """The longest-waiting request's next text, then similar ones from each request in turn."""
+        turns = sorted(self._ring, key=lambda r: r.since)
+        seed_cost = turns[0].next_cost
         picked: dict[_Request, list[int]] = {}
-        size, longest = 0, 0
-        while self._ring and size < self.max_batch_size:
-            request = self._ring[0]
-            index = request.order[request.taken]
-            widest = max(longest, request.costs[index])
-            if size and (size + 1) * widest > self.max_batch_tokens:
-                break  # this request goes first in the next batch
-            picked.setdefault(request, []).append(index)
-            request.taken += 1
-            size, longest = size + 1, widest
-            self._ring.rotate(-1)  # the next request's turn
-            if not request.waiting:
-                self._ring.pop()  # all its texts are in batches now
+        size, longest, full = 0, 0, False
+        while not full:
+            before = size
+            for request in turns:
+                if not request.waiting or size and not _similar(request.next_cost, seed_cost):
+                    continue
+                widest = max(longest, request.next_cost)
+                if size and (size + 1) * widest > self.max_batch_tokens:
+                    full = True
+                    break
+                picked.setdefault(request, []).append(request.order[request.taken])
+                request.taken += 1
+                size, longest = size + 1, widest
+                if size == self.max_batch_size:
+                    full = True
+                    break
+            full = full or size == before
+        self._ring = [r for r in self._ring if r.waiting]
         self._queued(-size)
         return list(picked.items())
 
@@ -300,3 +321,11 @@ class Batcher:
             for prompt_name, group in groups.items():
                 await self._encode_group(group, prompt_name)
             self._inflight = []
+            now = asyncio.get_running_loop().time()
+            for request, _ in batch:
+                request.since = now
+
+
+def _similar(cost: int, seed_cost: int) -> bool:
+    """Whether a text of ``cost`` tokens pads little in a batch started by one of ``seed_cost``."""
+    return max(cost, seed_cost) <= 2 * max(min(cost, seed_cost), SHORT_TOKENS)
