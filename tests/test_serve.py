@@ -195,7 +195,7 @@ def test_info_models_health(client):
     info = client.get("/info").json()
     assert info["dimension"] == 384 and info["max_seq_length"] == 256
     assert info["backend"] == "torch" and info["max_inputs"] == ServeConfig().max_inputs
-    assert info["max_concurrent_requests"] == 512 and info["max_batch_tokens"] == 4096
+    assert info["max_concurrent_requests"] == 512 and info["max_batch_tokens"] == 2048
     models = client.get("/v1/models").json()
     assert models["data"][0]["id"] == "minilm-test"
     assert client.get("/health").json() == {"status": "ok"}

@@ -1,4 +1,4 @@
-"""The batcher alone: fair turns between requests, batch budgets, a bounded queue, cancellation.
+"""The batcher alone: fair turns between requests, batch budgets, throughput, cancellation.
 
 ``encode`` here is a plain function that records each model call and returns one row per text
 holding the text's number, so a test can see which texts shared a call and in what order they
@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from embedtune.serve.batcher import Batcher, Overloaded, ShuttingDown
+from embedtune.serve.batcher import Batcher, ShuttingDown
 
 
 class Model:
@@ -125,25 +125,12 @@ def test_batches_stay_within_the_padded_token_budget_and_results_keep_their_orde
     assert set(model.calls[0]) == {"t-1", "t-6", "t-3", "t-9", "t-5"}  # 5 x 20 tokens
 
 
-def test_a_full_queue_refuses_at_once_with_a_retry_time():
-    model = Model(seconds=0.1)
-    batcher = Batcher(model, max_batch_size=2, max_queued_texts=10, max_wait_ms=0)
-
-    async def main():
-        # Alone in an empty queue, a request larger than the bound is still taken.
-        first = asyncio.create_task(batcher.encode([f"a-{i}" for i in range(12)]))
-        await asyncio.sleep(0.02)
-        assert batcher.waiting == 10
-        start = time.perf_counter()
-        with pytest.raises(Overloaded, match="max_queued_texts=10") as refused:
-            await batcher.encode(["b-0"])
-        refusal_s = time.perf_counter() - start
-        return refused.value, refusal_s, await first
-
-    refused, refusal_s, first = run(_closing(batcher, main()))
-    assert refusal_s < 0.05
-    assert 1 <= refused.retry_after <= 120
-    assert first.shape == (12, 2)
+def test_the_model_throughput_is_measured_for_admission():
+    model = Model(seconds=0.05)
+    batcher = Batcher(model, max_batch_size=4, max_wait_ms=0)
+    assert batcher.texts_per_s is None
+    run(_closing(batcher, batcher.encode([f"t-{i}" for i in range(8)])))
+    assert 10 < batcher.texts_per_s <= 4 / 0.05  # 4 texts per call of at least 0.05 s
 
 
 def test_a_cancelled_request_leaves_the_queue_and_is_not_computed():

@@ -56,13 +56,17 @@ def serve(
         int | None,
         typer.Option(
             min=1,
-            help="Most padded tokens (texts x longest) per model call [default: 4096]: how long "
+            help="Most padded tokens (texts x longest) per model call [default: 2048]: how long "
             "a small request can wait behind a big one.",
         ),
     ] = None,
-    max_queued_texts: Annotated[
-        int | None,
-        typer.Option(min=1, help="Texts waiting before 429 Retry-After [default: 4096]."),
+    max_queue_seconds: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="New requests get 429 Retry-After once those in progress would keep them "
+            "waiting about this long for a turn at the model [default: 10].",
+        ),
     ] = None,
     max_concurrent_requests: Annotated[
         int | None,
@@ -118,7 +122,7 @@ def serve(
             name: value
             for name, value in {
                 "max_batch_tokens": max_batch_tokens,
-                "max_queued_texts": max_queued_texts,
+                "max_queue_seconds": max_queue_seconds,
                 "max_concurrent_requests": max_concurrent_requests,
                 "max_body_bytes": max_body_bytes,
             }.items()

@@ -13,7 +13,9 @@ Concurrent requests share model calls, fairly (see :mod:`embedtune.serve.batcher
 key (``$EMBEDTUNE_API_KEY``, or the variable named by ``serve.api_key_env``) every route but
 ``/health`` needs ``Authorization: Bearer KEY``, ``/docs`` and ``/openapi.json`` included, and
 a request without it gets 401 before its body is read. Bodies over ``max_body_bytes`` get 413
-before they are parsed; a full queue gets 429 with Retry-After. Errors never surface as a bare
+before they are parsed; when the queue would keep a newcomer waiting more than
+``max_queue_seconds``, or ``max_concurrent_requests`` are in progress, it gets 429 with
+Retry-After, also before its body is read. Errors never surface as a bare
 500 or a traceback: they come as JSON in the shape of the API that was called::
 
     >>> from fastapi.testclient import TestClient
@@ -36,7 +38,7 @@ from fastapi import FastAPI
 
 from embedtune.config import ServeConfig
 from embedtune.serve.errors import AnswerUnexpected, ApiError, add_error_handlers
-from embedtune.serve.guards import Instrument, LimitBody, LimitConcurrency, RequireApiKey
+from embedtune.serve.guards import Admission, Instrument, LimitBody, RequireApiKey
 from embedtune.serve.routes import router
 from embedtune.serve.service import EmbeddingService, version
 from embedtune.serve.settings import ServeSettings
@@ -84,9 +86,10 @@ def create_app(
     app.add_middleware(AnswerUnexpected, metrics=service.metrics)
     app.add_middleware(LimitBody, limit=settings.max_body_bytes, metrics=service.metrics)
     app.add_middleware(
-        LimitConcurrency,
-        limit=settings.max_concurrent_requests,
-        retry_after=service.batcher.retry_after,
+        Admission,
+        max_requests=settings.max_concurrent_requests,
+        max_wait_s=settings.max_queue_seconds,
+        texts_per_s=lambda: service.batcher.texts_per_s,
         metrics=service.metrics,
     )
     if api_key is not None:

@@ -1,4 +1,4 @@
-"""Share model calls between concurrent requests, fairly, with a bounded queue.
+"""Share model calls between concurrent requests, fairly.
 
 Sixty-four clients each sending one text should cost one forward pass over 64 texts, not 64
 passes over one: on a CPU a batch runs several times faster per text than single calls. A
@@ -17,10 +17,11 @@ in flight is done, in a short batch of its own kind: it never waits for the whol
 for a batch of long texts it was added to. Every request's wait grows until it is the longest,
 so none starves.
 
-The queue is bounded, as infinity bounds its own: when ``max_queued_texts`` texts wait,
-:meth:`Batcher.encode` raises :class:`Overloaded` at once (the server answers 429 with
-Retry-After). A request whose caller stops waiting (its task is cancelled, e.g. the client hung
-up) leaves the ring; its texts already in a running batch finish and are dropped.
+With turns like these a newcomer waits about one text's time per request in progress, so the
+server bounds the queue by admitting requests (see :class:`embedtune.serve.guards.Admission`,
+which reads :attr:`Batcher.texts_per_s`). A request whose caller stops waiting (its task is
+cancelled: the client hung up) leaves the queue; its texts already in a running batch finish and
+are dropped.
 
     >>> batcher = Batcher(lambda texts, prompt_name: model.encode(texts), max_batch_size=64)
     >>> vectors = await batcher.encode(["first text", "second text"])   # doctest: +SKIP
@@ -38,24 +39,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Batcher", "EncodeFn", "Overloaded", "ShuttingDown"]
+__all__ = ["Batcher", "EncodeFn", "ShuttingDown"]
 
 # Texts up to this many tokens count as "short": they share batches whatever their lengths.
 SHORT_TOKENS = 32
 
 EncodeFn = Callable[[list[str], str | None], np.ndarray]
 """``encode(texts, prompt_name) -> float32 array (len(texts), dim)``; run in the worker thread."""
-
-
-class Overloaded(Exception):
-    """The queue is full; try again after ``retry_after`` seconds."""
-
-    def __init__(self, waiting: int, limit: int, retry_after: int) -> None:
-        super().__init__(
-            f"the server is busy: {waiting} texts are waiting for the model (max_queued_texts="
-            f"{limit}); retry after {retry_after} s, or send fewer texts per request"
-        )
-        self.retry_after = retry_after
 
 
 class ShuttingDown(RuntimeError):
@@ -114,7 +104,6 @@ class Batcher:
         *,
         max_batch_size: int = 64,
         max_batch_tokens: int | None = None,
-        max_queued_texts: int | None = None,
         max_wait_ms: float = 5.0,
         on_batch: Callable[[int, float], None] | None = None,
         on_queue: Callable[[int], None] | None = None,
@@ -124,7 +113,6 @@ class Batcher:
         self._encode = encode
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens or math.inf
-        self.max_queued_texts = max_queued_texts or math.inf
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
         self._on_batch = on_batch
         self._on_queue = on_queue
@@ -136,7 +124,7 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting = 0
-        self._texts_per_s: float | None = None
+        self.texts_per_s: float | None = None  # recent model throughput, None before any call
         self.batches = 0  # model calls made, for tests and /metrics
 
     # ----------------------------------------------------------------- lifecycle
@@ -180,12 +168,6 @@ class Batcher:
         """Texts queued and not yet in a batch."""
         return self._waiting
 
-    def retry_after(self) -> int:
-        """Seconds until the texts waiting now have run, at the recent rate (1 to 120)."""
-        if not self._texts_per_s:
-            return 1
-        return int(min(120, max(1, math.ceil(self._waiting / self._texts_per_s))))
-
     async def encode(
         self,
         texts: list[str],
@@ -193,7 +175,7 @@ class Batcher:
         *,
         costs: Sequence[int] | None = None,
     ) -> np.ndarray:
-        """Embed ``texts`` (in order) in shared batches; raise :class:`Overloaded` if full.
+        """Embed ``texts`` (in order) in shared batches.
 
         ``costs`` are each text's tokens (after truncation), for ``max_batch_tokens``; without
         them every text counts as one token.
@@ -201,8 +183,6 @@ class Batcher:
         if not texts:
             raise ValueError("encode needs at least one text")
         arrived = self._ensure_started()
-        if self._waiting and self._waiting + len(texts) > self.max_queued_texts:
-            raise Overloaded(self._waiting, int(self.max_queued_texts), self.retry_after())
         loop = asyncio.get_running_loop()
         costs = costs if costs is not None else [1] * len(texts)
         request = _Request(texts, costs, prompt_name, loop.create_future(), since=loop.time())
@@ -292,9 +272,7 @@ class Batcher:
             return
         self.batches += 1
         rate = len(texts) / max(seconds, 1e-6)
-        self._texts_per_s = (
-            rate if self._texts_per_s is None else 0.7 * self._texts_per_s + 0.3 * rate
-        )
+        self.texts_per_s = rate if self.texts_per_s is None else 0.7 * self.texts_per_s + 0.3 * rate
         if self._on_batch is not None:
             self._on_batch(len(texts), seconds)
         offset = 0

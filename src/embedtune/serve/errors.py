@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from embedtune.serve.batcher import Overloaded, ShuttingDown
+from embedtune.serve.batcher import ShuttingDown
 from embedtune.serve.metrics import ServeMetrics
 
 __all__ = [
@@ -165,11 +165,6 @@ def add_error_handlers(app: FastAPI, *, max_body_bytes: int) -> None:
             )
             code = "max_body_bytes_exceeded"
         return respond(request, ApiError(exc.status_code, detail, code=code))
-
-    @app.exception_handler(Overloaded)
-    async def _overloaded(request: Request, exc: Overloaded) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)}
-        return respond(request, ApiError(429, str(exc), code="overloaded", headers=headers))
 
     @app.exception_handler(ShuttingDown)
     async def _closing(request: Request, exc: ShuttingDown) -> JSONResponse:

@@ -4,13 +4,14 @@ FastAPI reads and parses a body before any dependency of the route runs, so a ch
 comes too late: an unauthenticated caller could make the server buffer 100 MB, and an overloaded
 server would parse what it is about to refuse. These run on the headers alone, in this order::
 
-    Instrument -> RequireApiKey -> LimitConcurrency -> LimitBody -> (FastAPI: routes)
+    Instrument -> RequireApiKey -> Admission -> LimitBody -> (FastAPI: routes)
 
 Each is plain ASGI (not ``BaseHTTPMiddleware``) and usable alone.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -25,14 +26,14 @@ from embedtune.serve.metrics import ServeMetrics
 __all__ = [
     "Instrument",
     "RequireApiKey",
-    "LimitConcurrency",
+    "Admission",
     "LimitBody",
     "EMBED_ROUTES",
     "OPEN_ROUTES",
 ]
 
 EMBED_ROUTES = frozenset({"/v1/embeddings", "/embed"})
-"""Routes that run the model, and so are admitted by :class:`LimitConcurrency`."""
+"""Routes that run the model, and so are admitted by :class:`Admission`."""
 
 OPEN_ROUTES = frozenset({"/health"})
 """Routes that never need the key: load balancers probe them without one."""
@@ -105,39 +106,62 @@ class RequireApiKey:
         await error_response(scope["path"], err, self.metrics)(scope, receive, send)
 
 
-class LimitConcurrency:
-    """429 with Retry-After, before the body is read, once ``limit`` embedding requests run.
+class Admission:
+    """429 with Retry-After, before the body is read, when the server has enough work.
 
-    text-embeddings-inference does the same with ``--max-concurrent-requests`` (default 512):
-    a refusal costs the server a few microseconds, so it stays quick however deep the overload.
+    Two limits, checked on each embedding request as it comes:
+
+    - ``max_requests`` in progress at once, as text-embeddings-inference's
+      ``--max-concurrent-requests`` (default 512): bounds memory and connections;
+    - ``max_wait_s``: with fair turns a newcomer waits about one text's time for each request
+      in progress, so it is refused once ``in progress / texts_per_s()`` passes this. How many
+      texts a CPU gets through varies tenfold with their length and the machine's other load,
+      which a count cannot follow.
+
+    A refusal costs the server microseconds, so it stays quick however deep the overload.
     """
 
     def __init__(
         self,
         app: ASGIApp,
-        limit: int,
-        retry_after: Callable[[], int] = lambda: 1,
+        max_requests: int,
+        max_wait_s: float = math.inf,
+        texts_per_s: Callable[[], float | None] = lambda: None,
         metrics: ServeMetrics | None = None,
     ) -> None:
         self.app = app
-        self.limit = limit
-        self.retry_after = retry_after
+        self.max_requests = max_requests
+        self.max_wait_s = max_wait_s
+        self.texts_per_s = texts_per_s
         self.metrics = metrics
         self.running = 0
+
+    def refusal(self) -> ApiError | None:
+        rate = self.texts_per_s()
+        wait = self.running / rate if rate else 0.0
+        if self.running >= self.max_requests:
+            why = f"{self.running} requests are in progress (max_concurrent_requests={self.max_requests})"
+        elif wait > self.max_wait_s:
+            why = (
+                f"{self.running} requests are in progress, about {wait:.0f} s of turns at "
+                f"{rate:.1f} texts/s (max_queue_seconds={self.max_wait_s:g})"
+            )
+        else:
+            return None
+        retry = int(min(60, max(1, math.ceil(wait))))
+        return ApiError(
+            429,
+            f"the server is busy: {why}; retry after {retry} s",
+            code="overloaded",
+            headers={"Retry-After": str(retry)},
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in EMBED_ROUTES:
             await self.app(scope, receive, send)
             return
-        if self.running >= self.limit:
-            seconds = self.retry_after()
-            err = ApiError(
-                429,
-                f"the server is busy: {self.running} requests are in progress "
-                f"(max_concurrent_requests={self.limit}); retry after {seconds} s",
-                code="overloaded",
-                headers={"Retry-After": str(seconds)},
-            )
+        err = self.refusal()
+        if err is not None:
             await error_response(scope["path"], err, self.metrics)(scope, receive, send)
             return
         self.running += 1

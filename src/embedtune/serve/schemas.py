@@ -151,7 +151,7 @@ class Info(BaseModel):
     max_inputs: int
     max_client_batch_size: int = Field(..., description="TEI's name for max_inputs.")
     max_chars: int
-    max_queued_texts: int
+    max_queue_seconds: float
     max_concurrent_requests: int
     max_body_bytes: int
     auth: bool

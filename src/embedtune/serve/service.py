@@ -70,7 +70,6 @@ class EmbeddingService:
             self._encode,
             max_batch_size=settings.max_batch_size,
             max_batch_tokens=settings.max_batch_tokens,
-            max_queued_texts=settings.max_queued_texts,
             max_wait_ms=settings.max_wait_ms,
             on_batch=self.metrics.observe_batch,
             on_queue=self.metrics.queue_depth.set,
@@ -125,7 +124,7 @@ class EmbeddingService:
         return [min(n, self.max_len) for n in counts] if self.max_len else counts
 
     async def embed(self, texts: list[str], prompt_name: str | None, counts: list[int]) -> Embedded:
-        """Embed ``texts`` (already checked) in shared batches; Overloaded when the queue is full."""
+        """Embed ``texts`` (already checked) in shared batches."""
         read = self.read_tokens(counts)
         vectors = await self.batcher.encode(texts, prompt_name, costs=read)
         return Embedded(vectors, sum(read))
@@ -157,7 +156,7 @@ class EmbeddingService:
             "max_inputs": s.max_inputs,
             "max_client_batch_size": s.max_inputs,
             "max_chars": s.max_chars,
-            "max_queued_texts": s.max_queued_texts,
+            "max_queue_seconds": s.max_queue_seconds,
             "max_concurrent_requests": s.max_concurrent_requests,
             "max_body_bytes": s.max_body_bytes,
             "auth": self.auth,

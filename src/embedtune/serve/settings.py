@@ -1,9 +1,9 @@
 """The server's settings: ``serve:`` from the config, plus how much work it admits at once.
 
 :class:`ServeSettings` adds the admission limits to :class:`embedtune.config.ServeConfig`. The
-defaults follow text-embeddings-inference (``--max-concurrent-requests 512``, refused with 429)
-and infinity (a queue bounded in texts, refused with 429), with a body limit that keeps the
-largest request the other limits allow at typical text lengths::
+concurrency limit follows text-embeddings-inference (``--max-concurrent-requests 512``, refused
+with 429); the queue is bounded in seconds of waiting rather than in texts, because how many
+texts a CPU gets through varies tenfold with their length and the machine's other load::
 
     >>> ServeSettings.from_config(ServeConfig(max_inputs=256)).max_concurrent_requests
     512
@@ -22,16 +22,18 @@ class ServeSettings(ServeConfig):
     """``serve:`` plus the limits that keep one caller, or too many, from stalling the rest."""
 
     max_batch_tokens: int = Field(
-        4096,
+        2048,
         ge=1,
         description="Most padded tokens per model call (texts x the longest): bounds how long "
-        "one batch runs, and so how long a small request waits behind a big one.",
+        "one batch runs, and so how long a short request waits behind long ones. 2048 is 8 "
+        "texts of 256 tokens, about 0.3 s with MiniLM on 2 free cores; on a CPU, larger batches "
+        "of long texts are hardly faster per text.",
     )
-    max_queued_texts: int = Field(
-        4096,
-        ge=1,
-        description="Texts waiting for the model; a request that would pass it gets 429 with "
-        "Retry-After (a request alone in an empty queue is always taken).",
+    max_queue_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="New requests get 429 with Retry-After once the requests in progress would "
+        "keep them waiting about this long for their turn (in progress / recent texts per s).",
     )
     max_concurrent_requests: int = Field(
         512,
