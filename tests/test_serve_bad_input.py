@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from embedtune.serve import create_app
 from embedtune.serve.settings import ServeSettings
+
+# Tests own their state: hypothesis keeps its caches (it writes some as soon as this module is
+# collected) in the system's temporary folder, not in ./.hypothesis of the checkout.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "embedtune-tests-hypothesis")
 
 KEY = "k3y"
 AUTH = {"Authorization": f"Bearer {KEY}"}
