@@ -12,12 +12,30 @@ What it measures, all in one run on one machine (so the ratios are fair):
 4. Quality: NDCG@10 on the r-faq BEIR set for each backend (cosine ranking), so the speed of
    ONNX int8 is reported next to what it costs.
 
+Two more parts measure fairness and overload (issue 16), against the torch server:
+
+5. ``fairness``: a request of ``--big-texts`` texts of ``--big-chars`` characters is sent, and once
+   its texts are queued (the server's ``embedtune_queue_texts`` gauge), ``--small-clients`` clients
+   send one-text requests back to back (0.2 s apart) until it completes: their p50/p99 latency.
+6. ``overload``: the server's capacity (texts/s) with 32 closed-loop clients, then one-text
+   requests sent open-loop at ``--overload-factor`` times that rate for ``--overload-seconds``:
+   connection errors, how many were refused and how fast (the 429s' latency), Retry-After.
+
 Aims: served/in-process >= 0.8 at 32 clients; no errors during the soak; flat RSS; onnx-int8
->= 1.5x torch. Texts come from r-faq's corpus (consecutive passages joined to ~200 tokens), or
-generated text when the data is absent.
+>= 1.5x torch; one-text p99 <= 5 s beside the big request; at 4x capacity no connection error
+and every refusal a 429 within 100 ms. Texts come from r-faq's corpus (consecutive passages
+joined to ~200 tokens), or generated text when the data is absent.
+
+``--server-src DIR`` runs the server from another source tree (e.g. an older commit's ``src``,
+from ``git archive``), so that before and after are measured in one session; ``--label`` names
+the run in the results, which are merged into ``--out`` by part and label.
 
     python benchmarks/bench_serve.py                       # full run (~6 minutes)
     python benchmarks/bench_serve.py --seconds-per-level 5 --soak-seconds 10   # quick check
+    git archive ec49700 src | tar -x -C /tmp/before
+    python benchmarks/bench_serve.py --parts fairness overload --server-src /tmp/before/src \
+        --label before
+    python benchmarks/bench_serve.py --parts fairness overload --label after
 """
 
 from __future__ import annotations
@@ -120,7 +138,15 @@ def free_port() -> int:
 class Server:
     """`embedtune serve` in a subprocess, waited for until /health answers."""
 
-    def __init__(self, model: str, backend: str, max_batch_size: int, max_wait_ms: float):
+    def __init__(
+        self,
+        model: str,
+        backend: str,
+        max_batch_size: int,
+        max_wait_ms: float,
+        src: Path | None = None,
+        extra: tuple[str, ...] = (),
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [
@@ -141,8 +167,16 @@ class Server:
             str(max_wait_ms),
             "--log-level",
             "warning",
+            *extra,
         ]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        env = dict(os.environ)
+        if src is not None:  # another source tree first on the path: e.g. the code before a change
+            env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")]).rstrip(
+                os.pathsep
+            )
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+        )
         deadline = time.monotonic() + 180
         while True:
             if self.proc.poll() is not None:
@@ -170,6 +204,15 @@ class Server:
             values.get("embedtune_batch_size_sum", 0.0),
             values.get("embedtune_batch_seconds_sum", 0.0),
         )
+
+    def queued_texts(self) -> float:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        for family in text_string_to_metric_families(httpx.get(self.url + "/metrics").text):
+            for sample in family.samples:
+                if sample.name == "embedtune_queue_texts":
+                    return sample.value
+        return 0.0
 
     def rss_mb(self) -> float:
         p = psutil.Process(self.proc.pid)
@@ -260,6 +303,183 @@ def soak(server: Server, texts: list[str], clients: int, seconds: float) -> dict
     return result
 
 
+# --------------------------------------------------------------------- fairness, overload
+def long_texts(texts: list[str], n: int, chars: int) -> list[str]:
+    """``n`` different texts of ``chars`` characters, made of the chunk texts end to end."""
+    out = []
+    for i in range(n):
+        parts, size, j = [], 0, i
+        while size < chars:
+            parts.append(texts[j % len(texts)])
+            size += len(parts[-1]) + 1
+            j += 1
+        out.append(" ".join(parts)[:chars])
+    return out
+
+
+def _ms(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)) * 1000, 1) if values else None
+
+
+async def fairness(
+    server: Server, big: list[str], small_text: str, clients: int, max_seconds: float
+) -> dict:
+    """One-text latency while ``big`` is being embedded: does a small request wait for it all?"""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    big_done = asyncio.Event()
+    result: dict = {"big_texts": len(big), "big_chars_each": len(big[0])}
+    limits = httpx.Limits(max_connections=clients + 2)
+    async with httpx.AsyncClient(timeout=max_seconds + 600, limits=limits) as http:
+
+        async def send_big() -> None:
+            t0 = time.perf_counter()
+            body = {"input": big, "model": "bench", "encoding_format": "base64"}
+            try:
+                r = await http.post(server.url + "/v1/embeddings", json=body)
+                result["big_status"] = r.status_code
+            except httpx.HTTPError as exc:
+                result["big_status"] = type(exc).__name__
+            result["big_seconds"] = round(time.perf_counter() - t0, 2)
+            big_done.set()
+
+        async def send_small(seed: int, start: float) -> None:
+            await asyncio.sleep(0.05 * seed)
+            while not big_done.is_set() and time.perf_counter() - start < max_seconds:
+                t0 = time.perf_counter()
+                try:
+                    r = await http.post(server.url + "/v1/embeddings", json={"input": small_text})
+                    key = "ok" if r.status_code == 200 else str(r.status_code)
+                except httpx.HTTPError as exc:
+                    key = type(exc).__name__
+                if key == "ok":
+                    latencies.append(time.perf_counter() - t0)
+                else:
+                    errors[key] = errors.get(key, 0) + 1
+                await asyncio.sleep(0.2)
+
+        big_task = asyncio.create_task(send_big())
+        # "In flight" means its texts wait for the model, not that its upload has begun.
+        while not big_done.is_set() and await asyncio.to_thread(server.queued_texts) < 1:
+            await asyncio.sleep(0.05)
+        start = time.perf_counter()
+        await asyncio.gather(*(send_small(i, start) for i in range(clients)))
+        await big_task
+    result.update(
+        small_requests=len(latencies),
+        small_errors=errors,
+        small_p50_ms=_ms(latencies, 50),
+        small_p99_ms=_ms(latencies, 99),
+        small_max_ms=_ms(latencies, 100),
+    )
+    return result
+
+
+async def overload(
+    server: Server, texts: list[str], factor: float, seconds: float, capacity_seconds: float
+) -> dict:
+    """Open-loop one-text requests at ``factor`` x capacity: refusals, and how fast they come."""
+    capacity = await load(server.url, texts, 32, capacity_seconds, max_requests=10**6)
+    rate = factor * capacity["texts_per_s"]
+    outcomes: list[tuple[str, float, str | None]] = []
+    timeout = httpx.Timeout(600.0, connect=60.0)
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
+
+        async def one(i: int) -> None:
+            body = {"input": texts[i % len(texts)], "model": "bench", "encoding_format": "base64"}
+            t0 = time.perf_counter()
+            try:
+                r = await http.post(server.url + "/v1/embeddings", json=body)
+                outcome, retry = str(r.status_code), r.headers.get("retry-after")
+            except httpx.HTTPError as exc:
+                outcome, retry = type(exc).__name__, None
+            outcomes.append((outcome, time.perf_counter() - t0, retry))
+
+        tasks, start, i = [], time.perf_counter(), 0
+        while (now := time.perf_counter()) - start < seconds:
+            due = start + i / rate
+            if due > now:
+                await asyncio.sleep(due - now)
+            tasks.append(asyncio.create_task(one(i)))
+            i += 1
+        sent_s = time.perf_counter() - start
+        await asyncio.gather(*tasks)
+        drained_s = time.perf_counter() - start
+    by_outcome: dict[str, int] = {}
+    for outcome, _, _ in outcomes:
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + 1
+    refused = [t for o, t, _ in outcomes if o in ("429", "503")]
+    served = [t for o, t, _ in outcomes if o == "200"]
+    retry_after = sorted({int(r) for o, _, r in outcomes if o == "429" and r and r.isdigit()})
+    return {
+        "capacity_texts_per_s": capacity["texts_per_s"],
+        "factor": factor,
+        "rate_per_s": round(rate, 2),
+        "sent": len(outcomes),
+        "sent_seconds": round(sent_s, 2),
+        "seconds_until_all_answered": round(drained_s, 2),
+        "outcomes": by_outcome,
+        "connection_errors": sum(
+            n for o, n in by_outcome.items() if not o.isdigit() or int(o) >= 500 and o != "503"
+        ),
+        "refused": len(refused),
+        "refused_p50_ms": _ms(refused, 50),
+        "refused_p99_ms": _ms(refused, 99),
+        "refused_max_ms": _ms(refused, 100),
+        "refused_over_100ms": sum(1 for t in refused if t > 0.1),
+        "retry_after_values": retry_after[:10],
+        "served_p50_ms": _ms(served, 50),
+        "served_p99_ms": _ms(served, 99),
+        "served_max_ms": _ms(served, 100),
+    }
+
+
+def issue16_parts(args: argparse.Namespace, texts: list[str], machine: dict) -> dict:
+    """Fairness and overload against one torch server (from ``--server-src`` if given)."""
+    extra: tuple[str, ...] = ()
+    server = Server(
+        args.model, "torch", args.max_batch_size, args.max_wait_ms, args.server_src, extra
+    )
+    out: dict = {"machine": machine, "server_src": str(args.server_src or "this checkout")}
+    try:
+        asyncio.run(load(server.url, texts, 4, 2.0, 8))  # warm-up
+        if "fairness" in args.parts:
+            big = long_texts(texts, args.big_texts, args.big_chars)
+            small = "How do I install a package?"
+            out["fairness"] = r = asyncio.run(
+                fairness(server, big, small, args.small_clients, args.fairness_max_seconds)
+            )
+            print(
+                f"fairness [{args.label}]: {r['small_requests']} one-text requests beside "
+                f"{r['big_texts']} x {r['big_chars_each']} chars: p50 {r['small_p50_ms']} ms, "
+                f"p99 {r['small_p99_ms']} ms, max {r['small_max_ms']} ms; the big request took "
+                f"{r['big_seconds']} s ({r['big_status']})",
+                flush=True,
+            )
+        if "overload" in args.parts:
+            out["overload"] = r = asyncio.run(
+                overload(
+                    server,
+                    texts,
+                    args.overload_factor,
+                    args.overload_seconds,
+                    args.capacity_seconds,
+                )
+            )
+            print(
+                f"overload [{args.label}]: {r['sent']} requests at {r['rate_per_s']}/s "
+                f"({r['factor']}x {r['capacity_texts_per_s']} texts/s) for {r['sent_seconds']} s: "
+                f"{r['outcomes']}; refused p99 {r['refused_p99_ms']} ms, max "
+                f"{r['refused_max_ms']} ms ({r['refused_over_100ms']} over 100 ms); served p99 "
+                f"{r['served_p99_ms']} ms; all answered after {r['seconds_until_all_answered']} s",
+                flush=True,
+            )
+    finally:
+        server.stop()
+    return out
+
+
 # ------------------------------------------------------------------------------------ main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -282,21 +502,41 @@ def main() -> None:
     )
     ap.add_argument("--note", default="", help="Stored in the results, e.g. 'shared CPU'.")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
+    ap.add_argument(
+        "--parts",
+        nargs="+",
+        default=["throughput", "fairness", "overload"],
+        choices=["throughput", "fairness", "overload"],
+    )
+    ap.add_argument("--server-src", type=Path, default=None, help="Serve from this source tree.")
+    ap.add_argument("--label", default="this checkout", help="Names the run in the results.")
+    ap.add_argument("--big-texts", type=int, default=400)
+    ap.add_argument("--big-chars", type=int, default=10_000)
+    ap.add_argument("--small-clients", type=int, default=4)
+    ap.add_argument("--fairness-max-seconds", type=float, default=900.0)
+    ap.add_argument("--overload-factor", type=float, default=4.0)
+    ap.add_argument("--overload-seconds", type=float, default=30.0)
+    ap.add_argument("--capacity-seconds", type=float, default=10.0)
     args = ap.parse_args()
 
     from embedtune.serve.backends import load_backend
 
     torch_model = load_backend(args.model, "torch")
     texts, source = chunk_texts(args.data, torch_model.tokenizer)
+    machine = {
+        "cpus": os.cpu_count(),
+        "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+    if "throughput" not in args.parts:
+        del torch_model
+        merge_results(args, issue16_parts(args, texts, machine), {})
+        return
     results: dict = {
         "model": args.model,
         "texts": {"n": len(texts), "tokens_each": 200, "source": source},
-        "machine": {
-            "cpus": os.cpu_count(),
-            "cpu": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": machine,
         "settings": {
             "max_batch_size": args.max_batch_size,
             "max_wait_ms": args.max_wait_ms,
@@ -429,11 +669,32 @@ def main() -> None:
     print("\nNDCG@10 (r-faq):", results["ndcg@10"])
     print("aims:", json.dumps(aims))
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
     if tmp is not None:
         tmp.cleanup()
+    run16 = (
+        issue16_parts(args, texts, machine) if {"fairness", "overload"} & set(args.parts) else {}
+    )
+    merge_results(args, run16, results)
+
+
+def merge_results(args: argparse.Namespace, run16: dict, results: dict) -> None:
+    """Write ``results`` over ``--out``, keeping the fairness and overload runs of other labels."""
+    merged = {}
+    if args.out.is_file():
+        merged = json.loads(args.out.read_text(encoding="utf-8"))
+    merged.update(results)
+    for part in ("fairness", "overload"):
+        if part in run16:
+            merged.setdefault(part, {})[args.label] = {
+                **run16[part],
+                "machine": run16["machine"],
+                "server_src": run16["server_src"],
+                "note": args.note,
+                "command": " ".join(sys.argv),
+            }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

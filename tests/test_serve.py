@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from embedtune.config import ServeConfig
 from embedtune.serve import create_app
+from embedtune.serve.app import served_name
 
 TEXTS = ["How do I install a package from CRAN?", "R is a language for statistics."]
 
@@ -194,6 +195,7 @@ def test_info_models_health(client):
     info = client.get("/info").json()
     assert info["dimension"] == 384 and info["max_seq_length"] == 256
     assert info["backend"] == "torch" and info["max_inputs"] == ServeConfig().max_inputs
+    assert info["max_concurrent_requests"] == 512 and info["max_batch_tokens"] == 2048
     models = client.get("/v1/models").json()
     assert models["data"][0]["id"] == "minilm-test"
     assert client.get("/health").json() == {"status": "ok"}
@@ -246,3 +248,13 @@ def test_metrics_count_requests_by_route_and_status(client):
     assert "invalid_type" in errors
     assert samples["embedtune_inputs_total"][0].value >= 1
     assert "embedtune_request_latency_seconds_bucket" in samples
+
+
+def test_a_folder_is_served_under_its_name_never_its_path(tmp_path):
+    (tmp_path / "first" / "model").mkdir(parents=True)
+    (tmp_path / "bge-ft").mkdir()
+    assert served_name(str(tmp_path / "first" / "model")) == "first"  # RUN/model: the run's name
+    assert served_name(str(tmp_path / "bge-ft")) == "bge-ft"
+    assert served_name("sentence-transformers/all-MiniLM-L6-v2") == (
+        "sentence-transformers/all-MiniLM-L6-v2"
+    )

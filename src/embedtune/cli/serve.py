@@ -28,8 +28,16 @@ def serve(
     api_key: Annotated[
         str | None,
         typer.Option(
-            help="Require 'Authorization: Bearer KEY' on every route but /health. Default: the "
-            "environment variable named by serve.api_key_env (EMBEDTUNE_API_KEY)."
+            help="Require 'Authorization: Bearer KEY' on every route but /health (/docs too). "
+            "Prefer the environment variable EMBEDTUNE_API_KEY (or the one named by "
+            "serve.api_key_env): a flag's value shows in `ps` to every user of the machine."
+        ),
+    ] = None,
+    served_model_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Name shown in /v1/models, /info and answers. Default: a hub id as given, a "
+            "folder by its name (RUN/model by RUN's), never its path."
         ),
     ] = None,
     backend: Annotated[
@@ -44,6 +52,30 @@ def serve(
     ] = None,
     max_inputs: Annotated[int | None, typer.Option(help="Most texts per request.")] = None,
     max_chars: Annotated[int | None, typer.Option(help="Most characters per text.")] = None,
+    max_batch_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Most padded tokens (texts x longest) per model call [default: 2048]: how long "
+            "a small request can wait behind a big one.",
+        ),
+    ] = None,
+    max_queue_seconds: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="New requests get 429 Retry-After once those in progress would keep them "
+            "waiting about this long for a turn at the model [default: 10].",
+        ),
+    ] = None,
+    max_concurrent_requests: Annotated[
+        int | None,
+        typer.Option(min=1, help="Embedding requests at once before 429 [default: 512]."),
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None,
+        typer.Option(min=1, help="Largest request body before 413 [default: 16 MiB]."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
 ) -> None:
     """Serve embeddings over HTTP, in OpenAI's and text-embeddings-inference's APIs.
@@ -56,11 +88,15 @@ def serve(
       curl -s localhost:8080/embed -H 'Content-Type: application/json' \\
            -d '{"inputs": "How do I install a package?"}'
     \b
+    With a key, kept out of `ps` by passing it in the environment:
+      EMBEDTUNE_API_KEY=$(cat key.txt) embedtune serve runs/first/model
+    \b
     Faster on CPU, after `embedtune export runs/first/model --output runs/first/model-onnx`:
       embedtune serve runs/first/model-onnx --backend onnx-int8
     """
     from embedtune.cli._app import run_config
     from embedtune.errors import InputError
+    from embedtune.serve.settings import ServeSettings
 
     if model is None:
         if run is None:
@@ -81,7 +117,24 @@ def serve(
             }
         },
     )
-    s = cfg.serve
+    s = ServeSettings.from_config(cfg.serve).model_copy(
+        update={
+            name: value
+            for name, value in {
+                "max_batch_tokens": max_batch_tokens,
+                "max_queue_seconds": max_queue_seconds,
+                "max_concurrent_requests": max_concurrent_requests,
+                "max_body_bytes": max_body_bytes,
+            }.items()
+            if value is not None
+        }
+    )
+    if api_key is not None:
+        typer.echo(
+            f"note: --api-key shows in `ps` to every user of this machine; set ${s.api_key_env} "
+            "instead",
+            err=True,
+        )
     typer.echo(
         f"loading {model} ({s.backend}) to serve on http://{s.host}:{s.port}; OpenAI clients use "
         f"base_url='http://{s.host}:{s.port}/v1'; also /embed, /info, /metrics, /docs",
@@ -89,4 +142,4 @@ def serve(
     )
     from embedtune.serve.app import serve as run_server
 
-    run_server(model, s, api_key=api_key, log_level=log_level)
+    run_server(model, s, api_key=api_key, model_name=served_model_name, log_level=log_level)

@@ -10,5 +10,14 @@ from embedtune.serve.app import ApiError, create_app, serve
 from embedtune.serve.backends import load_backend
 from embedtune.serve.batcher import Batcher
 from embedtune.serve.export import export_onnx
+from embedtune.serve.settings import ServeSettings
 
-__all__ = ["create_app", "serve", "load_backend", "export_onnx", "Batcher", "ApiError"]
+__all__ = [
+    "create_app",
+    "serve",
+    "load_backend",
+    "export_onnx",
+    "Batcher",
+    "ApiError",
+    "ServeSettings",
+]

@@ -7,15 +7,20 @@
 - text-embeddings-inference's ``POST /embed``: ``{"inputs": str | [str], "normalize", "truncate",
   "prompt_name"}`` -> ``[[float, ...], ...]``; errors ``{"error", "error_type"}``.
 
-``input``/``inputs`` are typed loosely here and checked by the app, so that a wrong type gets a
-message that says what to send instead of pydantic's list of union branches.
+``input``/``inputs`` are typed loosely here and checked by :mod:`embedtune.serve.inputs`, so that
+a wrong type gets a message that says what to send instead of pydantic's list of union branches.
+The other strings are refused when they hold a lone surrogate (``"\\ud800"``): valid JSON, but
+not text, and ``model`` is echoed back in the answer.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
+from pydantic_core import PydanticCustomError
+
+from embedtune.serve.inputs import surrogate_at
 
 __all__ = [
     "EmbeddingRequest",
@@ -32,6 +37,19 @@ __all__ = [
 ]
 
 
+def _text(value: str) -> str:
+    if surrogate_at(value) is not None:
+        raise PydanticCustomError(
+            "lone_surrogate",
+            "holds a lone surrogate (\\ud800-\\udfff), which is not text; send UTF-8",
+        )
+    return value
+
+
+Text = Annotated[str, AfterValidator(_text)]
+"""A string that can be encoded as UTF-8 (no lone surrogates)."""
+
+
 class EmbeddingRequest(BaseModel):
     """OpenAI's embeddings request; unknown fields are ignored, as OpenAI-compatible servers do."""
 
@@ -43,15 +61,15 @@ class EmbeddingRequest(BaseModel):
         "refused: they come from OpenAI's tokenizer, not this model's.",
         examples=["How do I install a package from CRAN?"],
     )
-    model: str | None = Field(None, description="Accepted and echoed back; one model is served.")
+    model: Text | None = Field(None, description="Accepted and echoed back; one model is served.")
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="'base64': little-endian float32 bytes, base64-encoded."
     )
     dimensions: int | None = Field(
         None, ge=1, description="Keep the first N dimensions (Matryoshka) and re-normalise."
     )
-    user: str | None = None
-    prompt_name: str | None = Field(
+    user: Text | None = None
+    prompt_name: Text | None = Field(
         None, description="embedtune extension: a prompt saved in the model, e.g. 'query'."
     )
 
@@ -98,7 +116,7 @@ class EmbedRequest(BaseModel):
         description="Cut inputs longer than the model's max_seq_length; when false they are "
         "refused with 413, as text-embeddings-inference does.",
     )
-    prompt_name: str | None = Field(None, description="A prompt saved in the model.")
+    prompt_name: Text | None = Field(None, description="A prompt saved in the model.")
     dimensions: int | None = Field(None, ge=1, description="Keep the first N dimensions.")
 
 
@@ -119,8 +137,7 @@ class TEIError(BaseModel):
 
 
 class Info(BaseModel):
-    model_id: str
-    model_path: str | None
+    model_id: str = Field(..., description="The served name: never a path on the server.")
     model_type: Literal["embedding"] = "embedding"
     dimension: int
     max_seq_length: int | None
@@ -129,9 +146,13 @@ class Info(BaseModel):
     default_prompt_name: str | None
     backend: str
     max_batch_size: int
+    max_batch_tokens: int
     max_wait_ms: float
     max_inputs: int
     max_client_batch_size: int = Field(..., description="TEI's name for max_inputs.")
     max_chars: int
+    max_queue_seconds: float
+    max_concurrent_requests: int
+    max_body_bytes: int
     auth: bool
     version: str
