@@ -34,7 +34,7 @@ from pathlib import Path
 
 from embedtune.config import EvaluateConfig
 from embedtune.dataset import QADataset
-from embedtune.evaluate.cache import EmbeddingCache, model_fingerprint
+from embedtune.embeddings import EmbeddingCache, model_fingerprint
 from embedtune.evaluate.evaluator import evaluate_models
 from embedtune.models import load_model
 

@@ -268,7 +268,7 @@ def test_save_steps_must_be_a_multiple_of_eval_steps(tmp_path):
 def test_hard_negatives_are_mined_through_the_base_models_embedding_cache(tmp_path, monkeypatch):
     """Mining reads the base's embeddings from the cache the round trip and the evaluation
     share, and leaves there what it encoded: the training texts are never encoded twice."""
-    from embedtune.evaluate.cache import EmbeddingCache, model_fingerprint
+    from embedtune.embeddings import EmbeddingCache, model_fingerprint
 
     monkeypatch.setenv("EMBEDTUNE_CACHE", str(tmp_path / "cache"))
     run = _run_dir(tmp_path / "run")

@@ -2,7 +2,8 @@
 
 - :mod:`~embedtune.evaluate.metrics`: per-query metrics (sentence-transformers' definitions),
   means, paired bootstrap intervals, verdicts.
-- :mod:`~embedtune.evaluate.cache`: embeddings cached on disk per model fingerprint and text.
+- embeddings come through :mod:`embedtune.embeddings`, the on-disk cache that generation and
+  training share.
 - :mod:`~embedtune.evaluate.evaluator`: :func:`evaluate_models` for any models and datasets,
   :func:`run_evaluate` for a run directory.
 - :mod:`~embedtune.evaluate.report`: report.md, self-contained report.html, terminal table.

@@ -36,8 +36,8 @@ import numpy as np
 from embedtune.artifacts import is_current, read_manifest, stage_key, write_manifest
 from embedtune.config import EvaluateConfig, PipelineConfig
 from embedtune.dataset import QADataset, load_dataset_path
+from embedtune.embeddings import EmbeddingCache, loaded_model_fingerprint, model_fingerprint
 from embedtune.errors import InputError
-from embedtune.evaluate.cache import EmbeddingCache, loaded_model_fingerprint, model_fingerprint
 from embedtune.evaluate.metrics import (
     MAP_K,
     MRR_K,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from embedtune.evaluate.cache import EmbeddingCache, Role
+    from embedtune.embeddings import EmbeddingCache, Role
 
 __all__ = ["DROP_REASONS", "QuestionFilter", "normalise", "roundtrip_keep"]
 
@@ -187,12 +187,12 @@ def roundtrip_keep(
 
     A caller keeps questions whose rank is below ``top_k``. Chunks are encoded once and
     questions in batches; scores are cosine similarities (normalised embeddings, one matmul).
-    With ``cache`` (the evaluation stage's embedding cache for this model), embeddings are
+    With ``cache`` (the shared embedding cache of this model), embeddings are
     read from and added to it, so the evaluation of the base model later encodes nothing twice.
     """
     import torch
 
-    from embedtune.evaluate.cache import EmbeddingCache
+    from embedtune.embeddings import EmbeddingCache
 
     if not questions:
         return []

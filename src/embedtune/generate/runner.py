@@ -470,7 +470,7 @@ def run_generate(
         from embedtune.models import load_model
 
         t0 = time.perf_counter()
-        from embedtune.evaluate.cache import EmbeddingCache, model_fingerprint
+        from embedtune.embeddings import EmbeddingCache, model_fingerprint
 
         model = load_model(judge, device="cpu")
         # The evaluation stage scores this same model (the base, or the judge as a baseline or

@@ -23,7 +23,7 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from embedtune.evaluate.cache import EmbeddingCache
+    from embedtune.embeddings import EmbeddingCache
 
 __all__ = ["TeacherDistillLoss", "teacher_labels"]
 
@@ -92,7 +92,7 @@ def teacher_labels(
     earlier run, are read back; they are then encoded in float32 like the evaluation's, so the
     cache never holds two precisions of one model.
     """
-    from embedtune.evaluate.cache import EmbeddingCache
+    from embedtune.embeddings import EmbeddingCache
 
     store = cache if cache is not None else EmbeddingCache(None)  # None: stores nothing
     names = list(columns)

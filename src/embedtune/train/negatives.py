@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
 
-    from embedtune.evaluate.cache import EmbeddingCache
+    from embedtune.embeddings import EmbeddingCache
 
 __all__ = ["mine_hard_negatives"]
 

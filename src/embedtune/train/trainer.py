@@ -265,7 +265,7 @@ def _add_teacher_labels(
     datasets: list[Any], cfg: TrainConfig, say: Callable[[str], None], info: dict
 ) -> list[Any]:
     """Encode every text column once with the teacher and attach it as each row's label."""
-    from embedtune.evaluate.cache import EmbeddingCache, model_fingerprint
+    from embedtune.embeddings import EmbeddingCache, model_fingerprint
     from embedtune.train.distill import teacher_labels
 
     assert cfg.teacher is not None
@@ -450,7 +450,7 @@ def finetune(
     train_rows = pairs_dataset(train)
     negatives_info: dict[str, Any] = {}
     if cfg.hard_negatives:
-        from embedtune.evaluate.cache import EmbeddingCache, model_fingerprint
+        from embedtune.embeddings import EmbeddingCache, model_fingerprint
         from embedtune.train.negatives import mine_hard_negatives
 
         say(f"mining {cfg.hard_negatives} hard negative(s) per pair with the base model")

@@ -1,4 +1,8 @@
-"""Embeddings computed once per model and text, kept on disk, so re-evaluating is near instant.
+"""Embeddings computed once per model and text, kept on disk, and shared by the stages.
+
+The round trip of question generation, hard-negative mining, the teacher's labels, the base
+model's score before training and the evaluation all encode the same chunks with the same
+models; through this cache each text is encoded once per model, and re-evaluating is near instant.
 
 A model is identified by a fingerprint of what determines its embeddings, not by its name:
 
