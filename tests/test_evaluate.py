@@ -14,12 +14,8 @@ from embedtune.config import EvaluateConfig, PipelineConfig
 from embedtune.dataset import QADataset
 from embedtune.errors import InputError
 from embedtune.evaluate import ModelSpec, evaluate_models, run_evaluate
-from embedtune.evaluate.metrics import (
-    hit_matrix,
-    paired_bootstrap,
-    per_query_metrics,
-    rank_corpus,
-)
+from embedtune.evaluate.metrics import paired_bootstrap
+from embedtune.retrieval import hit_matrix, per_query_metrics, rank_corpus
 
 CORPUS = {
     "c01": "To install a package from CRAN, call install.packages with the package name.",

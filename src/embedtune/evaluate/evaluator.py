@@ -2,7 +2,7 @@
 
 Each model embeds every dataset's queries (``encode_query``) and corpus (``encode_document``, so
 saved prompts apply), through the on-disk embeddings cache; the corpus is ranked per query by the
-model's own similarity function, and the metrics of :mod:`embedtune.evaluate.metrics` are taken
+model's own similarity function, and the metrics of :mod:`embedtune.retrieval` are taken
 per query. Every later model is compared with the first by a paired bootstrap over queries::
 
     >>> from embedtune.config import EvaluateConfig
@@ -27,7 +27,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,48 +38,22 @@ from embedtune.config import EvaluateConfig, PipelineConfig
 from embedtune.dataset import QADataset, load_dataset_path
 from embedtune.embeddings import EmbeddingCache, loaded_model_fingerprint, model_fingerprint
 from embedtune.errors import InputError
-from embedtune.evaluate.metrics import (
-    MAP_K,
-    MRR_K,
-    PRIMARY_METRIC,
-    Comparison,
-    aggregate,
-    hit_matrix,
-    hit_rate_curve,
-    metric_names,
-    paired_bootstrap,
-    per_query_metrics,
-    rank_corpus,
-    retrieval_depth,
+from embedtune.evaluate.metrics import paired_bootstrap
+from embedtune.evaluate.report import write_outputs
+from embedtune.evaluate.results import (
+    DatasetResult,
+    EvaluationResult,
+    ModelScores,
+    best_model,
 )
 from embedtune.models import load_model, resolve_model
-from embedtune.records import write_json_atomic, write_jsonl
+from embedtune.retrieval import PRIMARY_METRIC, hit_rate_curve, metric_names, score_retrieval
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = [
-    "ModelSpec",
-    "ModelScores",
-    "DatasetResult",
-    "EvaluationResult",
-    "HEADLINE_METRICS",
-    "evaluate_models",
-    "run_evaluate",
-    "write_outputs",
-    "best_model",
-    "recommend_base",
-]
+__all__ = ["ModelSpec", "evaluate_models", "run_evaluate", "recommend_base", "run_verdict"]
 
-#: Metrics shown in tables and charts (those a config's k values produce; others stay in JSON).
-HEADLINE_METRICS = (
-    PRIMARY_METRIC,
-    f"mrr@{MRR_K}",
-    "accuracy@1",
-    "accuracy@5",
-    "recall@10",
-    f"map@{MAP_K}",
-)
 _SIMILARITIES = {"cosine", "dot", "euclidean", "manhattan"}
 
 
@@ -93,120 +67,6 @@ class ModelSpec:
 
     label: str
     model: str | SentenceTransformer
-
-
-@dataclass
-class ModelScores:
-    """One model on one dataset."""
-
-    label: str
-    source: str
-    fingerprint: str | None
-    similarity: str
-    metrics: dict[str, float]
-    per_query: dict[str, np.ndarray]
-    ranked: list[list[str]]  # top corpus ids per query, best first (retrieval depth)
-    hit_rate: list[float]  # accuracy@k for k = 1..max(10, max k)
-    encoded: int  # texts encoded now
-    cached: int  # texts served from the cache
-    seconds: float
-
-
-@dataclass
-class DatasetResult:
-    """All models on one dataset, and each later model compared with the first."""
-
-    name: str
-    corpus_mode: str
-    query_ids: list[str]
-    queries: list[str]
-    relevant: list[list[str]]
-    corpus: dict[str, str]
-    scores: list[ModelScores]
-    comparisons: dict[str, dict[str, Comparison]] = field(default_factory=dict)
-
-    @property
-    def base(self) -> ModelScores:
-        return self.scores[0]
-
-    def verdict(self, label: str) -> str:
-        return self.comparisons[label][PRIMARY_METRIC].verdict
-
-
-@dataclass
-class EvaluationResult:
-    """What :func:`evaluate_models` returns: per dataset, every model's scores and comparisons.
-
-    ``labels[0]`` is the base every other model is compared with. ``summary()`` gives the
-    headline numbers as plain JSON; ``metrics.json`` in ``output_dir`` holds all of them.
-    """
-
-    labels: list[str]
-    sources: dict[str, str]
-    datasets: dict[str, DatasetResult]
-    config: EvaluateConfig
-    output_dir: Path | None
-
-    @property
-    def base(self) -> str:
-        return self.labels[0]
-
-    def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"base": self.base, "models": list(self.labels), "datasets": {}}
-        for name, ds in self.datasets.items():
-            entry: dict[str, Any] = {
-                "n_queries": len(ds.query_ids),
-                "n_corpus": len(ds.corpus),
-                "corpus": ds.corpus_mode,
-                f"base_{PRIMARY_METRIC}": ds.base.metrics[PRIMARY_METRIC],
-                "models": {},
-            }
-            for label, comps in ds.comparisons.items():
-                c = comps[PRIMARY_METRIC]
-                entry["models"][label] = {
-                    PRIMARY_METRIC: c.model,
-                    "diff": c.diff,
-                    "ci_low": c.ci_low,
-                    "ci_high": c.ci_high,
-                    "verdict": c.verdict,
-                }
-            out["datasets"][name] = entry
-        if self.output_dir is not None:
-            out["output"] = str(self.output_dir)
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        datasets: dict[str, Any] = {}
-        for name, ds in self.datasets.items():
-            datasets[name] = {
-                "n_queries": len(ds.query_ids),
-                "n_corpus": len(ds.corpus),
-                "corpus": ds.corpus_mode,
-                "metrics": {s.label: s.metrics for s in ds.scores},
-                "hit_rate_at_k": {s.label: s.hit_rate for s in ds.scores},
-                "comparisons": {
-                    label: {m: c.as_dict() for m, c in comps.items()}
-                    for label, comps in ds.comparisons.items()
-                },
-                "verdicts": {label: ds.verdict(label) for label in ds.comparisons},
-                "timing": {
-                    s.label: {"seconds": s.seconds, "encoded": s.encoded, "cached": s.cached}
-                    for s in ds.scores
-                },
-            }
-        return {
-            "primary_metric": PRIMARY_METRIC,
-            "base": self.base,
-            "models": [{"label": lb, "source": self.sources[lb]} for lb in self.labels],
-            "config": self.config.model_dump(mode="json"),
-            "bootstrap": {
-                "samples": self.config.bootstrap_samples,
-                "confidence": 0.95,
-                "seed": self.config.seed,
-                "method": "paired percentile bootstrap over queries",
-            },
-            "datasets": datasets,
-        }
 
 
 # --------------------------------------------------------------------------- models
@@ -335,7 +195,6 @@ def _with_extra(ds: QADataset, extra: Mapping[str, str] | None) -> dict[str, str
 
 def _score(
     model: _Model,
-    ds_name: str,
     ds: QADataset,
     corpus: dict[str, str],
     k_values: Sequence[int],
@@ -344,28 +203,29 @@ def _score(
     encoded0, hits0 = model.cache.encoded, model.cache.hits
     qids = list(ds.queries)
     cids = list(corpus)
-    q_emb = model.embed([ds.queries[q] for q in qids], "query")
-    c_emb = model.embed([corpus[c] for c in cids], "document")
-    depth = retrieval_depth(k_values)
-    idx, _ = rank_corpus(q_emb, c_emb, cids, depth, model.similarity())
-    ranked = [[cids[j] for j in row] for row in idx]
     relevant = [list(dict.fromkeys(ds.relevant_docs[q])) for q in qids]
-    hits, n_rel = hit_matrix(ranked, [set(r) for r in relevant], depth)
-    per_query = per_query_metrics(hits, n_rel, k_values)
+    retrieval = score_retrieval(
+        model.embed([ds.queries[q] for q in qids], "query"),
+        model.embed([corpus[c] for c in cids], "document"),
+        cids,
+        relevant,
+        k_values,
+        model.similarity(),
+    )
     scores = ModelScores(
         label=model.label,
         source=model.path,
         fingerprint=model.fingerprint,
         similarity=model.similarity(),
-        metrics=aggregate(per_query),
-        per_query=per_query,
-        ranked=ranked,
-        hit_rate=hit_rate_curve(hits, max(10, max(k_values))),
+        metrics=retrieval.metrics,
+        per_query=retrieval.per_query,
+        ranked=retrieval.ranked,
+        hit_rate=hit_rate_curve(retrieval.hits, max(10, max(k_values))),
         encoded=model.cache.encoded - encoded0,
         cached=model.cache.hits - hits0,
         seconds=time.perf_counter() - t0,
     )
-    return scores, qids, [list(r) for r in relevant]
+    return scores, qids, relevant
 
 
 def evaluate_models(
@@ -415,7 +275,7 @@ def evaluate_models(
         sources[spec.label] = handle.path
         for name, ds in datasets.items():
             say(f"{spec.label}: {name} ({len(ds.queries)} queries, {len(corpora[name])} passages)")
-            scores, qids, relevant = _score(handle, name, ds, corpora[name], k_values)
+            scores, qids, relevant = _score(handle, ds, corpora[name], k_values)
             per_dataset[name].append(scores)
             meta[name] = (qids, relevant)
         handle.release()
@@ -456,42 +316,6 @@ def evaluate_models(
     return evaluation
 
 
-def write_outputs(result: EvaluationResult, output_dir: Path) -> None:
-    """metrics.json, per_query.jsonl, report.md and report.html in ``output_dir``."""
-    from embedtune.evaluate.report import render_html, render_markdown
-
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(output_dir / "metrics.json", result.to_json())
-    rows = []
-    for name, ds in result.datasets.items():
-        for i, qid in enumerate(ds.query_ids):
-            rows.append(
-                {
-                    "dataset": name,
-                    "query_id": qid,
-                    "query": ds.queries[i],
-                    "relevant": ds.relevant[i],
-                    "models": {
-                        s.label: {
-                            PRIMARY_METRIC: float(s.per_query[PRIMARY_METRIC][i]),
-                            f"mrr@{MRR_K}": float(s.per_query[f"mrr@{MRR_K}"][i]),
-                            "top10": s.ranked[i][:10],
-                        }
-                        for s in ds.scores
-                    },
-                }
-            )
-    write_jsonl(output_dir / "per_query.jsonl", rows)
-    for fname, text in (
-        ("report.md", render_markdown(result)),
-        ("report.html", render_html(result)),
-    ):
-        tmp = output_dir / f".{fname}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, output_dir / fname)
-
-
 # --------------------------------------------------------------------------- run dir
 def _path_hash(path: Path) -> str:
     h = hashlib.sha256()
@@ -514,15 +338,6 @@ def _dataset_name(path: str, taken: Mapping[str, Any]) -> str:
 
 def _has_model(folder: Path) -> bool:
     return (folder / "modules.json").is_file() or (folder / "config.json").is_file()
-
-
-def best_model(ds: DatasetResult) -> str | None:
-    """The label of the model with the highest NDCG@10 on ``ds``, when that model is clearly
-    better than the base (interval above zero); None when no model clearly beats the base."""
-    better = [s for s in ds.scores[1:] if ds.verdict(s.label) == "better"]
-    if not better:
-        return None
-    return max(better, key=lambda s: s.metrics[PRIMARY_METRIC]).label
 
 
 def recommend_base(ds: DatasetResult, fine_tuned: str = "fine-tuned") -> dict[str, Any] | None:

@@ -248,17 +248,29 @@ def _build_loss(
     return loss
 
 
-def _score_base_cached(model: str, val: QADataset, corpus: dict[str, str]) -> dict[str, float]:
+def _score_base_cached(
+    st_model: SentenceTransformer,
+    model: str,
+    val: QADataset,
+    corpus: dict[str, str],
+    batch_size: int,
+) -> dict[str, float]:
     """The base model's validation metrics (same definitions as InformationRetrievalEvaluator,
     tested to 1e-4), with embeddings from the shared cache."""
-    from embedtune.config import EvaluateConfig
-    from embedtune.evaluate.evaluator import evaluate_models
+    from embedtune.embeddings import EmbeddingCache, model_fingerprint
+    from embedtune.retrieval import score_retrieval
 
-    data = QADataset(queries=val.queries, corpus=corpus, relevant_docs=val.relevant_docs)
-    cfg = EvaluateConfig(k_values=[1, 3, 5, 10], corpus="split", bootstrap_samples=100)
-    result = evaluate_models([model], {"val": data}, cfg, None)
-    metrics = result.datasets["val"].scores[0].metrics
-    return {k.replace("accuracy@", "hit@"): round(float(v), 6) for k, v in metrics.items()}
+    cache = EmbeddingCache(model_fingerprint(model))
+    qids, cids = list(val.queries), list(corpus)
+    retrieval = score_retrieval(
+        cache.encode_with(st_model, [val.queries[q] for q in qids], "query", batch_size=batch_size),
+        cache.encode_with(st_model, [corpus[c] for c in cids], "document", batch_size=batch_size),
+        cids,
+        [val.relevant_docs[q] for q in qids],
+        [1, 3, 5, 10],
+        st_model.similarity_fn_name or "cosine",
+    )
+    return {k.replace("accuracy@", "hit@"): round(v, 6) for k, v in retrieval.metrics.items()}
 
 
 def _add_teacher_labels(
@@ -547,7 +559,7 @@ def finetune(
             if q_prompt is None and d_prompt is None and cfg.max_seq_length is None:
                 # Unchanged base model: score it through the evaluation stage's embedding cache,
                 # which question generation already filled with these chunks' embeddings.
-                base_metrics = _score_base_cached(model, val, corpus)
+                base_metrics = _score_base_cached(st_model, model, val, corpus, 64)
                 sim = st_model.similarity_fn_name or "cosine"
                 evaluator.primary_metric = f"{_EVAL_NAME}_{sim}_ndcg@10"
             else:
