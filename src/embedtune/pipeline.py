@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from embedtune.config import PipelineConfig
+from embedtune.recipe import settle
 from embedtune.records import write_json_atomic
 
 __all__ = ["STAGES", "run_pipeline", "choose_result"]
@@ -82,6 +83,7 @@ def run_pipeline(
     """Run ``stages`` in order on ``run_dir``; returns each stage's summary and the result."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = settle(cfg)  # once: every stage reads the same settled values
     functions = _stage_functions()
     summaries: dict[str, Any] = {}
     for stage in stages:

@@ -4,7 +4,7 @@ Reads ``cfg.ingest.paths`` (files and folders), splits the documents into train 
 sets by document, chunks both with the model's tokenizer, drops validation chunks that repeat
 training text, and writes::
 
-    RUN/config.yaml                 the resolved config of the run
+    RUN/config.yaml                 the settled config of the run (embedtune.recipe.settle)
     RUN/chunks/train.jsonl          one Chunk a line
     RUN/chunks/val.jsonl
     RUN/chunks/val_headings.json    the validation documents' headings as queries, each with its
@@ -33,11 +33,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from embedtune.artifacts import is_current, read_manifest, stage_key, write_manifest
-from embedtune.config import PipelineConfig
+from embedtune.config import PipelineConfig, dump_config
 from embedtune.errors import InputError
+from embedtune.recipe import settle
 from embedtune.records import Chunk, write_jsonl
 
 __all__ = ["run_prepare", "write_run_config", "PREPARE_VERSION"]
@@ -50,12 +49,9 @@ _KEY_LIBS = ("pypdfium2", "beautifulsoup4", "tokenizers", "transformers")
 
 
 def write_run_config(cfg: PipelineConfig, run_dir: Path) -> Path:
-    """Write ``RUN/config.yaml`` (the resolved config); an identical file is left untouched."""
+    """Write ``RUN/config.yaml`` (the settled config); an identical file is left untouched."""
     path = Path(run_dir) / "config.yaml"
-    text = (
-        "# The resolved configuration of this run, written by embedtune prepare.\n"
-        + yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-    )
+    text = dump_config(cfg, "embedtune prepare")
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".yaml.tmp")
@@ -115,6 +111,7 @@ def run_prepare(cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False) -> d
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     out = run_dir / "chunks"
+    cfg = settle(cfg)
     write_run_config(cfg, run_dir)
     previous = read_manifest(out)
     inputs = _inputs(cfg, previous)
@@ -149,6 +146,11 @@ def run_prepare(cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False) -> d
     warnings += split.notes
 
     t_chunk = time.perf_counter()
+    # A chunk size settled down to what the model reads: said where the chunks are cut.
+    capped = [r.why for key, r in (cfg.resolved or {}).items() if key == "chunk.chunk_size"]
+    for note in capped:
+        log.warning(note)
+    warnings += capped
     chunker = Chunker.from_config(cfg)
     train = chunker.chunk_documents(split.train)
     val = chunker.chunk_documents(split.val)

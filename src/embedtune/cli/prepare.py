@@ -122,6 +122,7 @@ def prepare(
       embedtune prepare --run runs/first --fresh      # the paths saved in the run's config
     """
     from embedtune.prepare import run_prepare
+    from embedtune.recipe import settle
 
     overrides: dict[str, Any] = {
         "model": model,
@@ -132,7 +133,8 @@ def prepare(
         },
         "chunk": {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap},
     }
-    cfg = run_config(run, config, overrides)
+    # prepare starts a run: "auto" is resolved afresh (a teacher installed since counts)
+    cfg = settle(run_config(run, config, overrides), afresh=True)
     with _log_to_console():
         summary = run_prepare(cfg, run, fresh=fresh)
     out = console()

@@ -47,6 +47,7 @@ def run(
       embedtune run --docs ./docs --run runs/third --baseline all-mpnet-base-v2
     """
     from embedtune.pipeline import run_pipeline
+    from embedtune.recipe import settle
 
     overrides: dict[str, Any] = {"model": model}
     if docs:
@@ -61,6 +62,7 @@ def run(
             "no documents: pass --docs FOLDER or set ingest.paths in the config",
             param_hint="--docs",
         )
+    cfg = settle(cfg, afresh=True)  # once for every stage; RUN/config.yaml records it
     out = console()
 
     def on_stage(stage: str, summary: dict[str, Any]) -> None:

@@ -39,6 +39,7 @@ from embedtune.generate.client import OpenAIBackend, is_openai_host
 from embedtune.generate.filters import DROP_REASONS, QuestionFilter, roundtrip_keep
 from embedtune.generate.local import LocalBackend
 from embedtune.generate.prompts import PromptTemplate, load_template, parse_questions, render
+from embedtune.recipe import settle
 from embedtune.records import Chunk, content_hash, read_chunks, write_json_atomic
 
 __all__ = ["run_generate", "resolve_backend", "estimate_cost", "PRICES", "summary_table"]
@@ -338,7 +339,6 @@ def _stage_key(cfg: PipelineConfig, run_dir: Path, template: PromptTemplate, jud
         generate=cfg.generate,
         model=cfg.model,
         template=template.text,
-        # "auto" names the teacher, which depends on what is installed
         judge=judge if cfg.generate.roundtrip_top_k is not None else None,
     )
 
@@ -353,15 +353,14 @@ def run_generate(
     calling anything or writing any file.
     """
     run_dir = Path(run_dir)
+    cfg = settle(cfg)
     g = cfg.generate
     if g.min_question_chars >= g.max_question_chars:
         raise ConfigError(
             f"generate.min_question_chars ({g.min_question_chars}) must be below "
             f"generate.max_question_chars ({g.max_question_chars})"
         )
-    from embedtune.train.recipe import roundtrip_judge
-
-    judge = roundtrip_judge(cfg)
+    judge = g.roundtrip_model or cfg.model  # settled: "auto" is the teacher or the base
     if judge != cfg.model and g.roundtrip_top_k is not None:
         # Fail before the paid or slow calls, not after them at the filter.
         from embedtune.models import resolve_model
@@ -473,8 +472,8 @@ def run_generate(
         from embedtune.embeddings import EmbeddingCache, model_fingerprint
 
         model = load_model(judge, device="cpu")
-        # The evaluation stage scores this same model (the base, or the judge as a baseline or
-        # teacher) on these same chunks: share its cache.
+        # Training and evaluation encode these same chunks with this same model (the base, or
+        # the judge as the teacher or a baseline): share its cache.
         embedding_cache = EmbeddingCache(model_fingerprint(judge))
         for split in SPLITS:
             if not kept[split]:

@@ -11,7 +11,7 @@ The recipe (each piece switchable in :class:`~embedtune.config.TrainConfig`):
   ``model.encode_query`` applies them;
 - optional ``MatryoshkaLoss`` and LoRA adapters (merged before the final save);
 - with a teacher (``train.teacher``, "auto" = all-mpnet-base-v2 for the default MiniLM; see
-  :mod:`embedtune.train.recipe`), a KL term towards its in-batch ranking
+  :mod:`embedtune.recipe`), a KL term towards its in-batch ranking
   (:mod:`embedtune.train.distill`), and the questions the round trip rejected trained in batches
   of their own on that KL term alone;
 - validation of held-out queries against the full corpus with
@@ -40,6 +40,7 @@ from embedtune.config import PipelineConfig, TrainConfig
 from embedtune.dataset import QADataset
 from embedtune.errors import ConfigError, InputError, TrainingError
 from embedtune.ownership import check_replaceable, mark
+from embedtune.recipe import describe, resolve_train, settle
 from embedtune.records import content_hash, write_json_atomic
 from embedtune.train.data import (
     check_dataset,
@@ -52,37 +53,12 @@ from embedtune.train.data import (
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["finetune", "run_train", "cpu_supports_bf16", "metric_names"]
+__all__ = ["finetune", "run_train", "metric_names"]
 
 logger = logging.getLogger(__name__)
 
 PRIMARY = "ndcg@10"
 _EVAL_NAME = "val"
-
-
-def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore")
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
-def _use_bf16(cfg: TrainConfig) -> bool:
-    import torch
-
-    if cfg.bf16 == "on":
-        return True
-    if cfg.bf16 == "off":
-        return False
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    # "auto" on CPU: on where the CPU has native bf16. Measured on a 2-thread AVX512-BF16 CPU
-    # (MiniLM, batch 32, 200-token passages, forward+backward+AdamW): 5.11 s -> 3.46 s per step
-    # (1.48x), loss 3.703 vs 3.719; in benchmarks/bench_train.py the fp32 and bf16 runs reached
-    # the same validation scores. Weights and optimizer state stay fp32 (autocast only).
-    return cpu_supports_bf16()
 
 
 def metric_names(st_metrics: dict[str, float]) -> dict[str, float]:
@@ -297,7 +273,7 @@ def _add_teacher_labels(
     out = []
     for rows in datasets:
         columns = {name: rows[name] for name in rows.column_names}
-        labels = teacher_labels(teacher, columns, bf16=_use_bf16(cfg), cache=cache)
+        labels = teacher_labels(teacher, columns, bf16=cfg.bf16 == "on", cache=cache)
         out.append(rows.add_column("label", labels))
     info.update({"model": cfg.teacher, "seconds": round(time.perf_counter() - t0, 1)})
     del teacher
@@ -384,6 +360,7 @@ def finetune(
     callbacks: list[Any] | None = None,
     echo: Callable[[str], None] | None = None,
     rejects: QADataset | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``model`` on ``train``'s (query, chunk) pairs and save the model.
 
@@ -409,12 +386,12 @@ def finetune(
     from transformers.trainer_utils import get_last_checkpoint
 
     from embedtune.train.card import write_model_card
-    from embedtune.train.recipe import resolve_recipe
 
     say = echo or (lambda msg: logger.info(msg))
-    recipe = resolve_recipe(model, cfg)
-    cfg = recipe.config
-    for note in recipe.notes:
+    if notes is None:  # a TrainConfig from a library caller, maybe with "auto" left in it
+        cfg, resolved = resolve_train(model, cfg)
+        notes = describe(resolved)
+    for note in notes:
         say(note)
     if cfg.teacher:
         # Fail before the base is scored and the rows encoded, naming the setting.
@@ -580,7 +557,7 @@ def finetune(
         # a rejected question's doubted chunk is never any pair's in-batch negative either.
         train_dataset = {"pairs": train_rows, "rejects": reject_rows}
         loss = {"pairs": loss, "rejects": _build_loss(st_model, cfg, world, kl_only=True)}
-    bf16 = _use_bf16(cfg)
+    bf16 = cfg.bf16 == "on"
 
     resume_from = None
     if resume:
@@ -697,7 +674,7 @@ def finetune(
             "distill_weight": cfg.distill_weight if cfg.teacher else None,
             "rejects_kl_only": n_rejects > 0,
             "keep": cfg.keep,
-            "notes": recipe.notes,
+            "notes": notes,
         },
         "negatives": negatives_info or None,
         "steps": trainer.state.global_step,
@@ -817,9 +794,8 @@ def run_train(
     if not train_path.is_file():
         raise InputError(f"{train_path} not found; run `embedtune generate --run {run_dir}` first")
     work, model_dir = run_dir / "train", run_dir / "model"
-    from embedtune.train.recipe import resolve_recipe
-
-    recipe = resolve_recipe(cfg.model, cfg.train).config  # "auto" depends on what is installed
+    cfg = settle(cfg)
+    recipe = cfg.train
     rejects_path = run_dir / "data" / "train_rejects.json"
     rejects = None
     if recipe.teacher and recipe.rejects and rejects_path.is_file():
@@ -874,6 +850,7 @@ def run_train(
         callbacks=callbacks,
         echo=echo,
         rejects=rejects,
+        notes=describe(cfg.resolved, "train."),
     )
     if _world()[1] == 0:
         write_manifest(work, key, {"beats_base": summary.get("beats_base")})
