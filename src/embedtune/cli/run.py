@@ -67,7 +67,12 @@ def run(
 
     def on_stage(stage: str, summary: dict[str, Any]) -> None:
         # prepare reports "cached", the other stages "skipped": both mean nothing was redone.
-        current = summary.get("skipped") or summary.get("cached")
+        # (train's summary is typed; the others are dicts until they are too)
+        current = (
+            summary.skipped
+            if not isinstance(summary, dict)
+            else summary.get("skipped") or summary.get("cached")
+        )
         state = "skipped (current)" if current else "done"
         out.print(f"[bold]{stage}[/bold]: {state}")
 
