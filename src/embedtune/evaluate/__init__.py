@@ -14,13 +14,19 @@ from __future__ import annotations
 
 from embedtune.evaluate.evaluator import ModelSpec, evaluate_models, run_evaluate
 from embedtune.evaluate.metrics import Comparison, paired_bootstrap, verdict
-from embedtune.evaluate.results import DatasetResult, EvaluationResult, ModelScores
+from embedtune.evaluate.results import (
+    DatasetResult,
+    EvaluateSummary,
+    EvaluationResult,
+    ModelScores,
+)
 from embedtune.retrieval import PRIMARY_METRIC
 
 __all__ = [
     "PRIMARY_METRIC",
     "Comparison",
     "DatasetResult",
+    "EvaluateSummary",
     "EvaluationResult",
     "ModelScores",
     "ModelSpec",

@@ -42,17 +42,28 @@ from embedtune.evaluate.metrics import paired_bootstrap
 from embedtune.evaluate.report import write_outputs
 from embedtune.evaluate.results import (
     DatasetResult,
+    DatasetSummary,
+    EvaluateSummary,
     EvaluationResult,
     ModelScores,
+    Versus,
     best_model,
 )
+from embedtune.layout import RunLayout
 from embedtune.models import load_model, resolve_model
 from embedtune.retrieval import PRIMARY_METRIC, hit_rate_curve, metric_names, score_retrieval
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["ModelSpec", "evaluate_models", "run_evaluate", "recommend_base", "run_verdict"]
+__all__ = [
+    "ModelSpec",
+    "EvaluateSummary",
+    "evaluate_models",
+    "run_evaluate",
+    "recommend_base",
+    "run_verdict",
+]
 
 _SIMILARITIES = {"cosine", "dot", "euclidean", "manhattan"}
 
@@ -382,67 +393,62 @@ def recommend_base(ds: DatasetResult, fine_tuned: str = "fine-tuned") -> dict[st
 VALIDATION_SETS = ("val", "val-headings")
 
 
-def run_verdict(datasets: dict[str, dict[str, Any]]) -> tuple[str, list[str]]:
-    """The fine-tuned model's verdict over the run's validation sets, and the sets it used.
+def run_verdict(verdicts: Mapping[str, str]) -> tuple[str, list[str]]:
+    """The fine-tuned model's verdict over the run's validation sets (``verdicts``: each
+    dataset's verdict), and the sets it used.
 
     The generated questions (``val``) and the validation documents' headings
     (``val-headings``, written by people) are both held out; a small generator's questions
-    reward what people's do not (BENCHMARKS.md: across 21 recipes their gains ran against the
-    R FAQ's, Spearman -0.34), so neither decides alone. "better": better on at least one and
-    worse on none; "worse": worse on at least one and better on none; "mixed": both;
-    otherwise "no clear difference" (or "missing" when nothing was fine-tuned)::
+    reward what people's do not (see BENCHMARKS.md: their gains ran against the R FAQ's across
+    recipes), so neither decides alone. "better": better on at least one and worse on none;
+    "worse": worse on at least one and better on none; "mixed": both; otherwise "no clear
+    difference" (or "missing" when nothing was fine-tuned)::
 
-        >>> run_verdict({"val": {"verdict": "no clear difference"},
-        ...              "val-headings": {"verdict": "better"}})
+        >>> run_verdict({"val": "no clear difference", "val-headings": "better"})
         ('better', ['val', 'val-headings'])
     """
-    used = [n for n in VALIDATION_SETS if n in datasets and datasets[n]["verdict"] != "missing"]
-    verdicts = {datasets[n]["verdict"] for n in used}
+    used = [n for n in VALIDATION_SETS if n in verdicts and verdicts[n] != "missing"]
+    found = {verdicts[n] for n in used}
     if not used:
         return "missing", []
-    if {"better", "worse"} <= verdicts:
+    if {"better", "worse"} <= found:
         return "mixed", used
     for v in ("better", "worse"):
-        if v in verdicts:
+        if v in found:
             return v, used
     return "no clear difference", used
 
 
-def _run_summary(result: EvaluationResult) -> dict[str, Any]:
-    datasets: dict[str, Any] = {}
-    for name, ds in result.datasets.items():
-        entry: dict[str, Any] = {
-            "n_queries": len(ds.query_ids),
-            "n_corpus": len(ds.corpus),
-            "corpus": ds.corpus_mode,
-            "base": ds.base.metrics[PRIMARY_METRIC],
-            "fine_tuned": None,
-            "diff": None,
-            "ci_low": None,
-            "ci_high": None,
-            "verdict": "missing",
-            "baselines": {},
-        }
-        for label, comps in ds.comparisons.items():
-            c = comps[PRIMARY_METRIC]
-            row = {"diff": c.diff, "ci_low": c.ci_low, "ci_high": c.ci_high, "verdict": c.verdict}
-            if label == "fine-tuned":
-                entry.update(fine_tuned=c.model, **row)
-            else:
-                entry["baselines"][label] = {PRIMARY_METRIC: c.model, **row}
-        entry["recommendation"] = recommend_base(ds)
-        datasets[name] = entry
-    verdict, judged_on = run_verdict(datasets)
-    return {
-        "primary_metric": PRIMARY_METRIC,
-        "models": {label: result.sources[label] for label in result.labels},
-        "datasets": datasets,
-        "validation": datasets["val"],
-        "verdict": verdict,
-        "judged_on": judged_on,
-        "output": str(result.output_dir),
-        "skipped": False,
-    }
+def _dataset_summary(ds: DatasetResult) -> DatasetSummary:
+    entry = DatasetSummary(
+        n_queries=len(ds.query_ids),
+        n_corpus=len(ds.corpus),
+        corpus=ds.corpus_mode,
+        base=ds.base.metrics[PRIMARY_METRIC],
+        recommendation=recommend_base(ds),
+    )
+    for label, comps in ds.comparisons.items():
+        c = comps[PRIMARY_METRIC]
+        row = {"diff": c.diff, "ci_low": c.ci_low, "ci_high": c.ci_high, "verdict": c.verdict}
+        if label == "fine-tuned":
+            entry = entry.model_copy(update={"fine_tuned": c.model, **row})
+        else:
+            entry.baselines[label] = Versus(score=c.model, **row)
+    return entry
+
+
+def _run_summary(result: EvaluationResult, base_model: str) -> EvaluateSummary:
+    datasets = {name: _dataset_summary(ds) for name, ds in result.datasets.items()}
+    verdict, judged_on = run_verdict({name: d.verdict for name, d in datasets.items()})
+    return EvaluateSummary(
+        models={label: result.sources[label] for label in result.labels},
+        datasets=datasets,
+        validation=datasets["val"],
+        verdict=verdict,
+        judged_on=judged_on,
+        output=str(result.output_dir),
+        base_model=base_model,
+    )
 
 
 def run_evaluate(
@@ -451,49 +457,59 @@ def run_evaluate(
     *,
     fresh: bool = False,
     progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+) -> EvaluateSummary:
     """Evaluate a run: base model, fine-tuned ``RUN/model`` (when trained) and the configured
     baselines, on the run's validation split and on every ``evaluate.data`` set; write RUN/eval/.
 
     The validation split is named ``val``; under ``evaluate.corpus == "full"`` its queries search
     the training chunks too. ``val-headings`` (with ``evaluate.headings``, when prepare found
-    enough headings) asks the validation documents' headings against their sections. Returns a
-    summary (plain JSON)::
-
-        {"verdict": "better",                # run_verdict() over val and val-headings
-         "judged_on": ["val", "val-headings"],
-         "validation": {...},                # == datasets["val"]
-         "datasets": {"val": {"base": 0.71, "fine_tuned": 0.80, "diff": 0.09,
-                              "ci_low": 0.05, "ci_high": 0.13, "verdict": "better",
-                              "n_queries": 120, "n_corpus": 540, "corpus": "full",
-                              "baselines": {label: {"ndcg@10", "diff", "ci_low", "ci_high",
-                                                    "verdict"}},
-                              "recommendation": None}},  # or recommend_base()'s dict
-         "models": {label: source}, "base_model": cfg.model, "primary_metric": "ndcg@10",
-         "output": "RUN/eval", "skipped": False}
-
-    Skipped (``skipped: True``, the saved summary) when models, data and settings are unchanged.
+    enough headings) asks the validation documents' headings against their sections. The
+    summary's ``verdict`` is :func:`run_verdict` over those two. Skipped (``skipped``, the saved
+    summary) when models, data and settings are unchanged.
     """
-    run_dir = Path(run_dir)
-    ecfg = cfg.evaluate
-    val_path = run_dir / "data" / "val.json"
-    train_path = run_dir / "data" / "train.json"
+    run = RunLayout(run_dir)
+    val_path, train_path = run.data_file("val"), run.data_file("train")
     if not val_path.is_file():
         raise InputError(
             f"{val_path} not found: generate questions first with "
-            f"'embedtune generate --run {run_dir}'"
+            f"'embedtune generate --run {run.root}'"
         )
-    specs = [ModelSpec("base", cfg.model)]
-    model_dir = run_dir / "model"
-    if _has_model(model_dir):
-        specs.append(ModelSpec("fine-tuned", str(model_dir)))
-    for name in ecfg.baselines:
-        specs.append(ModelSpec(name, name))
+    specs = _run_models(cfg, run)
+    data_paths = _run_datasets(cfg.evaluate, run)
+    fingerprints = [model_fingerprint(str(s.model)) or str(s.model) for s in specs]
+    hashed = {name: _path_hash(p) for name, p in data_paths.items()}
+    if train_path.is_file():
+        hashed["train-corpus"] = _path_hash(train_path)
+    key = stage_key("evaluate", models=fingerprints, data=hashed, config=cfg.evaluate)
+    if not fresh and is_current(run.eval_dir, key):
+        saved = (read_manifest(run.eval_dir) or {}).get("summary")
+        if saved:
+            return EvaluateSummary.model_validate({**saved, "skipped": True})
 
-    data_paths: dict[str, Path] = {"val": val_path}
-    headings_path = run_dir / "chunks" / "val_headings.json"
-    if ecfg.headings and headings_path.is_file():
-        data_paths["val-headings"] = headings_path
+    datasets = {name: load_dataset_path(p) for name, p in data_paths.items()}
+    extra = {"val": QADataset.from_json(train_path).corpus} if train_path.is_file() else {}
+    result = evaluate_models(
+        specs, datasets, cfg.evaluate, run.eval_dir, extra_corpus=extra, progress=progress
+    )
+    summary = _run_summary(result, cfg.model)
+    write_manifest(run.eval_dir, key, {"summary": summary.to_json()})
+    return summary
+
+
+def _run_models(cfg: PipelineConfig, run: RunLayout) -> list[ModelSpec]:
+    """The base first, the fine-tuned model when there is one, then the baselines."""
+    specs = [ModelSpec("base", cfg.model)]
+    if _has_model(run.model_dir):
+        specs.append(ModelSpec("fine-tuned", str(run.model_dir)))
+    specs += [ModelSpec(name, name) for name in cfg.evaluate.baselines]
+    return specs
+
+
+def _run_datasets(ecfg: EvaluateConfig, run: RunLayout) -> dict[str, Path]:
+    """The run's validation sets, then every evaluation set the user adds."""
+    data_paths: dict[str, Path] = {"val": run.data_file("val")}
+    if ecfg.headings and run.val_headings.is_file():
+        data_paths["val-headings"] = run.val_headings
     for p in ecfg.data:
         path = Path(p).expanduser()
         if not path.exists():
@@ -501,27 +517,4 @@ def run_evaluate(
                 f"evaluate.data: {path} not found; give a BEIR folder or a llama-index JSON file"
             )
         data_paths[_dataset_name(p, data_paths)] = path
-
-    out_dir = run_dir / "eval"
-    fingerprints = []
-    for spec in specs:
-        assert isinstance(spec.model, str)
-        fingerprints.append(model_fingerprint(spec.model) or spec.model)
-    hashed = {name: _path_hash(p) for name, p in data_paths.items()}
-    if train_path.is_file():
-        hashed["train-corpus"] = _path_hash(train_path)
-    key = stage_key("evaluate", models=fingerprints, data=hashed, config=ecfg)
-    if not fresh and is_current(out_dir, key):
-        saved = (read_manifest(out_dir) or {}).get("summary")
-        if saved:
-            return {**saved, "skipped": True}
-
-    datasets = {name: load_dataset_path(p) for name, p in data_paths.items()}
-    extra = {}
-    if train_path.is_file():
-        extra["val"] = QADataset.from_json(train_path).corpus
-    result = evaluate_models(specs, datasets, ecfg, out_dir, extra_corpus=extra, progress=progress)
-    summary = _run_summary(result)
-    summary["base_model"] = cfg.model
-    write_manifest(out_dir, key, {"summary": summary})
-    return summary
+    return data_paths

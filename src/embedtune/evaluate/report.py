@@ -499,7 +499,7 @@ def print_table(result: EvaluationResult, console: Console | None = None) -> Non
     for name, ds in result.datasets.items():
         for s in ds.scores:
             comp = ds.comparisons.get(s.label, {}).get(PRIMARY_METRIC)
-            rows.append((name, s.label, s.metrics[PRIMARY_METRIC], comp and comp.as_dict()))
+            rows.append((name, s.label, s.metrics[PRIMARY_METRIC], comp))
     print_rows(rows, result.base, console)
 
 
@@ -510,7 +510,7 @@ def print_rows(
     *,
     base_source: str | None = None,
 ) -> None:
-    """Rows of (dataset, model, NDCG@10, comparison dict or None for the base)."""
+    """Rows of (dataset, model, NDCG@10, comparison with the base or None for the base)."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -531,10 +531,10 @@ def print_rows(
             name,
             label,
             f"{value:.4f}",
-            _signed(comp["diff"]),
-            f"[{_signed(comp['ci_low'])}, {_signed(comp['ci_high'])}]",
+            _signed(comp.diff),
+            f"[{_signed(comp.ci_low)}, {_signed(comp.ci_high)}]",
         )
-        v = comp["verdict"]
+        v = comp.verdict
         verdicts.append(f"{name}: {label} vs {base}: [bold {style[v]}]{v}[/]")
     console.print(f"[bold]Retrieval evaluation, NDCG@10[/] (base: {base_source or base})")
     console.print(table)

@@ -11,12 +11,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
+from embedtune.artifacts import StageResult
 from embedtune.config import EvaluateConfig
 from embedtune.evaluate.metrics import Comparison
 from embedtune.retrieval import MAP_K, MRR_K, PRIMARY_METRIC
 
-__all__ = ["HEADLINE_METRICS", "ModelScores", "DatasetResult", "EvaluationResult", "best_model"]
+__all__ = [
+    "HEADLINE_METRICS",
+    "ModelScores",
+    "DatasetResult",
+    "EvaluationResult",
+    "best_model",
+    "Versus",
+    "DatasetSummary",
+    "EvaluateSummary",
+]
 
 #: Metrics shown in tables and charts (those a config's k values produce; others stay in JSON).
 HEADLINE_METRICS = (
@@ -150,3 +161,49 @@ def best_model(ds: DatasetResult) -> str | None:
     if not better:
         return None
     return max(better, key=lambda s: s.metrics[PRIMARY_METRIC]).label
+
+
+class Versus(BaseModel):
+    """One model against the base on one dataset: its NDCG@10, the difference, the 95%
+    interval of the difference and the verdict."""
+
+    model_config = ConfigDict(
+        validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
+    score: float = Field(alias=PRIMARY_METRIC)
+    diff: float
+    ci_low: float
+    ci_high: float
+    verdict: str
+
+
+class DatasetSummary(BaseModel):
+    """The base and the fine-tuned model on one dataset (``verdict`` "missing" when nothing was
+    fine-tuned), each baseline beside them, and a recommended base if one stands out."""
+
+    n_queries: int
+    n_corpus: int
+    corpus: str
+    base: float
+    fine_tuned: float | None = None
+    diff: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    verdict: str = "missing"
+    baselines: dict[str, Versus] = {}
+    recommendation: dict[str, Any] | None = None
+
+
+class EvaluateSummary(StageResult):
+    """The evaluate stage of a run: every dataset's summary, and the verdict over the run's
+    validation sets (``judged_on``) that decides whether the fine-tuned model is the result."""
+
+    primary_metric: str = PRIMARY_METRIC
+    models: dict[str, str]  # label -> source
+    datasets: dict[str, DatasetSummary]
+    validation: DatasetSummary  # == datasets["val"]
+    verdict: str
+    judged_on: list[str]
+    output: str
+    base_model: str | None = None
