@@ -6,7 +6,7 @@ against the *full* corpus (training and validation chunks), as a deployed retrie
 
     >>> train = QADataset(queries={"q1": "What is R?"}, corpus={"c1": "R is a language."},
     ...                   relevant_docs={"q1": ["c1"]})
-    >>> pairs_dataset(train)["anchor"]
+    >>> list(pairs_dataset(train)["anchor"])
     ['What is R?']
 """
 
