@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from huggingface_hub import snapshot_download
 
 from embedtune.models import cache_dir, resolve_model
 from embedtune.records import content_hash
@@ -114,8 +115,6 @@ def _folder_fingerprint(folder: Path) -> str:
 
 def _hub_snapshot(name: str) -> Path | None:
     try:
-        from huggingface_hub import snapshot_download
-
         return Path(snapshot_download(repo_id=name, local_files_only=True))
     except Exception:  # not cached locally, or not a valid repo id
         return None

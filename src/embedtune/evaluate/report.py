@@ -12,9 +12,12 @@ import html
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
 from embedtune.evaluate.results import (
     HEADLINE_METRICS,
@@ -24,9 +27,6 @@ from embedtune.evaluate.results import (
 )
 from embedtune.records import write_json_atomic, write_jsonl
 from embedtune.retrieval import MRR_K, PRIMARY_METRIC
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 __all__ = [
     "render_markdown",
@@ -511,10 +511,6 @@ def print_rows(
     base_source: str | None = None,
 ) -> None:
     """Rows of (dataset, model, NDCG@10, comparison with the base or None for the base)."""
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
     console = console or Console()
     table = Table(box=box.SIMPLE_HEAD)
     table.add_column("data", overflow="fold")

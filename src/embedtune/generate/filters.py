@@ -25,10 +25,12 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import torch
+
+from embedtune.embeddings import EmbeddingCache, Role
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
-
-    from embedtune.embeddings import EmbeddingCache, Role
 
 __all__ = ["DROP_REASONS", "QuestionFilter", "normalise", "roundtrip_keep"]
 
@@ -190,10 +192,6 @@ def roundtrip_keep(
     With ``cache`` (the shared embedding cache of this model), embeddings are
     read from and added to it, so the evaluation of the base model later encodes nothing twice.
     """
-    import torch
-
-    from embedtune.embeddings import EmbeddingCache
-
     if not questions:
         return []
     store = cache if cache is not None else EmbeddingCache(None)

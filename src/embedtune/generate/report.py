@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel
+from rich.table import Table
 
 from embedtune.artifacts import StageResult
 
@@ -71,10 +72,8 @@ class DryRunReport(BaseModel):
 
 def summary_table(report: GenerateReport | DryRunReport) -> Any:
     """A rich table of a report (or a dry-run report) for the terminal."""
-    from rich.table import Table  # lazy: only the command prints
-
     if isinstance(report, DryRunReport):
-        return _dry_run_table(report, Table)
+        return _dry_run_table(report)
     title = f"generate: {report.backend} / {report.model}"
     if report.skipped:
         title += " (up to date, nothing to do)"
@@ -100,8 +99,8 @@ def summary_table(report: GenerateReport | DryRunReport) -> Any:
     return table
 
 
-def _dry_run_table(report: DryRunReport, table_type: Any) -> Any:
-    table = table_type(title=f"generate --dry-run: {report.backend} / {report.model}")
+def _dry_run_table(report: DryRunReport) -> Table:
+    table = Table(title=f"generate --dry-run: {report.backend} / {report.model}")
     for col in ("split", "calls", "cached", "to call", "prompt tok", "output tok"):
         table.add_column(col, justify="right" if col != "split" else "left")
     for split, s in report.splits.items():

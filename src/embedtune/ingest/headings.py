@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pypdfium2 as pdfium
+
 from embedtune.dataset import QADataset
 from embedtune.records import Document
 
@@ -82,8 +84,6 @@ def _sections_from_spans(text: str, spans: list[tuple[str, int, int, int]]) -> l
 
 def pdf_outline(path: Path) -> list[tuple[str, int, int]]:
     """(title, level, 1-based page) of every bookmark that points at a page, in outline order."""
-    import pypdfium2 as pdfium
-
     try:
         doc = pdfium.PdfDocument(str(path), password="")
     except pdfium.PdfiumError:

@@ -18,6 +18,9 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
 from embedtune.ingest.text import SkipFile, normalize_text
 from embedtune.records import Page
 
@@ -39,9 +42,6 @@ def extract_pdf_pages(path: Path) -> list[str]:
     Raises SkipFile for files PDFium cannot open: a password it does not have (the empty
     password is tried first, which opens most "protected" PDFs), or a corrupt or truncated file.
     """
-    import pypdfium2 as pdfium
-    import pypdfium2.raw as pdfium_c
-
     try:
         doc = pdfium.PdfDocument(str(path), password="")
     except pdfium.PdfiumError as exc:
