@@ -138,7 +138,7 @@ class GenerateConfig(_Section):
     local_dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
         description="local backend: weights dtype; 'auto' = bfloat16 where the CPU has "
-        "AVX512-BF16 or AMX (measured 1.7x faster), else float32.",
+        "AVX512-BF16 or AMX (faster there: see BENCHMARKS.md, generate), else float32.",
     )
 
 

@@ -208,9 +208,8 @@ def bf16_support() -> tuple[bool, str]:
     if torch.cuda.is_available():
         on = torch.cuda.is_bf16_supported()
         return on, "the GPU " + ("supports" if on else "does not support") + " bf16"
-    # On CPU, on where the CPU has native bf16: 1.48x faster per step on a 2-thread
-    # AVX512-BF16 CPU with the same validation scores as fp32 (see BENCHMARKS.md, train).
-    # Weights and optimizer state stay fp32 (autocast only).
+    # On CPU, on where the CPU has native bf16: faster per step, with the validation scores of
+    # fp32 (see BENCHMARKS.md, train). Weights and optimizer state stay fp32 (autocast only).
     if cpu_supports_bf16():
         return True, "the CPU has native bf16 (AVX512-BF16 or AMX)"
     return False, "the CPU has no native bf16 (AVX512-BF16 or AMX), where it is slower"

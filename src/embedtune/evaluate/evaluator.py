@@ -354,15 +354,15 @@ def _has_model(folder: Path) -> bool:
 def recommend_base(ds: DatasetResult, fine_tuned: str = "fine-tuned") -> dict[str, Any] | None:
     """A baseline to fine-tune instead of the base, when the validation split says so.
 
-    Choosing the base model was the biggest lever measured (all-mpnet-base-v2 zero-shot scored
-    +0.05 NDCG@10 over all-MiniLM-L6-v2 on the R FAQ's human questions, more than any
-    fine-tuning of MiniLM gained). So when a baseline, zero-shot, is clearly better than the base
+    Choosing the base model was the biggest lever measured (all-mpnet-base-v2 zero-shot beat
+    all-MiniLM-L6-v2 on the R FAQ's human questions by more than any fine-tuning of MiniLM
+    gained; see BENCHMARKS.md). So when a baseline, zero-shot, is clearly better than the base
     on the run's own validation split and scores above the fine-tuned model too, say so.
 
     Only as good as the data it is given: questions from a 135M generator ranked
-    all-mpnet-base-v2 -0.041 below MiniLM on the R manuals' validation split, while people's
-    questions ranked it +0.048 above; so the run gives a recommendation per evaluation set, and
-    a set of real users' questions (``--eval-data``) is the better judge.
+    all-mpnet-base-v2 below MiniLM on the R manuals' validation split, while people's questions
+    ranked it above (see BENCHMARKS.md); so the run gives a recommendation per evaluation set,
+    and a set of real users' questions (``--eval-data``) is the better judge.
     """
     best = best_model(ds)
     if best is None or best == fine_tuned:

@@ -57,9 +57,8 @@ def _cpu_has_bf16() -> bool:
 def resolve_dtype(setting: str) -> str:
     """'bfloat16' or 'float32'; 'auto' picks bfloat16 where the CPU computes it natively.
 
-    On a 2-core Xeon with AVX512-BF16, batch 16: 1.01 questions/s in bfloat16 vs 0.59 in
-    float32 (benchmarks/results/generate.json); without native support bfloat16 is emulated
-    and slower.
+    Where the CPU has AVX512-BF16, bfloat16 writes questions faster than float32 (see
+    BENCHMARKS.md, generate); without native support bfloat16 is emulated and slower.
     """
     if setting != "auto":
         return setting
@@ -215,9 +214,9 @@ class LocalBackend:
         """transformers' greedy ``generate`` with this backend's settings, but a row that has
         finished (end of turn, a newline, or ``max_new_tokens``) leaves the batch.
 
-        ``generate`` computes every row until the slowest one stops; in batches of 16 questions
-        about R manual chunks, replies took 7 to 27 tokens (mean 14 against a slowest of 22 to
-        27), so 40-50% of its decoding went to rows that had finished. Replies are token for
+        ``generate`` computes every row until the slowest one stops, while a batch's replies
+        differ in length several-fold, so much of its decoding goes to rows that have finished
+        (see BENCHMARKS.md, generate). Replies are token for
         token those of ``generate`` (tested): the same repetition penalty over the whole
         sequence, the same stop rules, positions counted from the attention mask.
         """

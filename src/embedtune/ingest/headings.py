@@ -1,9 +1,9 @@
 """The validation documents' own headings as queries written by people.
 
 A 135M generator's questions make a poor judge: on the R manuals, the generated validation split
-ranked recipes against what people's questions showed (Spearman -0.34 over 21 recipes, issue 7 in
-BENCHMARKS.md), and rated all-mpnet-base-v2 no better than MiniLM where people's questions
-rate it +0.05. Most documents carry a second set of queries for free: their headings, written by
+ranked recipes against what people's questions showed, and rated all-mpnet-base-v2 no better
+than MiniLM where people's questions rate it clearly better (see BENCHMARKS.md, issue 7). Most
+documents carry a second set of queries for free: their headings, written by
 the authors to say what each section answers. A heading is the query, the section's body (the
 heading itself removed) is its one relevant passage, and every other section is a distractor; the
 R FAQ and Python FAQ evaluation sets are built the same way, by hand.

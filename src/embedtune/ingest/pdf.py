@@ -1,9 +1,9 @@
 """PDF text with pypdfium2 (PDFium, the engine in Chrome), one Page per PDF page.
 
-Chosen by measurement on the seven R manuals (677 pages; ``benchmarks/bench_prepare.py``):
-pypdfium2 extracts about 25x faster than pypdf and 100x faster than pdfplumber, with the same
-share of glued words as pypdf, while pdfplumber's default extraction loses the spaces between
-words on some of them ("aswellastheTexinfosource..."). See the benchmark for the figures.
+Chosen by measurement on the seven R manuals (``benchmarks/bench_prepare.py``; see
+BENCHMARKS.md, prepare): pypdfium2 extracts many times faster than pypdf and pdfplumber, with
+the same share of glued words as pypdf, while pdfplumber's default extraction loses the spaces
+between words on some of them ("aswellastheTexinfosource...").
 
 PDFium marks a word hyphenated across a line end with U+FFFE (or U+0002) and removes the line
 break; we join such words unless the next letter is upper case ("S-Plus" stays).
