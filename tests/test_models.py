@@ -52,4 +52,4 @@ def test_each_test_embeds_into_a_cache_of_its_own(embedtune_cache):
     cache = EmbeddingCache(model_fingerprint("all-MiniLM-L6-v2"))
     assert cache.folder is not None and cache.folder.is_relative_to(embedtune_cache)
     # unpacked models stay shared: mpnet is not unpacked again for every test
-    assert (embedtune_cache / "models").resolve() != embedtune_cache / "models"
+    assert (embedtune_cache / "models").is_symlink()
