@@ -129,7 +129,7 @@ def bench_server(n_chunks: int, latency: float, concurrency: int) -> dict:
                 cfg.generate.roundtrip_top_k = None  # time the calls, not the embedding model
                 before = server.calls_total
                 start = time.perf_counter()
-                report = run_generate(cfg, run)
+                report = run_generate(cfg, run).to_json()
                 seconds = time.perf_counter() - start
                 kept = sum(s["kept"] for s in report["splits"].values())
                 if label == "warm-up":
@@ -242,7 +242,7 @@ def bench_local(data: Path, n_chunks: int, batch_sizes: list[int]) -> dict:
         _write_run(run, chunks)
         cfg = load_config(overrides={"generate": {"backend": "local"}}, environ={})
         start = time.perf_counter()
-        report = run_generate(cfg, run)
+        report = run_generate(cfg, run).to_json()
         seconds = time.perf_counter() - start
     raw = sum(s["raw_questions"] for s in report["splits"].values())
     kept = sum(s["kept"] for s in report["splits"].values())

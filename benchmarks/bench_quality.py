@@ -34,7 +34,7 @@ from pathlib import Path
 
 from embedtune.config import EvaluateConfig
 from embedtune.dataset import QADataset
-from embedtune.evaluate.cache import EmbeddingCache, model_fingerprint
+from embedtune.embeddings import EmbeddingCache, model_fingerprint
 from embedtune.evaluate.evaluator import evaluate_models
 from embedtune.models import load_model
 
@@ -53,8 +53,8 @@ def train_model(train, recipe: str, seed: int, args, teacher_cache: dict):
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
+    from embedtune.recipe import cpu_supports_bf16
     from embedtune.train.distill import TeacherDistillLoss, teacher_labels
-    from embedtune.train.trainer import cpu_supports_bf16
 
     model = load_model(args.base, device="cpu")
     pairs = train.pairs()

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -200,7 +201,7 @@ def train_llamaindex(train: QADataset, val: QADataset, out: Path) -> float:
     return time.perf_counter() - t0
 
 
-def train_embedtune(train, val, out: Path, cfg: TrainConfig) -> tuple[float, dict]:
+def train_embedtune(train, val, out: Path, cfg: TrainConfig) -> tuple[float, Any]:
     from embedtune.train import finetune
 
     t0 = time.perf_counter()
@@ -330,7 +331,7 @@ def main() -> None:
             )
         cfg = TrainConfig(**({"epochs": args.epochs} if args.epochs else {}))
         total, summary = train_embedtune(train, val, tmp / "et", cfg)
-        secs = summary["train_seconds"]
+        secs = summary.train_seconds
         record(
             "embedtune",
             tmp / "et",
@@ -340,14 +341,14 @@ def main() -> None:
             f"{cfg.learning_rate}, MNRL + no-duplicate batches, best checkpoint",
             total,
         )
-        results["methods"]["embedtune"]["steps"] = summary["steps"]
+        results["methods"]["embedtune"]["steps"] = summary.steps
         if args.bf16_check:
             cfg16 = cfg.model_copy(update={"bf16": "off"})
             total, s16 = train_embedtune(train, val, tmp / "et16", cfg16)
             record(
                 "embedtune-fp32",
                 tmp / "et16",
-                s16["train_seconds"],
+                s16.train_seconds,
                 cfg.epochs,
                 "as embedtune, bf16 autocast off",
                 total,

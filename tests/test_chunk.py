@@ -9,7 +9,8 @@ import re
 import pytest
 from pdfs import PARAGRAPHS
 
-from embedtune.chunk import Chunker, load_tokenizer
+from embedtune.chunk import Chunker
+from embedtune.models import load_tokenizer
 from embedtune.records import Document, Page
 
 

@@ -14,12 +14,8 @@ from embedtune.config import EvaluateConfig, PipelineConfig
 from embedtune.dataset import QADataset
 from embedtune.errors import InputError
 from embedtune.evaluate import ModelSpec, evaluate_models, run_evaluate
-from embedtune.evaluate.metrics import (
-    hit_matrix,
-    paired_bootstrap,
-    per_query_metrics,
-    rank_corpus,
-)
+from embedtune.evaluate.metrics import paired_bootstrap
+from embedtune.retrieval import hit_matrix, per_query_metrics, rank_corpus
 
 CORPUS = {
     "c01": "To install a package from CRAN, call install.packages with the package name.",
@@ -297,21 +293,21 @@ def test_run_evaluate_scores_base_and_fine_tuned_and_skips_when_current(
     run = _make_run(tmp_path, minilm)
     cfg = PipelineConfig(model=minilm_path, evaluate=_cfg())
     summary = run_evaluate(cfg, run)
-    val = summary["datasets"]["val"]
-    assert summary["verdict"] == val["verdict"] in ("better", "worse", "no clear difference")
-    assert val["n_corpus"] == len(CORPUS) + 1 and val["corpus"] == "full"
-    assert val["diff"] == pytest.approx(val["fine_tuned"] - val["base"])
-    assert val["ci_low"] <= val["diff"] <= val["ci_high"]
+    val = summary.datasets["val"]
+    assert summary.verdict == val.verdict in ("better", "worse", "no clear difference")
+    assert val.n_corpus == len(CORPUS) + 1 and val.corpus == "full"
+    assert val.diff == pytest.approx(val.fine_tuned - val.base)
+    assert val.ci_low <= val.diff <= val.ci_high
     for name in ("metrics.json", "report.md", "report.html", "per_query.jsonl"):
         assert (run / "eval" / name).is_file()
-    assert summary["skipped"] is False
+    assert summary.skipped is False
 
     again = run_evaluate(cfg, run)
-    assert again["skipped"] is True and again["datasets"] == summary["datasets"]
+    assert again.skipped is True and again.datasets == summary.datasets
 
     cfg.evaluate.corpus = "split"  # a changed setting is evaluated anew
     split = run_evaluate(cfg, run)
-    assert split["skipped"] is False and split["datasets"]["val"]["n_corpus"] == len(CORPUS)
+    assert split.skipped is False and split.datasets["val"].n_corpus == len(CORPUS)
 
 
 def test_run_evaluate_without_generated_data_says_what_to_run(tmp_path):
@@ -382,13 +378,13 @@ def test_run_evaluate_scores_the_validation_headings_when_prepare_wrote_them(
     headings.to_json(run / "chunks" / "val_headings.json")
     cfg = PipelineConfig(model=minilm_path, evaluate=_cfg())
     summary = run_evaluate(cfg, run)
-    row = summary["datasets"]["val-headings"]
-    assert row["n_queries"] == len(headings.queries) and row["n_corpus"] == len(CORPUS)
-    assert row["verdict"] in ("better", "worse", "no clear difference")
-    assert summary["judged_on"] == ["val", "val-headings"]
+    row = summary.datasets["val-headings"]
+    assert row.n_queries == len(headings.queries) and row.n_corpus == len(CORPUS)
+    assert row.verdict in ("better", "worse", "no clear difference")
+    assert summary.judged_on == ["val", "val-headings"]
 
     cfg.evaluate.headings = False
-    assert "val-headings" not in run_evaluate(cfg, run)["datasets"]
+    assert "val-headings" not in run_evaluate(cfg, run).datasets
 
 
 @pytest.mark.parametrize(
@@ -405,7 +401,7 @@ def test_run_evaluate_scores_the_validation_headings_when_prepare_wrote_them(
 def test_run_verdict_needs_a_gain_on_one_validation_set_and_a_loss_on_none(val, headings, expected):
     from embedtune.evaluate.evaluator import run_verdict
 
-    datasets = {"val": {"verdict": val}, "r-faq": {"verdict": "worse"}}  # user sets never decide
+    verdicts = {"val": val, "r-faq": "worse"}  # the sets a user adds never decide
     if headings is not None:
-        datasets["val-headings"] = {"verdict": headings}
-    assert run_verdict(datasets)[0] == expected
+        verdicts["val-headings"] = headings
+    assert run_verdict(verdicts)[0] == expected

@@ -216,8 +216,8 @@ def test_429_with_retry_after_then_success(tmp_path):
     times = [r["time"] for r in server.requests]
     assert len(times) == 2
     assert times[1] - times[0] >= 0.3  # waited at least what the header asked
-    assert report["splits"]["train"]["kept"] == 2
-    assert report["retries"] == 1
+    assert report.splits["train"].kept == 2
+    assert report.retries == 1
 
 
 def test_500s_dropped_connections_and_malformed_bodies_are_retried(tmp_path):
@@ -226,7 +226,7 @@ def test_500s_dropped_connections_and_malformed_bodies_are_retried(tmp_path):
         server.script = [("status", 500), ("status", 503), ("drop",), ("malformed",)]
         report = run_generate(config(server, concurrency=1), run)
     assert server.calls_total == 5
-    assert report["splits"]["train"]["kept"] == 2
+    assert report.splits["train"].kept == 2
     assert cache_rows(run, "train")[0]["attempts"] == 5
 
 
@@ -272,10 +272,10 @@ def test_response_format_rejection_falls_back_to_plain_text(tmp_path):
     assert "response_format" in bodies[0]
     assert all("response_format" not in b for b in bodies[1:])  # the choice sticks
     assert len(bodies) == 3
-    train = report["splits"]["train"]
-    assert train["kept"] == 4
-    assert train["dropped"] == {"preamble": 2}
-    assert train["cleaned"] == {"numbering_stripped": 4}
+    train = report.splits["train"]
+    assert train.kept == 4
+    assert train.dropped == {"preamble": 2}
+    assert train.cleaned == {"numbering_stripped": 4}
 
 
 def test_messy_replies_are_filtered_and_counted_in_the_report(tmp_path):
@@ -286,13 +286,13 @@ def test_messy_replies_are_filtered_and_counted_in_the_report(tmp_path):
     )
     with FakeOpenAI(reply=lambda prompt: messy) as server:
         report = run_generate(config(server), run)
-    train = report["splits"]["train"]
-    assert train["dropped"]["preamble"] == 2
-    assert train["dropped"]["mentions_context"] == 2
-    assert train["dropped"]["duplicate_in_chunk"] == 1
-    assert train["dropped"]["too_short"] == 2
-    assert train["dropped"]["duplicate_in_set"] == 2  # chunk 2 asked what chunk 1 asked
-    assert train["kept"] == 1
+    train = report.splits["train"]
+    assert train.dropped["preamble"] == 2
+    assert train.dropped["mentions_context"] == 2
+    assert train.dropped["duplicate_in_chunk"] == 1
+    assert train.dropped["too_short"] == 2
+    assert train.dropped["duplicate_in_set"] == 2  # chunk 2 asked what chunk 1 asked
+    assert train.kept == 1
     saved = QADataset.from_json(run / "data" / "train.json")
     assert list(saved.queries.values()) == ["What does lm fit from a formula?"]
 
@@ -303,8 +303,8 @@ def test_roundtrip_can_be_judged_by_another_model(tmp_path, minilm_path):
         cfg = config(server, roundtrip_top_k=2, roundtrip_model=minilm_path)
         cfg.model = str(tmp_path / "no-such-base")  # were the base loaded, this would fail
         report = run_generate(cfg, run)
-    assert report["splits"]["train"]["roundtrip"]["model"] == minilm_path
-    assert report["splits"]["train"]["kept"] > 0
+    assert report.splits["train"].roundtrip["model"] == minilm_path
+    assert report.splits["train"].kept > 0
 
 
 def test_a_chunk_budget_writes_for_a_sample_and_judges_within_it(tmp_path, minilm_path):
@@ -319,9 +319,9 @@ def test_a_chunk_budget_writes_for_a_sample_and_judges_within_it(tmp_path, minil
         cfg.generate.max_chunks = 6
         run_generate(cfg, run)
         large = {r["chunk_id"] for r in cache_rows(run, "train")}
-    train = report["splits"]["train"]
-    assert train["chunks_used"] == 4 and report["splits"]["val"]["chunks_used"] == 2
-    assert train["roundtrip"]["n_chunks"] == 4 and train["roundtrip"]["top_k"] == 2  # 5 * 4/10
+    train = report.splits["train"]
+    assert train.chunks_used == 4 and report.splits["val"].chunks_used == 2
+    assert train.roundtrip["n_chunks"] == 4 and train.roundtrip["top_k"] == 2  # 5 * 4/10
     assert len(small) == 4 and small < large and len(large) == 6
     saved = QADataset.from_json(run / "data" / "train.json")
     assert len(saved.corpus) == 10
@@ -340,7 +340,7 @@ def test_roundtrip_rejects_are_kept_aside_for_the_teacher(tmp_path, minilm_path)
         cfg = config(server, roundtrip_top_k=1, roundtrip_model=minilm_path)
         report = run_generate(cfg, run)
     rejects = QADataset.from_json(run / "data" / "train_rejects.json")
-    dropped = report["splits"]["train"]["dropped"]["roundtrip"]
+    dropped = report.splits["train"].dropped["roundtrip"]
     assert dropped > 0 and len(rejects.queries) == dropped
     kept = set(QADataset.from_json(run / "data" / "train.json").queries.values())
     assert not kept & set(rejects.queries.values())
@@ -356,7 +356,7 @@ def test_auto_judge_is_the_training_teacher(tmp_path, minilm_path):
         cfg.train.teacher = minilm_path
         cfg.model = str(tmp_path / "no-such-base")  # were the base loaded, this would fail
         report = run_generate(cfg, run)
-    assert report["splits"]["train"]["roundtrip"]["model"] == minilm_path
+    assert report.splits["train"].roundtrip["model"] == minilm_path
 
 
 def test_bad_roundtrip_model_fails_before_any_call(tmp_path):
@@ -405,7 +405,7 @@ def test_killed_run_resumes_without_repeating_a_call_and_fresh_repeats(tmp_path)
         calls_at_kill = server.calls_total
 
         report = run_generate(load_config(cfg, environ={}), run)
-        assert report["splits"]["train"]["kept"] + report["splits"]["val"]["kept"] == 32
+        assert report.splits["train"].kept + report.splits["val"].kept == 32
         by_chunk = {}
         for prompt, n in server.calls.items():
             chunk = next(t for t in TOPICS if t in prompt)
@@ -418,7 +418,7 @@ def test_killed_run_resumes_without_repeating_a_call_and_fresh_repeats(tmp_path)
         assert calls_at_kill < server.calls_total
 
         # A third run changes nothing; --fresh moves the cache aside and asks again.
-        assert run_generate(load_config(cfg, environ={}), run)["skipped"] is True
+        assert run_generate(load_config(cfg, environ={}), run).skipped is True
         total = server.calls_total
         run_generate(load_config(cfg, environ={}), run, fresh=True)
         assert server.calls_total == total + 16
@@ -434,7 +434,7 @@ def test_torn_last_line_is_tolerated_on_resume(tmp_path):
         cache.write_text("".join(lines[:2]) + lines[2][: len(lines[2]) // 2])  # killed mid-write
         report = run_generate(config(server), run)
         assert server.calls_total == 4  # only the torn reply was asked again
-    assert report["splits"]["train"]["torn_cache_lines"] == 1
+    assert report.splits["train"].torn_cache_lines == 1
     assert len(cache_rows(run, "train")) == 3  # the file parses line by line again
     assert ResponseCache(cache).torn_lines == 0
 
@@ -473,22 +473,22 @@ def test_dry_run_makes_no_call_and_prices_openai_models(tmp_path):
     with FakeOpenAI() as server:
         report = run_generate(config(server), run, dry_run=True)
         assert server.calls_total == 0
-    assert report["calls"] == 6 and report["prompt_tokens"] > 6 * 50
-    assert report["cost_usd"] is None  # not OpenAI's own service
+    assert report.calls == 6 and report.prompt_tokens > 6 * 50
+    assert report.cost_usd is None  # not OpenAI's own service
     assert not (run / "generate").exists() and not (run / "data").exists()
 
     # No key needed to price a run on OpenAI itself.
     cfg = load_config(overrides={"generate": {"model": "gpt-4o-mini", "api_key_env": "ET_NONE"}})
     priced = run_generate(cfg, run, dry_run=True)
-    assert 0 < priced["cost_usd"] < 0.01 and priced["prices_as_of"]
+    assert 0 < priced.cost_usd < 0.01 and priced.prices_as_of
 
 
 def test_auto_backend_without_a_server_plans_the_offline_model(tmp_path):
     run = make_run(tmp_path, n_train=3, n_val=1)
     report = run_generate(load_config(environ={}), run, dry_run=True)
-    assert report["backend"] == "local" and report["model"].startswith("SmolLM2-135M")
-    assert report["calls"] == 8  # one question per call for the small model
-    assert report["cost_usd"] is None
+    assert report.backend == "local" and report.model.startswith("SmolLM2-135M")
+    assert report.calls == 8  # one question per call for the small model
+    assert report.cost_usd is None
 
 
 def test_missing_local_model_says_how_to_install_it(tmp_path, monkeypatch):

@@ -37,8 +37,8 @@ def test_local_model_writes_questions_about_the_passage(tmp_path):
     cfg = load_config(environ={})  # backend auto, nothing configured: the offline model
     cfg.generate.roundtrip_top_k = 1  # keep only questions whose own chunk ranks first
     report = run_generate(cfg, run)
-    assert report["backend"] == "local"
-    assert report["timings"]["model_load_s"] > 0
+    assert report.backend == "local"
+    assert report.timings["model_load_s"] > 0
     rows = [json.loads(x) for x in (run / "generate/cache/train.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(r["text"].strip() for r in rows)
     train = QADataset.from_json(run / "data" / "train.json")
@@ -54,7 +54,7 @@ def test_local_model_writes_questions_about_the_passage(tmp_path):
     assert overlaps >= len(train.queries) / 2  # most ask about words the passage uses
     # A second run reuses every cached reply: nothing is generated again.
     again = run_generate(cfg, run)
-    assert again.get("skipped") is True
+    assert again.skipped is True
 
 
 # ---------------------------------------------------------------- shared prompt beginnings

@@ -116,13 +116,13 @@ def _prepare(tmp_path: Path, seed: int) -> tuple[Path, dict]:
 
 def test_prepare_writes_headings_of_validation_documents_only(tmp_path):
     run, summary = _prepare(tmp_path, seed=6)  # seed 6 puts the manual in validation
-    assert summary["documents_by_split"]["val"] == ["manual-pdf"]
-    assert summary["headings"]["written"] and summary["headings"]["queries"] == 12
+    assert summary.documents_by_split["val"] == ["manual-pdf"]
+    assert summary.headings["written"] and summary.headings["queries"] == 12
     ds = QADataset.from_json(run / "chunks/val_headings.json")
     assert len(ds.queries) == 12 and all(q.startswith("manual-pdf#") for q in ds.queries)
     assert json.loads((run / "chunks/manifest.json").read_text())["summary"]["headings"]
 
     run, summary = _prepare(tmp_path, seed=3)  # the manual trains: its headings must not validate
-    assert "manual-pdf" in summary["documents_by_split"]["train"]
-    assert summary["headings"]["queries"] == 0 and not summary["headings"]["written"]
+    assert "manual-pdf" in summary.documents_by_split["train"]
+    assert summary.headings["queries"] == 0 and not summary.headings["written"]
     assert not (run / "chunks/val_headings.json").exists()

@@ -41,3 +41,15 @@ def test_packaged_minilm_embeds(minilm):
 def test_smollm2_gguf_is_found_without_importing_its_package():
     path = smollm2_gguf_path()
     assert path is not None and path.suffix == ".gguf" and path.stat().st_size > 50_000_000
+
+
+def test_each_test_embeds_into_a_cache_of_its_own(embedtune_cache):
+    from embedtune.embeddings import EmbeddingCache, model_fingerprint
+    from embedtune.models import cache_dir
+
+    assert cache_dir() == embedtune_cache
+    assert not (embedtune_cache / "embeddings").exists()  # nothing an earlier run left
+    cache = EmbeddingCache(model_fingerprint("all-MiniLM-L6-v2"))
+    assert cache.folder is not None and cache.folder.is_relative_to(embedtune_cache)
+    # unpacked models stay shared: mpnet is not unpacked again for every test
+    assert (embedtune_cache / "models").is_symlink()

@@ -58,7 +58,14 @@ def test_run_goes_from_documents_to_a_verdict_and_skips_when_current(tmp_path, m
                         "model": "fake-model",
                         "roundtrip_top_k": None,
                     },
-                    "train": {"epochs": 1, "batch_size": 4, "max_seq_length": 64, "bf16": "off"},
+                    # no teacher: "auto" would train with the 420 MB mpnet where it is installed
+                    "train": {
+                        "epochs": 1,
+                        "batch_size": 4,
+                        "max_seq_length": 64,
+                        "bf16": "off",
+                        "teacher": None,
+                    },
                     "evaluate": {"bootstrap_samples": 200},
                 }
             )
@@ -74,11 +81,13 @@ def test_run_goes_from_documents_to_a_verdict_and_skips_when_current(tmp_path, m
         assert json.loads((run / "data" / "train.json").read_text())["queries"]
         assert (run / "model" / "modules.json").is_file()
         assert (run / "eval" / "report.html").is_file()
+        # The questions are made of their passage's own words, so the base already finds
+        # nearly every validation question's chunk, and one short epoch leaves no room to be
+        # clearly better: the run says so and keeps the base.
         result = json.loads((run / "result.json").read_text())
-        assert result["verdict"] in {"better", "worse", "mixed", "no clear difference"}
-        assert result["model"] == (
-            str(run / "model") if result["fine_tuned_is_better"] else result["base"]
-        )
+        assert result["validation"]["base"] >= 0.9
+        assert result["verdict"] == "no clear difference"
+        assert result["model"] == result["base"] and not result["fine_tuned_is_better"]
         assert "base vs fine-tuned" in first.output
 
         second = runner.invoke(app, ["run", "--docs", str(docs), "--run", str(run)])

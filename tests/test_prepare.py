@@ -54,24 +54,24 @@ def test_prepare_writes_chunks_and_manifest_and_reports_skips(tmp_path):
     summary = run_prepare(_cfg([docs]), run)
 
     train, val = read_chunks(run / "chunks/train.jsonl"), read_chunks(run / "chunks/val.jsonl")
-    assert summary["chunks"] == {"train": len(train), "val": len(val)}
-    assert summary["files_read"] == 6 and summary["skipped_by_reason"] == {
+    assert summary.chunks == {"train": len(train), "val": len(val)}
+    assert summary.files_read == 6 and summary.skipped_by_reason == {
         "corrupt": 1,
         "no text": 1,
     }
-    assert summary["documents"]["train"] + summary["documents"]["val"] == 6
-    assert summary["documents"]["val"] == 1 and len(val) > 0
+    assert summary.documents["train"] + summary.documents["val"] == 6
+    assert summary.documents["val"] == 1 and len(val) > 0
     # Split by document: no document on both sides.
     assert not {c.doc_id for c in train} & {c.doc_id for c in val}
     assert all(c.n_tokens <= 128 for c in train + val)
     # The shared licence pages must not sit on both sides.
     train_texts = {c.text for c in train}
     assert not [c for c in val if c.text in train_texts or "Clause 12:" in c.text]
-    dropped = summary["dropped_duplicates"]
+    dropped = summary.dropped_duplicates
     assert dropped["exact"] + dropped["near"] >= 3 and dropped["examples"]
 
     manifest = json.loads((run / "chunks/manifest.json").read_text())
-    assert manifest["complete"] and manifest["summary"]["chunks"] == summary["chunks"]
+    assert manifest["complete"] and manifest["summary"]["chunks"] == summary.chunks
     assert manifest["config"]["chunk"]["chunk_size"] == 128
     assert {e["rel"] for e in manifest["inputs"]} >= {"manual-0.pdf", "notes.md", "scan.pdf"}
     assert all(len(e["sha256"]) == 64 for e in manifest["inputs"])
@@ -89,23 +89,23 @@ def test_rerun_skips_work_until_inputs_or_settings_change(tmp_path):
     stamps = [p.stat().st_mtime_ns for p in outputs]
 
     again = run_prepare(cfg, run)
-    assert again["cached"] and again["chunks"] == first["chunks"]
+    assert again.skipped and again.chunks == first.chunks
     assert [p.stat().st_mtime_ns for p in outputs] == stamps
 
-    assert not run_prepare(cfg, run, fresh=True)["cached"]
-    assert not run_prepare(_cfg([docs], chunk_size=96), run)["cached"]  # settings changed
-    assert run_prepare(_cfg([docs], chunk_size=96), run)["cached"]
+    assert not run_prepare(cfg, run, fresh=True).skipped
+    assert not run_prepare(_cfg([docs], chunk_size=96), run).skipped  # settings changed
+    assert run_prepare(_cfg([docs], chunk_size=96), run).skipped
     note = docs / "notes.md"
     note.write_text(note.read_text() + " A new closing sentence was added to the notes.")
     os.utime(note, ns=(note.stat().st_atime_ns, note.stat().st_mtime_ns + 10**9))
-    assert not run_prepare(_cfg([docs], chunk_size=96), run)["cached"]  # input changed
+    assert not run_prepare(_cfg([docs], chunk_size=96), run).skipped  # input changed
 
 
 def test_one_document_warns_and_still_fills_both_splits(tmp_path):
     text_pdf(tmp_path / "only.pdf", [" ".join(PARAGRAPHS[i:] + PARAGRAPHS[:i]) for i in range(8)])
     summary = run_prepare(_cfg([tmp_path / "only.pdf"]), tmp_path / "run")
-    assert summary["chunks"]["train"] > 0 and summary["chunks"]["val"] > 0
-    assert any("only one document" in w for w in summary["warnings"])
+    assert summary.chunks["train"] > 0 and summary.chunks["val"] > 0
+    assert any("only one document" in w for w in summary.warnings)
     val = read_chunks(tmp_path / "run/chunks/val.jsonl")
     assert min(c.page_start for c in val) >= 7  # validation is the end of the document
 

@@ -68,7 +68,7 @@ def test_model_loads_and_its_embeddings_moved(trained, minilm):
     after = model.encode(texts, normalize_embeddings=True)
     assert after.shape == before.shape
     assert np.abs(after - before).max() > 1e-3
-    assert summary["steps"] == 8  # 28 pairs / batch 7 = 4 steps per epoch, 2 epochs
+    assert summary.steps == 8  # 28 pairs / batch 7 = 4 steps per epoch, 2 epochs
 
 
 def test_best_checkpoint_is_the_one_saved(trained):
@@ -112,9 +112,7 @@ def test_model_card_names_base_model_recipe_and_both_scores(trained):
     run, summary = trained
     card = (run / "model" / "README.md").read_text()
     assert "all-MiniLM-L6-v2" in card
-    assert (
-        f"| ndcg@10 | {summary['base']['ndcg@10']:.4f} | {summary['final']['ndcg@10']:.4f}" in card
-    )
+    assert f"| ndcg@10 | {summary.base['ndcg@10']:.4f} | {summary.final['ndcg@10']:.4f}" in card
     for needle in (
         "| loss | mnrl |",
         "| batch_size | 7 |",
@@ -150,8 +148,8 @@ def test_matryoshka_embeddings_truncate_and_still_retrieve(trained):
 def test_rerun_with_same_inputs_is_skipped(trained):
     run, _ = trained
     again = run_train(_cfg(), run)
-    assert again["skipped"] is True
-    assert again["final"] == trained[1]["final"]
+    assert again.skipped is True
+    assert again.final == trained[1].final
 
 
 class _Crash(TrainerCallback):
@@ -171,9 +169,9 @@ def test_resume_ends_where_an_uninterrupted_run_does(trained, tmp_path):
     assert (run / "train" / "checkpoints" / "checkpoint-4").is_dir()
     assert not (run / "model").exists()
     resumed = run_train(_cfg(), run, resume=True)
-    assert resumed["resumed_from"].endswith("checkpoint-4")
-    assert resumed["steps"] == ref["steps"]
-    assert resumed["final"]["ndcg@10"] == pytest.approx(ref["final"]["ndcg@10"], abs=1e-3)
+    assert resumed.resumed_from.endswith("checkpoint-4")
+    assert resumed.steps == ref.steps
+    assert resumed.final["ndcg@10"] == pytest.approx(ref.final["ndcg@10"], abs=1e-3)
     a, b = _weights(run / "model"), _weights(ref_run / "model")
     assert a.keys() == b.keys()
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)
@@ -268,7 +266,7 @@ def test_save_steps_must_be_a_multiple_of_eval_steps(tmp_path):
 def test_hard_negatives_are_mined_through_the_base_models_embedding_cache(tmp_path, monkeypatch):
     """Mining reads the base's embeddings from the cache the round trip and the evaluation
     share, and leaves there what it encoded: the training texts are never encoded twice."""
-    from embedtune.evaluate.cache import EmbeddingCache, model_fingerprint
+    from embedtune.embeddings import EmbeddingCache, model_fingerprint
 
     monkeypatch.setenv("EMBEDTUNE_CACHE", str(tmp_path / "cache"))
     run = _run_dir(tmp_path / "run")
@@ -277,7 +275,7 @@ def test_hard_negatives_are_mined_through_the_base_models_embedding_cache(tmp_pa
         hard_negatives=1, max_seq_length=None, query_prompt=None, matryoshka_dims=None, epochs=1
     )
     summary = run_train(cfg, run)
-    assert summary["negatives"]["negatives_per_pair"] == 1
+    assert summary.negatives["negatives_per_pair"] == 1
 
     def never(missing: list[str]) -> np.ndarray:
         raise AssertionError(f"{len(missing)} training texts were not in the cache")
@@ -290,9 +288,9 @@ def test_hard_negatives_are_mined_through_the_base_models_embedding_cache(tmp_pa
 def test_keep_last_saves_the_end_of_training_not_the_best_checkpoint(tmp_path):
     run = _run_dir(tmp_path / "run")
     summary = run_train(_cfg(keep="last", matryoshka_dims=None), run)
-    last = summary["evaluations"][-1]
-    assert last["step"] == summary["steps"] == 8
-    assert summary["final"]["ndcg@10"] == last["ndcg@10"]
+    last = summary.evaluations[-1]
+    assert last["step"] == summary.steps == 8
+    assert summary.final["ndcg@10"] == last["ndcg@10"]
     a = _weights(run / "model")
     b = _weights(run / "train" / "checkpoints" / "checkpoint-8")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -315,17 +313,17 @@ def test_rejected_questions_train_on_the_teachers_ranking_in_their_own_batches(t
     cfg = _cfg(teacher="all-MiniLM-L6-v2", matryoshka_dims=None, epochs=1, eval_steps=None,
                save_steps=None)  # fmt: skip
     summary = run_train(cfg, run)
-    assert summary["data"]["reject_rows"] == 12
-    assert summary["recipe"]["rejects_kl_only"] is True
+    assert summary.data.reject_rows == 12
+    assert summary.recipe.rejects_kl_only is True
     # 28 pairs and 12 rejects in batches of 7, never mixed: 4 + 2 steps.
-    assert summary["steps"] == 6
+    assert summary.steps == 6
     card = (run / "model" / "README.md").read_text()
     assert "| teacher | all-MiniLM-L6-v2 |" in card
     assert "12 questions the round trip rejected" in card
     # Without a teacher there is nothing to learn from them: they are left out.
     plain = run_train(_cfg(matryoshka_dims=None, epochs=1, eval_steps=None, save_steps=None),
                       run, fresh=True)  # fmt: skip
-    assert plain["data"]["reject_rows"] == 0 and plain["steps"] == 4
+    assert plain.data.reject_rows == 0 and plain.steps == 4
 
 
 def test_a_torn_rejects_file_is_named_not_skipped(tmp_path):
@@ -337,7 +335,7 @@ def test_a_torn_rejects_file_is_named_not_skipped(tmp_path):
     ):
         run_train(cfg, run)
     # without a teacher the rejects are not read at all
-    assert run_train(_cfg(matryoshka_dims=None, epochs=1), run)["data"]["reject_rows"] == 0
+    assert run_train(_cfg(matryoshka_dims=None, epochs=1), run).data.reject_rows == 0
 
 
 def test_a_missing_teacher_is_named_before_any_work(tmp_path):

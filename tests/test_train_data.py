@@ -233,7 +233,7 @@ def test_hard_negatives_never_a_relevant_chunk_or_its_copy_and_respect_the_margi
 
 
 def test_hard_negatives_mined_through_the_cache_match_and_encode_nothing_twice(minilm, tmp_path):
-    from embedtune.evaluate.cache import EmbeddingCache
+    from embedtune.embeddings import EmbeddingCache
 
     train, _ = make_sets()
     direct = mine_hard_negatives(minilm, train, num_negatives=2, margin=0.05)

@@ -66,7 +66,7 @@ def test_without_the_contrastive_term_only_the_teacher_ranking_counts(minilm):
 
 
 def test_teacher_labels_read_back_from_the_embedding_cache(minilm, tmp_path):
-    from embedtune.evaluate.cache import EmbeddingCache
+    from embedtune.embeddings import EmbeddingCache
 
     cols = {"anchor": ["What is R?", "How to plot?"], "positive": ["R is a language.", "plot()"]}
     first_cache = EmbeddingCache("test-teacher", root=tmp_path)

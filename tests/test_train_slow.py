@@ -44,10 +44,10 @@ def test_lora_adapters_are_merged_into_a_plain_model(tmp_path, minilm):
     after = model.encode(texts)
     assert np.abs(after - minilm.encode(texts)).max() > 1e-3
     # The merged model scores what the evaluation during training said it would.
-    assert summary["final"]["ndcg@10"] == pytest.approx(
-        max(e["ndcg@10"] for e in summary["evaluations"]), abs=1e-3
+    assert summary.final["ndcg@10"] == pytest.approx(
+        max(e["ndcg@10"] for e in summary.evaluations), abs=1e-3
     )
-    assert summary["recipe"]["lora"] == {"r": 8, "alpha": 16}
+    assert summary.recipe.lora == {"r": 8, "alpha": 16}
 
 
 def test_cached_mnrl_with_hard_negatives(tmp_path):
@@ -62,9 +62,9 @@ def test_cached_mnrl_with_hard_negatives(tmp_path):
         hard_negative_margin=0.05,
     )
     summary = finetune("all-MiniLM-L6-v2", train, val, cfg, tmp_path / "model")
-    assert summary["recipe"]["loss"] == "cached_mnrl"
-    assert summary["negatives"]["negatives_per_pair"] == 2
-    assert summary["steps"] == 2
+    assert summary.recipe.loss == "cached_mnrl"
+    assert summary.negatives["negatives_per_pair"] == 2
+    assert summary.steps == 2
     assert "| hard_negatives | 2 |" in (tmp_path / "model" / "README.md").read_text()
 
 

@@ -9,6 +9,9 @@ run with the same key skips the stage::
         return
     ...
     write_manifest(run / "chunks", key, {"n_chunks": 123})
+
+What a stage returns is a :class:`StageResult`: typed, written as JSON next to its outputs, and
+``skipped`` when the outputs were current and nothing was redone.
 """
 
 from __future__ import annotations
@@ -18,11 +21,34 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from embedtune.records import content_hash, write_json_atomic
 
-__all__ = ["stage_key", "is_current", "write_manifest", "read_manifest", "library_versions"]
+__all__ = [
+    "StageResult",
+    "stage_key",
+    "is_current",
+    "write_manifest",
+    "read_manifest",
+    "library_versions",
+]
+
+
+class StageResult(BaseModel):
+    """A stage's summary; ``skipped``: its outputs were current, so nothing was redone.
+
+    Unknown keys are ignored when one is read back, so a summary written by another version of
+    embedtune still reads.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    skipped: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
 
 _LIBS = ("embedtune", "torch", "sentence-transformers", "transformers", "pypdfium2", "openai")
 

@@ -22,24 +22,22 @@ up to ``chunk_overlap`` tokens earlier, at a sentence start where one is in reac
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embedtune.errors import InputError
+from embedtune.config import PipelineConfig
+from embedtune.models import ModelWindow, load_tokenizer
+from embedtune.recipe import fit_chunks
 from embedtune.records import Chunk, Document, content_hash
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from embedtune.config import PipelineConfig
-
-__all__ = ["Chunker", "load_tokenizer", "model_max_seq_length"]
+__all__ = ["Chunker"]
 
 log = logging.getLogger("embedtune.chunk")
 
@@ -52,60 +50,6 @@ _NEWLINE = re.compile(r"\n\s*")
 # sentence ends.
 _SENT_END = re.compile(r"(?<=[.!?])[\"')\]\u2019\u201d]*\s+(?=[^a-z\s])")
 _ABBREV = re.compile(r"(?:\b(?:e\.g|i\.e|cf|vs|etc|Dr|Mr|Mrs|Ms|Fig|No|approx|resp)\.)$")
-
-
-def model_max_seq_length(model_path: str, tokenizer: Any = None) -> int | None:
-    """The longest input the model reads, in tokens including special tokens.
-
-    ``max_seq_length`` from sentence_bert_config.json where the model has one (a local folder,
-    or the hub), else the tokenizer's ``model_max_length`` when it is a real limit.
-    """
-    path = Path(model_path)
-    config: Path | None = path / "sentence_bert_config.json" if path.is_dir() else None
-    if config is None:
-        try:
-            from huggingface_hub import hf_hub_download
-
-            config = Path(hf_hub_download(model_path, "sentence_bert_config.json"))
-        except Exception:  # not on the hub, offline, or no such file: fall back below
-            config = None
-    if config is not None and config.is_file():
-        try:
-            value = json.loads(config.read_text(encoding="utf-8")).get("max_seq_length")
-        except (OSError, json.JSONDecodeError):
-            value = None
-        if isinstance(value, int) and value > 0:
-            return value
-    limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(limit, int) and 0 < limit < 1_000_000:
-        return limit
-    return None
-
-
-def load_tokenizer(model: str) -> tuple[PreTrainedTokenizerBase, int | None]:
-    """The model's own (fast) tokenizer, without loading its weights, and its max_seq_length."""
-    from transformers import AutoTokenizer
-
-    from embedtune.models import resolve_model
-
-    path = resolve_model(model)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise InputError(
-            f"could not load the tokenizer of {model!r} ({exc}); give a sentence-transformers "
-            "model as a hub id (needs internet) or a local folder"
-        ) from None
-    if getattr(tokenizer, "backend_tokenizer", None) is None:
-        raise InputError(
-            f"{model!r} has no fast tokenizer (tokenizer.json), which chunking needs for token "
-            "offsets; convert it with transformers or pick another model"
-        )
-    return tokenizer, model_max_seq_length(path, tokenizer)
-
-
-def _short_name(model: str) -> str:
-    return model.rstrip("/").split("/")[-1] or model
 
 
 class Chunker:
@@ -157,24 +101,13 @@ class Chunker:
         allow_longer_than_model: bool = False,
     ) -> Chunker:
         tokenizer, max_seq = load_tokenizer(model)
-        name = _short_name(model)
-        n_special = tokenizer.num_special_tokens_to_add(pair=False)
+        window = ModelWindow.of(model, tokenizer, max_seq)
         warnings = []
         size, overlap = chunk_size, chunk_overlap
-        limit = max_seq - n_special if max_seq else None
-        if limit is not None and chunk_size > limit and not allow_longer_than_model:
-            size = limit
-            overlap = min(size - 1, round(chunk_overlap * size / chunk_size))
-            specials = " ".join(
-                t for t in tokenizer.convert_ids_to_tokens(tokenizer("")["input_ids"]) if t
-            )
-            warnings.append(
-                f"{name} sees at most {max_seq} tokens, {n_special} of them its special tokens "
-                f"({specials}): chunks capped to {size} tokens (chunk_size was {chunk_size}), "
-                f"overlap scaled from {chunk_overlap} to {overlap}. Set "
-                "chunk.allow_longer_than_model to keep longer chunks (the model then embeds "
-                "only their start)"
-            )
+        if not allow_longer_than_model:
+            size, overlap, why = fit_chunks(chunk_size, chunk_overlap, window)
+            if why:
+                warnings.append(why)
         if min_chunk_tokens >= size:
             min_chunk_tokens = max(1, size // 4)
             warnings.append(
@@ -188,7 +121,7 @@ class Chunker:
             chunk_overlap=overlap,
             min_chunk_tokens=min_chunk_tokens,
             max_seq_length=max_seq,
-            model_name=name,
+            model_name=window.name,
             warnings=warnings,
         )
 

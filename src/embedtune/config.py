@@ -8,7 +8,12 @@ below. A misspelt key fails at once, naming the key and the closest valid one::
     >>> load_config(overrides={"chunk": {"chunk_sise": 512}})
     Traceback (most recent call last):
     ...
-    embedtune.errors.ConfigError: unknown key 'chunk.chunk_sise' (did you mean 'chunk.chunk_size'?)
+    embedtune.errors.ConfigError: unknown key 'chunk.chunk_sise' (did you mean 'chunk.chunk_size'?) in the configuration
+
+Some settings are left to embedtune ("auto", or unset); :func:`embedtune.recipe.settle` resolves
+them once and records each in ``resolved``. :func:`dump_config` writes a settled configuration
+(``RUN/config.yaml``); read back, it stays settled unless environment variables or flags change
+a value, and then every resolved setting returns to what it was given as, to be settled again.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from embedtune.errors import ConfigError
 
 __all__ = [
     "DEFAULT_MODEL",
+    "Resolved",
     "IngestConfig",
     "ChunkConfig",
     "GenerateConfig",
@@ -33,6 +39,7 @@ __all__ = [
     "ServeConfig",
     "PipelineConfig",
     "load_config",
+    "dump_config",
     "dump_default_config",
     "ENV_PREFIX",
 ]
@@ -140,7 +147,7 @@ class GenerateConfig(_Section):
     local_dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
         description="local backend: weights dtype; 'auto' = bfloat16 where the CPU has "
-        "AVX512-BF16 or AMX (measured 1.7x faster), else float32.",
+        "AVX512-BF16 or AMX (faster there: see BENCHMARKS.md, generate), else float32.",
     )
 
 
@@ -246,6 +253,14 @@ class ServeConfig(_Section):
     max_chars: int = Field(32768, ge=1)
 
 
+class Resolved(_Section):
+    """One setting embedtune resolved: what it was given as, what it became, and why."""
+
+    given: Any = None
+    value: Any = None
+    why: str
+
+
 class PipelineConfig(_Section):
     """Everything `embedtune run` needs, one section per stage."""
 
@@ -256,6 +271,32 @@ class PipelineConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    resolved: dict[str, Resolved] | None = Field(
+        None,
+        description="Written by embedtune when it settles the configuration: each setting it "
+        "resolved ('section.key'), what it was given as and why; None until settled.",
+    )
+
+    @property
+    def settled(self) -> bool:
+        return self.resolved is not None
+
+    def unsettled(self) -> PipelineConfig:
+        """This configuration as given: each resolved setting back to what it was given as
+        (one changed since, by hand or by a flag, keeps its new value)."""
+        data = self.model_dump(mode="json", exclude={"resolved"})
+        _restore_given(data, self.resolved or {})
+        return PipelineConfig.model_validate(data)
+
+
+def _restore_given(data: dict[str, Any], resolved: dict[str, Resolved]) -> None:
+    for dotted, r in resolved.items():
+        *sections, key = dotted.split(".")
+        node = data
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        if isinstance(node, dict) and key in node and node[key] == r.value:
+            node[key] = r.given
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -328,7 +369,9 @@ def load_config(
     """Build the pipeline config from a YAML file, environment variables and CLI overrides.
 
     ``overrides`` is a nested dict (``{"train": {"epochs": 2}}``) whose ``None`` values are
-    ignored, so CLI code can pass every flag and only those given take effect.
+    ignored, so CLI code can pass every flag and only those given take effect. A settled file
+    (one with ``resolved``, see :func:`dump_config`) comes back settled when environment and
+    flags change none of its values, else as given, to be settled again.
     """
     data: dict[str, Any] = {}
     source = ""
@@ -347,12 +390,15 @@ def load_config(
             )
         data = loaded
     env = _env_overrides(dict(os.environ if environ is None else environ))
-    data = _deep_merge(data, env)
-    data = _deep_merge(data, _drop_none(overrides or {}))
+    merged = _deep_merge(_deep_merge(data, env), _drop_none(overrides or {}))
     try:
-        return PipelineConfig.model_validate(data)
+        cfg = PipelineConfig.model_validate(merged)
     except ValidationError as exc:
         raise _explain(exc, source or "the configuration") from None
+    if cfg.settled and merged != data:
+        # A settled file with a value changed on top: what was resolved may depend on it.
+        cfg = cfg.unsettled()
+    return cfg
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
@@ -377,6 +423,8 @@ def dump_default_config() -> str:
     ]
     default = PipelineConfig()
     for name, field in PipelineConfig.model_fields.items():
+        if name == "resolved":
+            continue  # written by embedtune, never by a user
         value = getattr(default, name)
         if isinstance(value, BaseModel):
             doc = (type(value).__doc__ or "").strip().splitlines()[0]
@@ -394,3 +442,18 @@ def dump_default_config() -> str:
             lines.append(yaml.safe_dump({name: value}, default_flow_style=False).strip())
             lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def dump_config(cfg: PipelineConfig, writer: str = "embedtune") -> str:
+    """A configuration as YAML, for ``RUN/config.yaml``: settled, it ends with ``resolved``, the
+    settings embedtune chose and why; read back with :func:`load_config`."""
+    header = (
+        f"# The settled configuration of this run, written by {writer}: every setting left to\n"
+        "# embedtune is resolved, and `resolved` says what it was given as and why.\n"
+        if cfg.settled
+        else f"# The configuration of this run, written by {writer}.\n"
+    )
+    data = cfg.model_dump(mode="json", exclude_none=False)
+    if not cfg.settled:
+        data.pop("resolved")
+    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)

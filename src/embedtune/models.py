@@ -12,11 +12,13 @@ Anything else is handed to sentence-transformers as given, which fetches hub ids
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import sys
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,13 +26,19 @@ from embedtune.errors import InputError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "resolve_model",
     "load_model",
+    "load_tokenizer",
+    "model_max_seq_length",
+    "ModelWindow",
+    "model_window",
     "cache_dir",
     "smollm2_gguf_path",
     "packaged_models",
+    "is_installed",
     "is_alias_of",
 ]
 
@@ -112,6 +120,14 @@ def packaged_models() -> dict[str, str | None]:
     }
 
 
+def is_installed(which: Literal["minilm", "mpnet"]) -> bool:
+    """Whether the packaged model ``which`` is installed, found without unpacking it."""
+    if which == "minilm":
+        return _minilm_path() is not None
+    unpacked = cache_dir() / "models" / "all-mpnet-base-v2" / "modules.json"
+    return unpacked.is_file() or _mpnet_parts() is not None
+
+
 def is_alias_of(name: str, which: Literal["minilm", "mpnet"]) -> bool:
     """Whether ``name`` (alias, hub id or path) names the packaged model ``which``."""
     names, find = (_MINILM, _minilm_path) if which == "minilm" else (_MPNET, _mpnet_path)
@@ -176,3 +192,87 @@ def smollm2_gguf_path() -> Path | None:
         return None
     path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     return path if path.is_file() else None
+
+
+def model_max_seq_length(model_path: str, tokenizer: Any = None) -> int | None:
+    """The longest input the model reads, in tokens including special tokens.
+
+    ``max_seq_length`` from sentence_bert_config.json where the model has one (a local folder,
+    or the hub), else the tokenizer's ``model_max_length`` when it is a real limit.
+    """
+    path = Path(model_path)
+    config: Path | None = path / "sentence_bert_config.json" if path.is_dir() else None
+    if config is None:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            config = Path(hf_hub_download(model_path, "sentence_bert_config.json"))
+        except Exception:  # not on the hub, offline, or no such file: fall back below
+            config = None
+    if config is not None and config.is_file():
+        try:
+            value = json.loads(config.read_text(encoding="utf-8")).get("max_seq_length")
+        except (OSError, json.JSONDecodeError):
+            value = None
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 1_000_000:
+        return limit
+    return None
+
+
+def load_tokenizer(model: str) -> tuple[PreTrainedTokenizerBase, int | None]:
+    """The model's own (fast) tokenizer, without loading its weights, and its max_seq_length."""
+    from transformers import AutoTokenizer  # lazy: a config is settled without training libraries
+
+    path = resolve_model(model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"could not load the tokenizer of {model!r} ({exc}); give a sentence-transformers "
+            "model as a hub id (needs internet) or a local folder"
+        ) from None
+    if getattr(tokenizer, "backend_tokenizer", None) is None:
+        raise InputError(
+            f"{model!r} has no fast tokenizer (tokenizer.json), which chunking needs for token "
+            "offsets; convert it with transformers or pick another model"
+        )
+    return tokenizer, model_max_seq_length(path, tokenizer)
+
+
+def _short_name(model: str) -> str:
+    return model.rstrip("/").split("/")[-1] or model
+
+
+@dataclass(frozen=True)
+class ModelWindow:
+    """How much text a model reads at once: ``max_seq_length`` tokens, of which its special
+    tokens (``[CLS]`` and ``[SEP]`` for BERT models) take ``n_special``."""
+
+    name: str
+    max_seq_length: int | None
+    n_special: int
+    special_tokens: tuple[str, ...]
+
+    @classmethod
+    def of(cls, model: str, tokenizer: Any, max_seq_length: int | None) -> ModelWindow:
+        ids = tokenizer("")["input_ids"]
+        return cls(
+            name=_short_name(model),
+            max_seq_length=max_seq_length,
+            n_special=tokenizer.num_special_tokens_to_add(pair=False),
+            special_tokens=tuple(t for t in tokenizer.convert_ids_to_tokens(ids) if t),
+        )
+
+    @property
+    def text_tokens(self) -> int | None:
+        """Tokens of text the model reads, special tokens left out (None: no known limit)."""
+        return self.max_seq_length - self.n_special if self.max_seq_length else None
+
+
+def model_window(model: str) -> ModelWindow:
+    """The window of ``model`` (alias, hub id or path), read from its tokenizer and config."""
+    tokenizer, max_seq = load_tokenizer(model)
+    return ModelWindow.of(model, tokenizer, max_seq)

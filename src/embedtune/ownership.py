@@ -22,6 +22,7 @@ import json
 import shutil
 from pathlib import Path
 
+from embedtune import __version__
 from embedtune.errors import InputError
 
 __all__ = ["MARKER", "mark", "is_ours", "check_replaceable", "remove_owned"]
@@ -31,8 +32,6 @@ MARKER = ".embedtune"
 
 def mark(folder: str | Path, kind: str) -> None:
     """Create ``folder`` if needed and record that embedtune owns it (``kind``: model, train)."""
-    from embedtune import __version__
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / MARKER

@@ -14,35 +14,59 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from embedtune.config import PipelineConfig
-from embedtune.records import write_json_atomic
+from pydantic import BaseModel
 
-__all__ = ["STAGES", "run_pipeline", "choose_result"]
+from embedtune.artifacts import StageResult
+from embedtune.config import PipelineConfig
+from embedtune.evaluate import EvaluateSummary, run_evaluate
+from embedtune.evaluate.results import DatasetSummary
+from embedtune.generate import run_generate
+from embedtune.layout import RunLayout
+from embedtune.prepare import run_prepare
+from embedtune.recipe import settle
+from embedtune.records import write_json_atomic
+from embedtune.train import run_train
+
+__all__ = ["STAGES", "RunResult", "PipelineRun", "run_pipeline", "choose_result"]
 
 log = logging.getLogger(__name__)
 
 Stage = Literal["prepare", "generate", "train", "evaluate"]
 STAGES: tuple[Stage, ...] = ("prepare", "generate", "train", "evaluate")
+_STAGE_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "prepare": run_prepare,
+    "generate": run_generate,
+    "train": run_train,
+    "evaluate": run_evaluate,
+}
 
 
-def _stage_functions() -> dict[str, Callable[..., dict[str, Any]]]:
-    from embedtune.evaluate import run_evaluate
-    from embedtune.generate import run_generate
-    from embedtune.prepare import run_prepare
-    from embedtune.train import run_train
+class RunResult(BaseModel):
+    """The run's result (``RUN/result.json``): the model to use, and why."""
 
-    return {
-        "prepare": run_prepare,
-        "generate": run_generate,
-        "train": run_train,
-        "evaluate": run_evaluate,
-    }
+    model: str  # the fine-tuned model when it is better, else the base
+    fine_tuned: str | None
+    base: str
+    fine_tuned_is_better: bool
+    verdict: str
+    judged_on: list[str] | None = None
+    validation: DatasetSummary | None = None
+    recommendations: dict[str, dict[str, Any]] = {}
 
 
-def choose_result(cfg: PipelineConfig, run_dir: Path, evaluation: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class PipelineRun:
+    """Each stage's summary in the order they ran, and the result when evaluation ran."""
+
+    stages: dict[str, StageResult] = field(default_factory=dict)
+    result: RunResult | None = None
+
+
+def choose_result(cfg: PipelineConfig, run_dir: Path, evaluation: EvaluateSummary) -> RunResult:
     """Mark the fine-tuned model as the run's result only when it is better than the base.
 
     "Better" is judged on the run's own validation sets (the data the pipeline is allowed to
@@ -50,24 +74,24 @@ def choose_result(cfg: PipelineConfig, run_dir: Path, evaluation: dict[str, Any]
     :func:`~embedtune.evaluate.evaluator.run_verdict`): the paired bootstrap interval of NDCG@10
     lies above zero on at least one and below zero on none.
     """
-    fine_tuned = run_dir / "model"
-    verdict = evaluation.get("verdict", "missing")
-    better = verdict == "better" and fine_tuned.is_dir()
-    result = {
-        "model": str(fine_tuned) if better else cfg.model,
-        "fine_tuned": str(fine_tuned) if fine_tuned.is_dir() else None,
-        "base": cfg.model,
-        "fine_tuned_is_better": better,
-        "verdict": verdict,
-        "judged_on": evaluation.get("judged_on"),
-        "validation": evaluation.get("validation"),
-        "recommendations": {
-            name: row["recommendation"]
-            for name, row in (evaluation.get("datasets") or {}).items()
-            if row.get("recommendation")
+    run = RunLayout(run_dir)
+    fine_tuned = run.model_dir
+    better = evaluation.verdict == "better" and fine_tuned.is_dir()
+    result = RunResult(
+        model=str(fine_tuned) if better else cfg.model,
+        fine_tuned=str(fine_tuned) if fine_tuned.is_dir() else None,
+        base=cfg.model,
+        fine_tuned_is_better=better,
+        verdict=evaluation.verdict,
+        judged_on=evaluation.judged_on,
+        validation=evaluation.validation,
+        recommendations={
+            name: row.recommendation
+            for name, row in evaluation.datasets.items()
+            if row.recommendation
         },
-    }
-    write_json_atomic(run_dir / "result.json", result)
+    )
+    write_json_atomic(run.result, result.model_dump(mode="json", by_alias=True))
     return result
 
 
@@ -77,18 +101,19 @@ def run_pipeline(
     *,
     fresh: bool = False,
     stages: tuple[Stage, ...] = STAGES,
-    on_stage: Callable[[str, dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
+    on_stage: Callable[[str, StageResult], None] | None = None,
+) -> PipelineRun:
     """Run ``stages`` in order on ``run_dir``; returns each stage's summary and the result."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    functions = _stage_functions()
-    summaries: dict[str, Any] = {}
+    cfg = settle(cfg)  # once: every stage reads the same settled values
+    out = PipelineRun()
     for stage in stages:
-        summary = functions[stage](cfg, run_dir, fresh=fresh)
-        summaries[stage] = summary
+        summary = _STAGE_FUNCTIONS[stage](cfg, run_dir, fresh=fresh)
+        out.stages[stage] = summary
         if on_stage is not None:
             on_stage(stage, summary)
-    if "evaluate" in summaries:
-        summaries["result"] = choose_result(cfg, run_dir, summaries["evaluate"])
-    return summaries
+    evaluation = out.stages.get("evaluate")
+    if isinstance(evaluation, EvaluateSummary):
+        out.result = choose_result(cfg, run_dir, evaluation)
+    return out

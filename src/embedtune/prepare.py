@@ -4,7 +4,7 @@ Reads ``cfg.ingest.paths`` (files and folders), splits the documents into train 
 sets by document, chunks both with the model's tokenizer, drops validation chunks that repeat
 training text, and writes::
 
-    RUN/config.yaml                 the resolved config of the run
+    RUN/config.yaml                 the settled config of the run (embedtune.recipe.settle)
     RUN/chunks/train.jsonl          one Chunk a line
     RUN/chunks/val.jsonl
     RUN/chunks/val_headings.json    the validation documents' headings as queries, each with its
@@ -21,7 +21,7 @@ the extractor's version. ``fresh=True`` redoes the work anyway::
     >>> from embedtune.config import load_config
     >>> cfg = load_config(overrides={"ingest": {"paths": ["docs/"]}})
     >>> summary = run_prepare(cfg, Path("runs/first"))                  # doctest: +SKIP
-    >>> summary["chunks"]                                               # doctest: +SKIP
+    >>> summary.chunks                                                  # doctest: +SKIP
     {'train': 1843, 'val': 412}
 """
 
@@ -29,18 +29,33 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
+from pydantic import BaseModel
 
-from embedtune.artifacts import is_current, read_manifest, stage_key, write_manifest
-from embedtune.config import PipelineConfig
+from embedtune.artifacts import StageResult, is_current, read_manifest, stage_key, write_manifest
+from embedtune.chunk import Chunker
+from embedtune.config import PipelineConfig, dump_config
 from embedtune.errors import InputError
-from embedtune.records import Chunk, write_jsonl
+from embedtune.ingest import (
+    DocumentSplit,
+    LoadResult,
+    drop_leaked_chunks,
+    file_sha256,
+    find_files,
+    load_documents,
+    split_documents,
+)
+from embedtune.ingest.headings import MIN_QUERIES, headings_dataset
+from embedtune.layout import SPLITS, RunLayout
+from embedtune.recipe import settle
+from embedtune.records import Chunk, Document, write_jsonl
 
-__all__ = ["run_prepare", "write_run_config", "PREPARE_VERSION"]
+__all__ = ["PrepareSummary", "run_prepare", "write_run_config", "PREPARE_VERSION"]
 
 log = logging.getLogger("embedtune.prepare")
 
@@ -50,12 +65,9 @@ _KEY_LIBS = ("pypdfium2", "beautifulsoup4", "tokenizers", "transformers")
 
 
 def write_run_config(cfg: PipelineConfig, run_dir: Path) -> Path:
-    """Write ``RUN/config.yaml`` (the resolved config); an identical file is left untouched."""
-    path = Path(run_dir) / "config.yaml"
-    text = (
-        "# The resolved configuration of this run, written by embedtune prepare.\n"
-        + yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-    )
+    """Write ``RUN/config.yaml`` (the settled config); an identical file is left untouched."""
+    path = RunLayout(run_dir).config
+    text = dump_config(cfg, "embedtune prepare")
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".yaml.tmp")
@@ -77,8 +89,6 @@ def _versions() -> dict[str, str]:
 def _inputs(cfg: PipelineConfig, previous: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Every input file with size, mtime and SHA-256, reusing the previous run's hash of a file
     whose path, size and mtime are unchanged."""
-    from embedtune.ingest import file_sha256, find_files
-
     files, _ = find_files(cfg.ingest.paths, cfg.ingest.extensions)
     known = {e["path"]: e for e in (previous or {}).get("inputs", []) if isinstance(e, dict)}
     out = []
@@ -95,28 +105,47 @@ def _inputs(cfg: PipelineConfig, previous: dict[str, Any] | None) -> list[dict[s
     return out
 
 
-def _token_total(chunks: list[Chunk]) -> int:
-    return sum(c.n_tokens for c in chunks)
+class SkippedFile(BaseModel):
+    path: str
+    reason: str
 
 
-def run_prepare(cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False) -> dict[str, Any]:
+class PrepareSummary(StageResult):
+    """What prepare read, split and cut: counts per split (``train``, ``val``), the files it
+    skipped and why, the validation chunks dropped as repeats of training text, the chunk
+    settings, warnings and timings."""
+
+    files_read: int = 0
+    files_skipped: int = 0
+    skipped_by_reason: dict[str, int] = {}
+    skipped_files: list[SkippedFile] = []
+    files_ignored: int = 0
+    pages: int = 0
+    chars: int = 0
+    documents: dict[str, int] = {}
+    documents_by_split: dict[str, list[str]] = {}
+    chunks: dict[str, int] = {}
+    tokens: dict[str, int] = {}
+    dropped_duplicates: dict[str, Any] = {}
+    dropped_short_chunks: int = 0
+    headings: dict[str, Any] | None = None
+    chunking: dict[str, Any] = {}
+    warnings: list[str] = []
+    seconds: dict[str, float] = {}
+
+
+def run_prepare(cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False) -> PrepareSummary:
     """Load, split, chunk and de-duplicate ``cfg.ingest.paths`` into ``RUN/chunks``.
 
-    Returns the summary a user reads: files read and skipped (with reasons), pages, characters,
-    documents, chunks and tokens per split, dropped duplicates, the chunk settings used and any
-    warnings; ``cached`` is True when the previous run's files were current and reused.
-    Raises InputError when there is nothing usable (no paths, a missing path, an empty folder,
-    no readable file, or no chunk long enough).
+    Returns the summary a user reads (``skipped`` when the previous run's files were current
+    and reused). Raises InputError when there is nothing usable (no paths, a missing path, an
+    empty folder, no readable file, or no chunk long enough).
     """
-    from embedtune.chunk import Chunker
-    from embedtune.ingest import drop_leaked_chunks, load_documents, split_documents
-    from embedtune.ingest.headings import MIN_QUERIES, headings_dataset
-
     t0 = time.perf_counter()
-    run_dir = Path(run_dir)
-    out = run_dir / "chunks"
-    write_run_config(cfg, run_dir)
-    previous = read_manifest(out)
+    run = RunLayout(run_dir)
+    cfg = settle(cfg)
+    write_run_config(cfg, run.root)
+    previous = read_manifest(run.chunks_dir)
     inputs = _inputs(cfg, previous)
     key = stage_key(
         "prepare",
@@ -127,108 +156,130 @@ def run_prepare(cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False) -> d
         inputs=[(e["path"], e["sha256"]) for e in inputs],
         libraries=_versions(),
     )
-    done = (out / "train.jsonl").is_file() and (out / "val.jsonl").is_file()
-    if not fresh and done and is_current(out, key) and previous:
-        summary = dict(previous.get("summary", {}))
-        summary["cached"] = True
-        summary["seconds"] = {"total": round(time.perf_counter() - t0, 3)}
-        log.debug("chunks in %s are up to date; nothing to do (pass --fresh to redo)", out)
-        return summary
+    done = all(run.chunks_file(s).is_file() for s in SPLITS)
+    if not fresh and done and is_current(run.chunks_dir, key) and previous:
+        saved = {k: v for k, v in previous.get("summary", {}).items() if k != "skipped"}
+        log.debug("chunks in %s are up to date; nothing to do (pass --fresh to redo)", run)
+        seconds = {"total": round(time.perf_counter() - t0, 3)}
+        return PrepareSummary.model_validate({**saved, "skipped": True, "seconds": seconds})
 
-    warnings: list[str] = []
-    t_load = time.perf_counter()
-    loaded = load_documents(
-        cfg.ingest.paths,
-        cfg.ingest.extensions,
-        hashes={e["path"]: e["sha256"] for e in inputs},
-    )
-    load_s = time.perf_counter() - t_load
-    warnings += [f"skipped {s.path}: {s.reason}" for s in loaded.skipped]
-
-    split = split_documents(loaded.documents, cfg.ingest.val_ratio, cfg.ingest.seed)
-    warnings += split.notes
-
-    t_chunk = time.perf_counter()
-    chunker = Chunker.from_config(cfg)
-    train = chunker.chunk_documents(split.train)
-    val = chunker.chunk_documents(split.val)
-    chunk_s = time.perf_counter() - t_chunk
-    warnings += chunker.warnings
-    if not train:
-        raise InputError(
-            f"no training chunks: the {len(split.train)} training document(s) hold fewer than "
-            f"chunk.min_chunk_tokens={chunker.min_chunk_tokens} tokens of text each; add longer "
-            "documents or lower chunk.min_chunk_tokens"
-        )
-
-    t_dedup = time.perf_counter()
-    val_kept, dedup = drop_leaked_chunks(train, val, cfg.ingest.near_duplicate_threshold)
-    dedup_s = time.perf_counter() - t_dedup
-    if dedup["exact"] or dedup["near"]:
-        warnings.append(
-            f"dropped {dedup['exact'] + dedup['near']} validation chunk(s) repeating training "
-            f"text ({dedup['exact']} exact, {dedup['near']} near-duplicates)"
-        )
-    if not val_kept:
-        msg = (
-            "the validation split has no chunks"
-            + (" left after removing duplicates of training text" if val else "")
-            + "; evaluation will have nothing to measure. Add more (distinct) documents or "
-            "raise ingest.val_ratio"
-        )
-        warnings.append(msg)
-        log.warning(msg)
-
-    write_jsonl(out / "train.jsonl", train)
-    write_jsonl(out / "val.jsonl", val_kept)
-    t_headings = time.perf_counter()
-    headings, headings_report = headings_dataset(split.val)
-    headings_path = out / "val_headings.json"
-    headings_report["written"] = len(headings.queries) >= MIN_QUERIES
-    if headings_report["written"]:
-        headings.to_json(headings_path)
-    else:
-        headings_path.unlink(missing_ok=True)
-    headings_s = time.perf_counter() - t_headings
-
-    total_s = time.perf_counter() - t0
-    load_summary = loaded.summary()
-    summary: dict[str, Any] = {
-        "cached": False,
-        **load_summary,
-        "documents": {"train": len(split.train), "val": len(split.val)},
-        "documents_by_split": {
-            "train": [d.id for d in split.train],
-            "val": [d.id for d in split.val],
-        },
-        "chunks": {"train": len(train), "val": len(val_kept)},
-        "tokens": {"train": _token_total(train), "val": _token_total(val_kept)},
-        "dropped_duplicates": dedup,
-        "dropped_short_chunks": chunker.stats["dropped_short"],
-        "headings": headings_report,
-        "chunking": chunker.settings(),
-        "warnings": warnings,
-        "seconds": {
-            "load": round(load_s, 3),
-            "chunk": round(chunk_s, 3),
-            "dedup": round(dedup_s, 3),
-            "headings": round(headings_s, 3),
-            "total": round(total_s, 3),
-        },
-    }
+    summary = _Preparation(cfg, run).run(inputs)
+    summary.seconds["total"] = round(time.perf_counter() - t0, 3)
+    config = {k: cfg.model_dump(mode="json")[k] for k in ("model", "ingest", "chunk")}
     write_manifest(
-        out,
+        run.chunks_dir,
         key,
         {
             "stage": "prepare",
-            "config": {
-                "model": cfg.model,
-                "ingest": cfg.ingest.model_dump(mode="json"),
-                "chunk": cfg.chunk.model_dump(mode="json"),
-            },
+            "config": config,
             "inputs": inputs,
             "libraries": _versions(),
-            "summary": summary,
+            "summary": summary.to_json(),
         },
     )
     return summary
+
+
+class _Preparation:
+    """The work of one prepare: each step timed into ``seconds``, warnings collected."""
+
+    def __init__(self, cfg: PipelineConfig, run: RunLayout) -> None:
+        self.cfg = cfg
+        self.run_layout = run
+        self.warnings: list[str] = []
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def _timed(self, step: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.seconds[step] = round(time.perf_counter() - t0, 3)
+
+    def run(self, inputs: list[dict[str, Any]]) -> PrepareSummary:
+        with self._timed("load"):
+            loaded = self.load(inputs)
+        split = split_documents(loaded.documents, self.cfg.ingest.val_ratio, self.cfg.ingest.seed)
+        self.warnings += split.notes
+        with self._timed("chunk"):
+            chunker, train, val = self.chunk(split)
+        with self._timed("dedup"):
+            val, dedup = self.drop_leaks(train, val)
+        write_jsonl(self.run_layout.chunks_file("train"), train)
+        write_jsonl(self.run_layout.chunks_file("val"), val)
+        with self._timed("headings"):
+            headings = self.write_headings(split.val)
+        return PrepareSummary(
+            **loaded.summary(),
+            documents={"train": len(split.train), "val": len(split.val)},
+            documents_by_split={s: [d.id for d in getattr(split, s)] for s in SPLITS},
+            chunks={"train": len(train), "val": len(val)},
+            tokens={"train": _tokens(train), "val": _tokens(val)},
+            dropped_duplicates=dedup,
+            dropped_short_chunks=chunker.stats["dropped_short"],
+            headings=headings,
+            chunking=chunker.settings(),
+            warnings=self.warnings,
+            seconds=self.seconds,
+        )
+
+    def load(self, inputs: list[dict[str, Any]]) -> LoadResult:
+        cfg = self.cfg.ingest
+        loaded = load_documents(
+            cfg.paths, cfg.extensions, hashes={e["path"]: e["sha256"] for e in inputs}
+        )
+        self.warnings += [f"skipped {s.path}: {s.reason}" for s in loaded.skipped]
+        return loaded
+
+    def chunk(self, split: DocumentSplit) -> tuple[Chunker, list[Chunk], list[Chunk]]:
+        # A chunk size settled down to what the model reads: said where the chunks are cut.
+        resolved = self.cfg.resolved or {}
+        capped = [r.why for key, r in resolved.items() if key == "chunk.chunk_size"]
+        for note in capped:
+            log.warning(note)
+        chunker = Chunker.from_config(self.cfg)
+        train = chunker.chunk_documents(split.train)
+        val = chunker.chunk_documents(split.val)
+        self.warnings += capped + chunker.warnings
+        if not train:
+            raise InputError(
+                f"no training chunks: the {len(split.train)} training document(s) hold fewer "
+                f"than chunk.min_chunk_tokens={chunker.min_chunk_tokens} tokens of text each; "
+                "add longer documents or lower chunk.min_chunk_tokens"
+            )
+        return chunker, train, val
+
+    def drop_leaks(
+        self, train: list[Chunk], val: list[Chunk]
+    ) -> tuple[list[Chunk], dict[str, Any]]:
+        """Validation chunks that repeat training text are dropped: they would flatter scores."""
+        kept, dedup = drop_leaked_chunks(train, val, self.cfg.ingest.near_duplicate_threshold)
+        if dedup["exact"] or dedup["near"]:
+            self.warnings.append(
+                f"dropped {dedup['exact'] + dedup['near']} validation chunk(s) repeating "
+                f"training text ({dedup['exact']} exact, {dedup['near']} near-duplicates)"
+            )
+        if not kept:
+            msg = (
+                "the validation split has no chunks"
+                + (" left after removing duplicates of training text" if val else "")
+                + "; evaluation will have nothing to measure. Add more (distinct) documents or "
+                "raise ingest.val_ratio"
+            )
+            self.warnings.append(msg)
+            log.warning(msg)
+        return kept, dedup
+
+    def write_headings(self, documents: list[Document]) -> dict[str, Any]:
+        """The validation documents' headings as queries, when there are enough of them."""
+        headings, report = headings_dataset(documents)
+        path = self.run_layout.val_headings
+        report["written"] = len(headings.queries) >= MIN_QUERIES
+        if report["written"]:
+            headings.to_json(path)
+        else:
+            path.unlink(missing_ok=True)
+        return report
+
+
+def _tokens(chunks: list[Chunk]) -> int:
+    return sum(c.n_tokens for c in chunks)

@@ -26,6 +26,7 @@ __all__ = [
     "write_jsonl",
     "read_jsonl",
     "read_chunks",
+    "read_json",
     "write_json_atomic",
 ]
 
@@ -135,3 +136,11 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     tmp = _tmp_name(path)
     tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON in ``path``; None when the file is missing or is not JSON (a torn write)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

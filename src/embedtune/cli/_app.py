@@ -62,9 +62,10 @@ def run_config(run: Path | None, config: Path | None, overrides: dict[str, Any] 
     """The config for a stage: --config, else the run's saved config.yaml, else defaults;
     then environment variables, then flags (``overrides``)."""
     from embedtune.config import load_config
+    from embedtune.layout import RunLayout
 
-    if config is None and run is not None and (run / "config.yaml").is_file():
-        config = run / "config.yaml"
+    if config is None and run is not None and RunLayout(run).config.is_file():
+        config = RunLayout(run).config
     return load_config(config, overrides=overrides)
 
 

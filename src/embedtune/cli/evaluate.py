@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from embedtune.cli._app import ConfigFile, app, console, run_config
+
+if TYPE_CHECKING:
+    from embedtune.evaluate import EvaluateSummary
 
 
 def _parse_k(raw: str | None) -> list[int] | None:
@@ -147,16 +150,16 @@ def evaluate(
     out.print(f"wrote {output / 'report.html'}, {output / 'report.md'}, {output / 'metrics.json'}")
 
 
-def _print_run_summary(out, summary: dict) -> None:  # noqa: ANN001 - rich Console, lazily imported
+def _print_run_summary(out: Any, summary: EvaluateSummary) -> None:
     from embedtune.evaluate.report import print_rows
 
-    rows = []
-    for name, row in summary["datasets"].items():
-        rows.append((name, "base", row["base"], None))
-        if row.get("fine_tuned") is not None:
-            rows.append((name, "fine-tuned", row["fine_tuned"], row))
-        for label, b in row.get("baselines", {}).items():
-            rows.append((name, label, b["ndcg@10"], b))
-    print_rows(rows, "base", out, base_source=summary.get("base_model"))
-    state = "current, not re-evaluated" if summary.get("skipped") else "wrote"
-    out.print(f"{state}: {summary['output']}/report.html")
+    rows: list[tuple[str, str, float, Any]] = []
+    for name, row in summary.datasets.items():
+        rows.append((name, "base", row.base, None))
+        if row.fine_tuned is not None:
+            rows.append((name, "fine-tuned", row.fine_tuned, row))
+        for label, b in row.baselines.items():
+            rows.append((name, label, b.score, b))
+    print_rows(rows, "base", out, base_source=summary.base_model)
+    state = "current, not re-evaluated" if summary.skipped else "wrote"
+    out.print(f"{state}: {summary.output}/report.html")

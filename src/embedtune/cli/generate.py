@@ -68,6 +68,7 @@ def generate(
       embedtune generate --run runs/first --base-url http://localhost:11434/v1 --model qwen2.5:7b
     """
     from embedtune.generate import run_generate, summary_table
+    from embedtune.layout import RunLayout
 
     overrides = {
         "generate": {
@@ -87,4 +88,5 @@ def generate(
     out = console()
     out.print(summary_table(report))
     if not dry_run:
-        out.print(f"wrote {run / 'data' / 'train.json'}, {run / 'data' / 'val.json'}")
+        layout = RunLayout(run)
+        out.print(f"wrote {layout.data_file('train')}, {layout.data_file('val')}")

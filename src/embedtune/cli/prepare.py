@@ -4,11 +4,14 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from embedtune.cli._app import ConfigFile, RunDir, app, console, run_config
+
+if TYPE_CHECKING:
+    from embedtune.prepare import PrepareSummary
 
 
 @contextmanager
@@ -33,7 +36,7 @@ def _log_to_console() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _tables(summary: dict[str, Any]) -> list[Any]:
+def _tables(summary: PrepareSummary) -> list[Any]:
     """The split table (documents, chunks, tokens), the facts beside it, and skipped files."""
     from rich.table import Table
 
@@ -42,32 +45,31 @@ def _tables(summary: dict[str, Any]) -> list[Any]:
     for name in ("train", "val", "total"):
         split.add_column(name, justify="right")
     for name in ("documents", "chunks", "tokens"):
-        tr, va = summary[name].get("train", 0), summary[name].get("val", 0)
+        counts = getattr(summary, name)
+        tr, va = counts.get("train", 0), counts.get("val", 0)
         split.add_row(name, f"{tr:,}", f"{va:,}", f"{tr + va:,}")
 
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
-    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(summary["skipped_by_reason"].items()))
-    facts.add_row("files read", f"{summary['files_read']:,}")
-    facts.add_row(
-        "files skipped", f"{summary['files_skipped']:,}" + (f" ({reasons})" * bool(reasons))
-    )
-    facts.add_row("pages", f"{summary['pages']:,}")
-    facts.add_row("characters", f"{summary['chars']:,}")
-    dup = summary["dropped_duplicates"]
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(summary.skipped_by_reason.items()))
+    facts.add_row("files read", f"{summary.files_read:,}")
+    facts.add_row("files skipped", f"{summary.files_skipped:,}" + (f" ({reasons})" * bool(reasons)))
+    facts.add_row("pages", f"{summary.pages:,}")
+    facts.add_row("characters", f"{summary.chars:,}")
+    dup = summary.dropped_duplicates
     facts.add_row(
         "dropped from val",
         f"{dup['exact']} exact and {dup['near']} near-duplicate(s) of training chunks "
         f"(Jaccard >= {dup['threshold']})",
     )
-    c = summary["chunking"]
+    c = summary.chunking
     facts.add_row(
         "chunking",
         f"{c['chunk_size']} tokens, overlap {c['chunk_overlap']} ({c['model']} reads "
         f"{c['max_seq_length']} tokens incl. {c['special_tokens']} special)",
     )
-    h = summary.get("headings")  # absent in manifests written before PREPARE_VERSION 2
+    h = summary.headings  # absent in manifests written before PREPARE_VERSION 2
     if h:
         facts.add_row(
             "val headings",
@@ -75,16 +77,17 @@ def _tables(summary: dict[str, Any]) -> list[Any]:
             f"{h['documents']} validation document(s)"
             + (" (written to val_headings.json)" if h["written"] else " (too few: not written)"),
         )
-    facts.add_row("seconds", f"{summary['seconds']['total']:.1f}")
+    facts.add_row("seconds", f"{summary.seconds['total']:.1f}")
     out = [split, facts]
-    if summary["skipped"]:
+    if summary.skipped_files:
         skipped = Table(title="skipped files", header_style="bold")
         skipped.add_column("file", overflow="fold")
         skipped.add_column("reason", overflow="fold")
-        for s in summary["skipped"][:20]:
-            skipped.add_row(s["path"], s["reason"])
-        if len(summary["skipped"]) > 20:
-            skipped.add_row(f"... and {len(summary['skipped']) - 20} more", "see manifest.json")
+        for s in summary.skipped_files[:20]:
+            skipped.add_row(s.path, s.reason)
+        if len(summary.skipped_files) > 20:
+            more = len(summary.skipped_files) - 20
+            skipped.add_row(f"... and {more} more", "see manifest.json")
         out.append(skipped)
     return out
 
@@ -121,7 +124,9 @@ def prepare(
       embedtune prepare ./docs --run runs/first --model all-mpnet-base-v2 --chunk-size 384
       embedtune prepare --run runs/first --fresh      # the paths saved in the run's config
     """
+    from embedtune.layout import RunLayout
     from embedtune.prepare import run_prepare
+    from embedtune.recipe import settle
 
     overrides: dict[str, Any] = {
         "model": model,
@@ -132,14 +137,16 @@ def prepare(
         },
         "chunk": {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap},
     }
-    cfg = run_config(run, config, overrides)
+    # prepare starts a run: "auto" is resolved afresh (a teacher installed since counts)
+    cfg = settle(run_config(run, config, overrides), afresh=True)
     with _log_to_console():
         summary = run_prepare(cfg, run, fresh=fresh)
+    layout = RunLayout(run)
     out = console()
-    if summary.get("cached"):
-        out.print(f"chunks in {run / 'chunks'} are up to date (pass --fresh to redo them)")
+    if summary.skipped:
+        out.print(f"chunks in {layout.chunks_dir} are up to date (pass --fresh to redo them)")
     for table in _tables(summary):
         out.print(table)
-    for ex in summary["dropped_duplicates"].get("examples", [])[:3]:
+    for ex in summary.dropped_duplicates.get("examples", [])[:3]:
         out.print(f"  dropped from val (similarity {ex['similarity']}): {ex['text'][:100]!r}")
-    typer.echo(f"wrote {run / 'chunks' / 'train.jsonl'} and {run / 'chunks' / 'val.jsonl'}")
+    typer.echo(f"wrote {layout.chunks_file('train')} and {layout.chunks_file('val')}")

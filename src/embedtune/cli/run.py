@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from embedtune.cli._app import RunDir, app, console, run_config
+
+if TYPE_CHECKING:
+    from embedtune.artifacts import StageResult
+    from embedtune.pipeline import PipelineRun
 
 
 @app.command()
@@ -47,6 +51,7 @@ def run(
       embedtune run --docs ./docs --run runs/third --baseline all-mpnet-base-v2
     """
     from embedtune.pipeline import run_pipeline
+    from embedtune.recipe import settle
 
     overrides: dict[str, Any] = {"model": model}
     if docs:
@@ -61,22 +66,19 @@ def run(
             "no documents: pass --docs FOLDER or set ingest.paths in the config",
             param_hint="--docs",
         )
+    cfg = settle(cfg, afresh=True)  # once for every stage; RUN/config.yaml records it
     out = console()
 
-    def on_stage(stage: str, summary: dict[str, Any]) -> None:
-        # prepare reports "cached", the other stages "skipped": both mean nothing was redone.
-        current = summary.get("skipped") or summary.get("cached")
-        state = "skipped (current)" if current else "done"
+    def on_stage(stage: str, summary: StageResult) -> None:
+        state = "skipped (current)" if summary.skipped else "done"
         out.print(f"[bold]{stage}[/bold]: {state}")
 
-    summaries = run_pipeline(cfg, run_dir, fresh=fresh, on_stage=on_stage)
-    _print_verdict(out, summaries)
+    _print_verdict(out, run_pipeline(cfg, run_dir, fresh=fresh, on_stage=on_stage))
 
 
-def _print_verdict(out: Any, summaries: dict[str, Any]) -> None:
+def _print_verdict(out: Any, run: PipelineRun) -> None:
     from rich.table import Table
 
-    evaluation = summaries.get("evaluate", {})
     table = Table(title="base vs fine-tuned (NDCG@10)")
     for col in ("data", "base", "fine-tuned", "diff", "95% CI", "verdict"):
         table.add_column(col)
@@ -84,36 +86,36 @@ def _print_verdict(out: Any, summaries: dict[str, Any]) -> None:
     def num(value: float | None, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
 
-    for name, row in evaluation.get("datasets", {}).items():
+    def ci(row: Any) -> str:
+        return f"[{num(row.ci_low, '+.4f')}, {num(row.ci_high, '+.4f')}]"
+
+    evaluation = run.stages.get("evaluate")
+    for name, row in (evaluation.datasets if evaluation else {}).items():
         table.add_row(
             name,
-            num(row.get("base"), ".4f"),
-            num(row.get("fine_tuned"), ".4f"),
-            num(row.get("diff"), "+.4f"),
-            f"[{num(row.get('ci_low'), '+.4f')}, {num(row.get('ci_high'), '+.4f')}]",
-            str(row.get("verdict", "-")),
+            num(row.base, ".4f"),
+            num(row.fine_tuned, ".4f"),
+            num(row.diff, "+.4f"),
+            ci(row),
+            row.verdict,
         )
-        for label, other in row.get("baselines", {}).items():
+        for label, other in row.baselines.items():
             table.add_row(
-                f"  {label}",
-                "",
-                num(other.get("ndcg@10"), ".4f"),
-                num(other.get("diff"), "+.4f"),
-                f"[{num(other.get('ci_low'), '+.4f')}, {num(other.get('ci_high'), '+.4f')}]",
-                str(other.get("verdict", "-")),
-            )
+                f"  {label}", "", num(other.score, ".4f"), num(other.diff, "+.4f"), ci(other),
+                other.verdict,
+            )  # fmt: skip
     out.print(table)
-    result = summaries.get("result", {})
-    if result.get("fine_tuned_is_better"):
-        out.print(
-            f"[green]result: the fine-tuned model {result['model']} is better; use it.[/green]"
-        )
+    result = run.result
+    if result is None:
+        return
+    if result.fine_tuned_is_better:
+        out.print(f"[green]result: the fine-tuned model {result.model} is better; use it.[/green]")
     else:
         out.print(
             "[yellow]result: the fine-tuned model is not clearly better on the validation sets "
-            f"({', '.join(result.get('judged_on') or ['val'])}: {result.get('verdict')}); "
-            f"keeping the base model {result.get('base')}. The fine-tuned weights are at "
-            f"{result.get('fine_tuned')} for your own checks.[/yellow]"
+            f"({', '.join(result.judged_on or ['val'])}: {result.verdict}); keeping the base "
+            f"model {result.base}. The fine-tuned weights are at {result.fine_tuned} for your "
+            "own checks.[/yellow]"
         )
-    for recommendation in (result.get("recommendations") or {}).values():
+    for recommendation in result.recommendations.values():
         out.print(f"[cyan]recommendation: {recommendation['message']}.[/cyan]")

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from embedtune.cli._app import ConfigFile, app, run_config
 from embedtune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from embedtune.train import TrainSummary
 
 
 def _dims(raw: str | None) -> list[int] | None:
@@ -126,8 +130,9 @@ def train(
     Across 2 processes (negatives gathered across devices):
       torchrun --nproc_per_node 2 "$(which embedtune)" train --run-dir runs/first
     """
+    from embedtune.layout import RunLayout
+    from embedtune.train import finetune, run_train
     from embedtune.train.data import load_sets, merged_corpus
-    from embedtune.train.trainer import finetune, run_train
 
     if run is None and train_data is None:
         raise ConfigError("give --run DIR, or --train-data PATH with --output DIR")
@@ -155,9 +160,6 @@ def train(
         },
     }
     cfg = run_config(run, config, overrides)
-
-    import os
-
     rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun only the first process talks
 
     def echo(msg: str) -> None:
@@ -166,14 +168,14 @@ def train(
 
     if train_data is None:
         summary = run_train(cfg, run, fresh=fresh, resume=resume, echo=echo)
-        if summary.get("skipped"):
-            typer.echo(f"{run / 'model'} is up to date (pass --fresh to train again)")
+        if summary.skipped:
+            typer.echo(f"{RunLayout(run).model_dir} is up to date (pass --fresh to train again)")
     else:
         if output is None:
             if run is None:
                 raise ConfigError("--train-data needs --output DIR (or --run DIR)")
-            output = run / "model"
-        work = run / "train" if run is not None else output.with_name(output.name + ".train")
+            output = RunLayout(run).model_dir
+        work = RunLayout(run).train.root if run is not None else None  # None: <output>.train
         tr, va = load_sets(train_data, val_data)
         extra = None
         if rejects_data is not None:
@@ -192,19 +194,20 @@ def train(
             work_dir=work,
             echo=echo,
             rejects=extra,
+            val_batch_size=cfg.evaluate.batch_size,
         )
     if rank0:
         _print_summary(summary)
 
 
-def _print_summary(s: dict) -> None:
-    if s.get("base") and s.get("final"):
+def _print_summary(s: TrainSummary) -> None:
+    if s.base and s.final:
         typer.echo(f"{'metric':<10} {'base':>8} {'tuned':>8} {'change':>8}")
         for m in ("ndcg@10", "mrr@10", "hit@1", "hit@5", "hit@10"):
-            b, f = s["base"].get(m), s["final"].get(m)
+            b, f = s.base.get(m), s.final.get(m)
             if b is not None and f is not None:
                 typer.echo(f"{m:<10} {b:>8.4f} {f:>8.4f} {f - b:>+8.4f}")
-    for w in s.get("warnings") or []:
+    for w in s.warnings:
         typer.echo(f"warning: {w}")
-    typer.echo(s.get("verdict", ""))
-    typer.echo(f"model: {s.get('output')}")
+    typer.echo(s.verdict)
+    typer.echo(f"model: {s.output}")

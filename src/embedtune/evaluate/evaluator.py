@@ -2,7 +2,7 @@
 
 Each model embeds every dataset's queries (``encode_query``) and corpus (``encode_document``, so
 saved prompts apply), through the on-disk embeddings cache; the corpus is ranked per query by the
-model's own similarity function, and the metrics of :mod:`embedtune.evaluate.metrics` are taken
+model's own similarity function, and the metrics of :mod:`embedtune.retrieval` are taken
 per query. Every later model is compared with the first by a paired bootstrap over queries::
 
     >>> from embedtune.config import EvaluateConfig
@@ -27,7 +27,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,50 +36,35 @@ import numpy as np
 from embedtune.artifacts import is_current, read_manifest, stage_key, write_manifest
 from embedtune.config import EvaluateConfig, PipelineConfig
 from embedtune.dataset import QADataset, load_dataset_path
+from embedtune.embeddings import EmbeddingCache, loaded_model_fingerprint, model_fingerprint
 from embedtune.errors import InputError
-from embedtune.evaluate.cache import EmbeddingCache, loaded_model_fingerprint, model_fingerprint
-from embedtune.evaluate.metrics import (
-    MAP_K,
-    MRR_K,
-    PRIMARY_METRIC,
-    Comparison,
-    aggregate,
-    hit_matrix,
-    hit_rate_curve,
-    metric_names,
-    paired_bootstrap,
-    per_query_metrics,
-    rank_corpus,
-    retrieval_depth,
+from embedtune.evaluate.metrics import paired_bootstrap
+from embedtune.evaluate.report import write_outputs
+from embedtune.evaluate.results import (
+    DatasetResult,
+    DatasetSummary,
+    EvaluateSummary,
+    EvaluationResult,
+    ModelScores,
+    Versus,
+    best_model,
 )
+from embedtune.layout import RunLayout
 from embedtune.models import load_model, resolve_model
-from embedtune.records import write_json_atomic, write_jsonl
+from embedtune.retrieval import PRIMARY_METRIC, hit_rate_curve, metric_names, score_retrieval
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 __all__ = [
     "ModelSpec",
-    "ModelScores",
-    "DatasetResult",
-    "EvaluationResult",
-    "HEADLINE_METRICS",
+    "EvaluateSummary",
     "evaluate_models",
     "run_evaluate",
-    "write_outputs",
-    "best_model",
     "recommend_base",
+    "run_verdict",
 ]
 
-#: Metrics shown in tables and charts (those a config's k values produce; others stay in JSON).
-HEADLINE_METRICS = (
-    PRIMARY_METRIC,
-    f"mrr@{MRR_K}",
-    "accuracy@1",
-    "accuracy@5",
-    "recall@10",
-    f"map@{MAP_K}",
-)
 _SIMILARITIES = {"cosine", "dot", "euclidean", "manhattan"}
 
 
@@ -93,120 +78,6 @@ class ModelSpec:
 
     label: str
     model: str | SentenceTransformer
-
-
-@dataclass
-class ModelScores:
-    """One model on one dataset."""
-
-    label: str
-    source: str
-    fingerprint: str | None
-    similarity: str
-    metrics: dict[str, float]
-    per_query: dict[str, np.ndarray]
-    ranked: list[list[str]]  # top corpus ids per query, best first (retrieval depth)
-    hit_rate: list[float]  # accuracy@k for k = 1..max(10, max k)
-    encoded: int  # texts encoded now
-    cached: int  # texts served from the cache
-    seconds: float
-
-
-@dataclass
-class DatasetResult:
-    """All models on one dataset, and each later model compared with the first."""
-
-    name: str
-    corpus_mode: str
-    query_ids: list[str]
-    queries: list[str]
-    relevant: list[list[str]]
-    corpus: dict[str, str]
-    scores: list[ModelScores]
-    comparisons: dict[str, dict[str, Comparison]] = field(default_factory=dict)
-
-    @property
-    def base(self) -> ModelScores:
-        return self.scores[0]
-
-    def verdict(self, label: str) -> str:
-        return self.comparisons[label][PRIMARY_METRIC].verdict
-
-
-@dataclass
-class EvaluationResult:
-    """What :func:`evaluate_models` returns: per dataset, every model's scores and comparisons.
-
-    ``labels[0]`` is the base every other model is compared with. ``summary()`` gives the
-    headline numbers as plain JSON; ``metrics.json`` in ``output_dir`` holds all of them.
-    """
-
-    labels: list[str]
-    sources: dict[str, str]
-    datasets: dict[str, DatasetResult]
-    config: EvaluateConfig
-    output_dir: Path | None
-
-    @property
-    def base(self) -> str:
-        return self.labels[0]
-
-    def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"base": self.base, "models": list(self.labels), "datasets": {}}
-        for name, ds in self.datasets.items():
-            entry: dict[str, Any] = {
-                "n_queries": len(ds.query_ids),
-                "n_corpus": len(ds.corpus),
-                "corpus": ds.corpus_mode,
-                f"base_{PRIMARY_METRIC}": ds.base.metrics[PRIMARY_METRIC],
-                "models": {},
-            }
-            for label, comps in ds.comparisons.items():
-                c = comps[PRIMARY_METRIC]
-                entry["models"][label] = {
-                    PRIMARY_METRIC: c.model,
-                    "diff": c.diff,
-                    "ci_low": c.ci_low,
-                    "ci_high": c.ci_high,
-                    "verdict": c.verdict,
-                }
-            out["datasets"][name] = entry
-        if self.output_dir is not None:
-            out["output"] = str(self.output_dir)
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        datasets: dict[str, Any] = {}
-        for name, ds in self.datasets.items():
-            datasets[name] = {
-                "n_queries": len(ds.query_ids),
-                "n_corpus": len(ds.corpus),
-                "corpus": ds.corpus_mode,
-                "metrics": {s.label: s.metrics for s in ds.scores},
-                "hit_rate_at_k": {s.label: s.hit_rate for s in ds.scores},
-                "comparisons": {
-                    label: {m: c.as_dict() for m, c in comps.items()}
-                    for label, comps in ds.comparisons.items()
-                },
-                "verdicts": {label: ds.verdict(label) for label in ds.comparisons},
-                "timing": {
-                    s.label: {"seconds": s.seconds, "encoded": s.encoded, "cached": s.cached}
-                    for s in ds.scores
-                },
-            }
-        return {
-            "primary_metric": PRIMARY_METRIC,
-            "base": self.base,
-            "models": [{"label": lb, "source": self.sources[lb]} for lb in self.labels],
-            "config": self.config.model_dump(mode="json"),
-            "bootstrap": {
-                "samples": self.config.bootstrap_samples,
-                "confidence": 0.95,
-                "seed": self.config.seed,
-                "method": "paired percentile bootstrap over queries",
-            },
-            "datasets": datasets,
-        }
 
 
 # --------------------------------------------------------------------------- models
@@ -335,7 +206,6 @@ def _with_extra(ds: QADataset, extra: Mapping[str, str] | None) -> dict[str, str
 
 def _score(
     model: _Model,
-    ds_name: str,
     ds: QADataset,
     corpus: dict[str, str],
     k_values: Sequence[int],
@@ -344,28 +214,29 @@ def _score(
     encoded0, hits0 = model.cache.encoded, model.cache.hits
     qids = list(ds.queries)
     cids = list(corpus)
-    q_emb = model.embed([ds.queries[q] for q in qids], "query")
-    c_emb = model.embed([corpus[c] for c in cids], "document")
-    depth = retrieval_depth(k_values)
-    idx, _ = rank_corpus(q_emb, c_emb, cids, depth, model.similarity())
-    ranked = [[cids[j] for j in row] for row in idx]
     relevant = [list(dict.fromkeys(ds.relevant_docs[q])) for q in qids]
-    hits, n_rel = hit_matrix(ranked, [set(r) for r in relevant], depth)
-    per_query = per_query_metrics(hits, n_rel, k_values)
+    retrieval = score_retrieval(
+        model.embed([ds.queries[q] for q in qids], "query"),
+        model.embed([corpus[c] for c in cids], "document"),
+        cids,
+        relevant,
+        k_values,
+        model.similarity(),
+    )
     scores = ModelScores(
         label=model.label,
         source=model.path,
         fingerprint=model.fingerprint,
         similarity=model.similarity(),
-        metrics=aggregate(per_query),
-        per_query=per_query,
-        ranked=ranked,
-        hit_rate=hit_rate_curve(hits, max(10, max(k_values))),
+        metrics=retrieval.metrics,
+        per_query=retrieval.per_query,
+        ranked=retrieval.ranked,
+        hit_rate=hit_rate_curve(retrieval.hits, max(10, max(k_values))),
         encoded=model.cache.encoded - encoded0,
         cached=model.cache.hits - hits0,
         seconds=time.perf_counter() - t0,
     )
-    return scores, qids, [list(r) for r in relevant]
+    return scores, qids, relevant
 
 
 def evaluate_models(
@@ -415,7 +286,7 @@ def evaluate_models(
         sources[spec.label] = handle.path
         for name, ds in datasets.items():
             say(f"{spec.label}: {name} ({len(ds.queries)} queries, {len(corpora[name])} passages)")
-            scores, qids, relevant = _score(handle, name, ds, corpora[name], k_values)
+            scores, qids, relevant = _score(handle, ds, corpora[name], k_values)
             per_dataset[name].append(scores)
             meta[name] = (qids, relevant)
         handle.release()
@@ -456,42 +327,6 @@ def evaluate_models(
     return evaluation
 
 
-def write_outputs(result: EvaluationResult, output_dir: Path) -> None:
-    """metrics.json, per_query.jsonl, report.md and report.html in ``output_dir``."""
-    from embedtune.evaluate.report import render_html, render_markdown
-
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(output_dir / "metrics.json", result.to_json())
-    rows = []
-    for name, ds in result.datasets.items():
-        for i, qid in enumerate(ds.query_ids):
-            rows.append(
-                {
-                    "dataset": name,
-                    "query_id": qid,
-                    "query": ds.queries[i],
-                    "relevant": ds.relevant[i],
-                    "models": {
-                        s.label: {
-                            PRIMARY_METRIC: float(s.per_query[PRIMARY_METRIC][i]),
-                            f"mrr@{MRR_K}": float(s.per_query[f"mrr@{MRR_K}"][i]),
-                            "top10": s.ranked[i][:10],
-                        }
-                        for s in ds.scores
-                    },
-                }
-            )
-    write_jsonl(output_dir / "per_query.jsonl", rows)
-    for fname, text in (
-        ("report.md", render_markdown(result)),
-        ("report.html", render_html(result)),
-    ):
-        tmp = output_dir / f".{fname}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, output_dir / fname)
-
-
 # --------------------------------------------------------------------------- run dir
 def _path_hash(path: Path) -> str:
     h = hashlib.sha256()
@@ -516,27 +351,18 @@ def _has_model(folder: Path) -> bool:
     return (folder / "modules.json").is_file() or (folder / "config.json").is_file()
 
 
-def best_model(ds: DatasetResult) -> str | None:
-    """The label of the model with the highest NDCG@10 on ``ds``, when that model is clearly
-    better than the base (interval above zero); None when no model clearly beats the base."""
-    better = [s for s in ds.scores[1:] if ds.verdict(s.label) == "better"]
-    if not better:
-        return None
-    return max(better, key=lambda s: s.metrics[PRIMARY_METRIC]).label
-
-
 def recommend_base(ds: DatasetResult, fine_tuned: str = "fine-tuned") -> dict[str, Any] | None:
     """A baseline to fine-tune instead of the base, when the validation split says so.
 
-    Choosing the base model was the biggest lever measured (all-mpnet-base-v2 zero-shot scored
-    +0.05 NDCG@10 over all-MiniLM-L6-v2 on the R FAQ's human questions, more than any
-    fine-tuning of MiniLM gained). So when a baseline, zero-shot, is clearly better than the base
+    Choosing the base model was the biggest lever measured (all-mpnet-base-v2 zero-shot beat
+    all-MiniLM-L6-v2 on the R FAQ's human questions by more than any fine-tuning of MiniLM
+    gained; see BENCHMARKS.md). So when a baseline, zero-shot, is clearly better than the base
     on the run's own validation split and scores above the fine-tuned model too, say so.
 
     Only as good as the data it is given: questions from a 135M generator ranked
-    all-mpnet-base-v2 -0.041 below MiniLM on the R manuals' validation split, while people's
-    questions ranked it +0.048 above; so the run gives a recommendation per evaluation set, and
-    a set of real users' questions (``--eval-data``) is the better judge.
+    all-mpnet-base-v2 below MiniLM on the R manuals' validation split, while people's questions
+    ranked it above (see BENCHMARKS.md); so the run gives a recommendation per evaluation set,
+    and a set of real users' questions (``--eval-data``) is the better judge.
     """
     best = best_model(ds)
     if best is None or best == fine_tuned:
@@ -567,67 +393,62 @@ def recommend_base(ds: DatasetResult, fine_tuned: str = "fine-tuned") -> dict[st
 VALIDATION_SETS = ("val", "val-headings")
 
 
-def run_verdict(datasets: dict[str, dict[str, Any]]) -> tuple[str, list[str]]:
-    """The fine-tuned model's verdict over the run's validation sets, and the sets it used.
+def run_verdict(verdicts: Mapping[str, str]) -> tuple[str, list[str]]:
+    """The fine-tuned model's verdict over the run's validation sets (``verdicts``: each
+    dataset's verdict), and the sets it used.
 
     The generated questions (``val``) and the validation documents' headings
     (``val-headings``, written by people) are both held out; a small generator's questions
-    reward what people's do not (BENCHMARKS.md: across 21 recipes their gains ran against the
-    R FAQ's, Spearman -0.34), so neither decides alone. "better": better on at least one and
-    worse on none; "worse": worse on at least one and better on none; "mixed": both;
-    otherwise "no clear difference" (or "missing" when nothing was fine-tuned)::
+    reward what people's do not (see BENCHMARKS.md: their gains ran against the R FAQ's across
+    recipes), so neither decides alone. "better": better on at least one and worse on none;
+    "worse": worse on at least one and better on none; "mixed": both; otherwise "no clear
+    difference" (or "missing" when nothing was fine-tuned)::
 
-        >>> run_verdict({"val": {"verdict": "no clear difference"},
-        ...              "val-headings": {"verdict": "better"}})
+        >>> run_verdict({"val": "no clear difference", "val-headings": "better"})
         ('better', ['val', 'val-headings'])
     """
-    used = [n for n in VALIDATION_SETS if n in datasets and datasets[n]["verdict"] != "missing"]
-    verdicts = {datasets[n]["verdict"] for n in used}
+    used = [n for n in VALIDATION_SETS if n in verdicts and verdicts[n] != "missing"]
+    found = {verdicts[n] for n in used}
     if not used:
         return "missing", []
-    if {"better", "worse"} <= verdicts:
+    if {"better", "worse"} <= found:
         return "mixed", used
     for v in ("better", "worse"):
-        if v in verdicts:
+        if v in found:
             return v, used
     return "no clear difference", used
 
 
-def _run_summary(result: EvaluationResult) -> dict[str, Any]:
-    datasets: dict[str, Any] = {}
-    for name, ds in result.datasets.items():
-        entry: dict[str, Any] = {
-            "n_queries": len(ds.query_ids),
-            "n_corpus": len(ds.corpus),
-            "corpus": ds.corpus_mode,
-            "base": ds.base.metrics[PRIMARY_METRIC],
-            "fine_tuned": None,
-            "diff": None,
-            "ci_low": None,
-            "ci_high": None,
-            "verdict": "missing",
-            "baselines": {},
-        }
-        for label, comps in ds.comparisons.items():
-            c = comps[PRIMARY_METRIC]
-            row = {"diff": c.diff, "ci_low": c.ci_low, "ci_high": c.ci_high, "verdict": c.verdict}
-            if label == "fine-tuned":
-                entry.update(fine_tuned=c.model, **row)
-            else:
-                entry["baselines"][label] = {PRIMARY_METRIC: c.model, **row}
-        entry["recommendation"] = recommend_base(ds)
-        datasets[name] = entry
-    verdict, judged_on = run_verdict(datasets)
-    return {
-        "primary_metric": PRIMARY_METRIC,
-        "models": {label: result.sources[label] for label in result.labels},
-        "datasets": datasets,
-        "validation": datasets["val"],
-        "verdict": verdict,
-        "judged_on": judged_on,
-        "output": str(result.output_dir),
-        "skipped": False,
-    }
+def _dataset_summary(ds: DatasetResult) -> DatasetSummary:
+    entry = DatasetSummary(
+        n_queries=len(ds.query_ids),
+        n_corpus=len(ds.corpus),
+        corpus=ds.corpus_mode,
+        base=ds.base.metrics[PRIMARY_METRIC],
+        recommendation=recommend_base(ds),
+    )
+    for label, comps in ds.comparisons.items():
+        c = comps[PRIMARY_METRIC]
+        row = {"diff": c.diff, "ci_low": c.ci_low, "ci_high": c.ci_high, "verdict": c.verdict}
+        if label == "fine-tuned":
+            entry = entry.model_copy(update={"fine_tuned": c.model, **row})
+        else:
+            entry.baselines[label] = Versus(score=c.model, **row)
+    return entry
+
+
+def _run_summary(result: EvaluationResult, base_model: str) -> EvaluateSummary:
+    datasets = {name: _dataset_summary(ds) for name, ds in result.datasets.items()}
+    verdict, judged_on = run_verdict({name: d.verdict for name, d in datasets.items()})
+    return EvaluateSummary(
+        models={label: result.sources[label] for label in result.labels},
+        datasets=datasets,
+        validation=datasets["val"],
+        verdict=verdict,
+        judged_on=judged_on,
+        output=str(result.output_dir),
+        base_model=base_model,
+    )
 
 
 def run_evaluate(
@@ -636,49 +457,59 @@ def run_evaluate(
     *,
     fresh: bool = False,
     progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+) -> EvaluateSummary:
     """Evaluate a run: base model, fine-tuned ``RUN/model`` (when trained) and the configured
     baselines, on the run's validation split and on every ``evaluate.data`` set; write RUN/eval/.
 
     The validation split is named ``val``; under ``evaluate.corpus == "full"`` its queries search
     the training chunks too. ``val-headings`` (with ``evaluate.headings``, when prepare found
-    enough headings) asks the validation documents' headings against their sections. Returns a
-    summary (plain JSON)::
-
-        {"verdict": "better",                # run_verdict() over val and val-headings
-         "judged_on": ["val", "val-headings"],
-         "validation": {...},                # == datasets["val"]
-         "datasets": {"val": {"base": 0.71, "fine_tuned": 0.80, "diff": 0.09,
-                              "ci_low": 0.05, "ci_high": 0.13, "verdict": "better",
-                              "n_queries": 120, "n_corpus": 540, "corpus": "full",
-                              "baselines": {label: {"ndcg@10", "diff", "ci_low", "ci_high",
-                                                    "verdict"}},
-                              "recommendation": None}},  # or recommend_base()'s dict
-         "models": {label: source}, "base_model": cfg.model, "primary_metric": "ndcg@10",
-         "output": "RUN/eval", "skipped": False}
-
-    Skipped (``skipped: True``, the saved summary) when models, data and settings are unchanged.
+    enough headings) asks the validation documents' headings against their sections. The
+    summary's ``verdict`` is :func:`run_verdict` over those two. Skipped (``skipped``, the saved
+    summary) when models, data and settings are unchanged.
     """
-    run_dir = Path(run_dir)
-    ecfg = cfg.evaluate
-    val_path = run_dir / "data" / "val.json"
-    train_path = run_dir / "data" / "train.json"
+    run = RunLayout(run_dir)
+    val_path, train_path = run.data_file("val"), run.data_file("train")
     if not val_path.is_file():
         raise InputError(
             f"{val_path} not found: generate questions first with "
-            f"'embedtune generate --run {run_dir}'"
+            f"'embedtune generate --run {run.root}'"
         )
-    specs = [ModelSpec("base", cfg.model)]
-    model_dir = run_dir / "model"
-    if _has_model(model_dir):
-        specs.append(ModelSpec("fine-tuned", str(model_dir)))
-    for name in ecfg.baselines:
-        specs.append(ModelSpec(name, name))
+    specs = _run_models(cfg, run)
+    data_paths = _run_datasets(cfg.evaluate, run)
+    fingerprints = [model_fingerprint(str(s.model)) or str(s.model) for s in specs]
+    hashed = {name: _path_hash(p) for name, p in data_paths.items()}
+    if train_path.is_file():
+        hashed["train-corpus"] = _path_hash(train_path)
+    key = stage_key("evaluate", models=fingerprints, data=hashed, config=cfg.evaluate)
+    if not fresh and is_current(run.eval_dir, key):
+        saved = (read_manifest(run.eval_dir) or {}).get("summary")
+        if saved:
+            return EvaluateSummary.model_validate({**saved, "skipped": True})
 
-    data_paths: dict[str, Path] = {"val": val_path}
-    headings_path = run_dir / "chunks" / "val_headings.json"
-    if ecfg.headings and headings_path.is_file():
-        data_paths["val-headings"] = headings_path
+    datasets = {name: load_dataset_path(p) for name, p in data_paths.items()}
+    extra = {"val": QADataset.from_json(train_path).corpus} if train_path.is_file() else {}
+    result = evaluate_models(
+        specs, datasets, cfg.evaluate, run.eval_dir, extra_corpus=extra, progress=progress
+    )
+    summary = _run_summary(result, cfg.model)
+    write_manifest(run.eval_dir, key, {"summary": summary.to_json()})
+    return summary
+
+
+def _run_models(cfg: PipelineConfig, run: RunLayout) -> list[ModelSpec]:
+    """The base first, the fine-tuned model when there is one, then the baselines."""
+    specs = [ModelSpec("base", cfg.model)]
+    if _has_model(run.model_dir):
+        specs.append(ModelSpec("fine-tuned", str(run.model_dir)))
+    specs += [ModelSpec(name, name) for name in cfg.evaluate.baselines]
+    return specs
+
+
+def _run_datasets(ecfg: EvaluateConfig, run: RunLayout) -> dict[str, Path]:
+    """The run's validation sets, then every evaluation set the user adds."""
+    data_paths: dict[str, Path] = {"val": run.data_file("val")}
+    if ecfg.headings and run.val_headings.is_file():
+        data_paths["val-headings"] = run.val_headings
     for p in ecfg.data:
         path = Path(p).expanduser()
         if not path.exists():
@@ -686,27 +517,4 @@ def run_evaluate(
                 f"evaluate.data: {path} not found; give a BEIR folder or a llama-index JSON file"
             )
         data_paths[_dataset_name(p, data_paths)] = path
-
-    out_dir = run_dir / "eval"
-    fingerprints = []
-    for spec in specs:
-        assert isinstance(spec.model, str)
-        fingerprints.append(model_fingerprint(spec.model) or spec.model)
-    hashed = {name: _path_hash(p) for name, p in data_paths.items()}
-    if train_path.is_file():
-        hashed["train-corpus"] = _path_hash(train_path)
-    key = stage_key("evaluate", models=fingerprints, data=hashed, config=ecfg)
-    if not fresh and is_current(out_dir, key):
-        saved = (read_manifest(out_dir) or {}).get("summary")
-        if saved:
-            return {**saved, "skipped": True}
-
-    datasets = {name: load_dataset_path(p) for name, p in data_paths.items()}
-    extra = {}
-    if train_path.is_file():
-        extra["val"] = QADataset.from_json(train_path).corpus
-    result = evaluate_models(specs, datasets, ecfg, out_dir, extra_corpus=extra, progress=progress)
-    summary = _run_summary(result)
-    summary["base_model"] = cfg.model
-    write_manifest(out_dir, key, {"summary": summary})
-    return summary
+    return data_paths

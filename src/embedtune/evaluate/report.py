@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import html
 import math
-from typing import TYPE_CHECKING, Any
+import os
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
-from embedtune.evaluate.metrics import PRIMARY_METRIC
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from embedtune.evaluate.evaluator import DatasetResult, EvaluationResult
+from embedtune.evaluate.results import (
+    HEADLINE_METRICS,
+    DatasetResult,
+    EvaluationResult,
+    best_model,
+)
+from embedtune.records import write_json_atomic, write_jsonl
+from embedtune.retrieval import MRR_K, PRIMARY_METRIC
 
 __all__ = [
     "render_markdown",
@@ -28,6 +35,7 @@ __all__ = [
     "print_rows",
     "headline_metrics",
     "movers",
+    "write_outputs",
 ]
 
 _LABELS = {
@@ -53,8 +61,6 @@ def _label(metric: str) -> str:
 
 def headline_metrics(ds: DatasetResult) -> list[str]:
     """The headline metrics this evaluation has (depends on the configured k values)."""
-    from embedtune.evaluate.evaluator import HEADLINE_METRICS
-
     return [m for m in HEADLINE_METRICS if m in ds.base.metrics]
 
 
@@ -110,8 +116,6 @@ def _truncate(text: str, n: int = 160) -> str:
 
 # --------------------------------------------------------------------------- markdown
 def render_markdown(result: EvaluationResult) -> str:
-    from embedtune.evaluate.evaluator import best_model
-
     cfg = result.config
     lines = [
         "# Retrieval evaluation",
@@ -495,7 +499,7 @@ def print_table(result: EvaluationResult, console: Console | None = None) -> Non
     for name, ds in result.datasets.items():
         for s in ds.scores:
             comp = ds.comparisons.get(s.label, {}).get(PRIMARY_METRIC)
-            rows.append((name, s.label, s.metrics[PRIMARY_METRIC], comp and comp.as_dict()))
+            rows.append((name, s.label, s.metrics[PRIMARY_METRIC], comp))
     print_rows(rows, result.base, console)
 
 
@@ -506,11 +510,7 @@ def print_rows(
     *,
     base_source: str | None = None,
 ) -> None:
-    """Rows of (dataset, model, NDCG@10, comparison dict or None for the base)."""
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
+    """Rows of (dataset, model, NDCG@10, comparison with the base or None for the base)."""
     console = console or Console()
     table = Table(box=box.SIMPLE_HEAD)
     table.add_column("data", overflow="fold")
@@ -527,12 +527,46 @@ def print_rows(
             name,
             label,
             f"{value:.4f}",
-            _signed(comp["diff"]),
-            f"[{_signed(comp['ci_low'])}, {_signed(comp['ci_high'])}]",
+            _signed(comp.diff),
+            f"[{_signed(comp.ci_low)}, {_signed(comp.ci_high)}]",
         )
-        v = comp["verdict"]
+        v = comp.verdict
         verdicts.append(f"{name}: {label} vs {base}: [bold {style[v]}]{v}[/]")
     console.print(f"[bold]Retrieval evaluation, NDCG@10[/] (base: {base_source or base})")
     console.print(table)
     for line in verdicts:
         console.print(line)
+
+
+def write_outputs(result: EvaluationResult, output_dir: Path) -> None:
+    """metrics.json, per_query.jsonl, report.md and report.html in ``output_dir``."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(output_dir / "metrics.json", result.to_json())
+    rows = []
+    for name, ds in result.datasets.items():
+        for i, qid in enumerate(ds.query_ids):
+            rows.append(
+                {
+                    "dataset": name,
+                    "query_id": qid,
+                    "query": ds.queries[i],
+                    "relevant": ds.relevant[i],
+                    "models": {
+                        s.label: {
+                            PRIMARY_METRIC: float(s.per_query[PRIMARY_METRIC][i]),
+                            f"mrr@{MRR_K}": float(s.per_query[f"mrr@{MRR_K}"][i]),
+                            "top10": s.ranked[i][:10],
+                        }
+                        for s in ds.scores
+                    },
+                }
+            )
+    write_jsonl(output_dir / "per_query.jsonl", rows)
+    for fname, text in (
+        ("report.md", render_markdown(result)),
+        ("report.html", render_html(result)),
+    ):
+        tmp = output_dir / f".{fname}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, output_dir / fname)

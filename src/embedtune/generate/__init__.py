@@ -6,6 +6,14 @@ SmolLM2-135M-Instruct on CPU (`local.LocalBackend`). Replies are cached as they 
 drop counted (`filters.QuestionFilter`, `filters.roundtrip_keep`). `run_generate` runs the stage.
 """
 
-from embedtune.generate.runner import estimate_cost, resolve_backend, run_generate, summary_table
+from embedtune.generate.report import DryRunReport, GenerateReport, summary_table
+from embedtune.generate.runner import estimate_cost, resolve_backend, run_generate
 
-__all__ = ["run_generate", "resolve_backend", "estimate_cost", "summary_table"]
+__all__ = [
+    "run_generate",
+    "resolve_backend",
+    "estimate_cost",
+    "summary_table",
+    "GenerateReport",
+    "DryRunReport",
+]

@@ -28,8 +28,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import openai
+
 from embedtune.config import GenerateConfig
 from embedtune.errors import ConfigError, GenerationError
+from embedtune.generate.prompts import to_messages
 
 __all__ = ["OpenAIBackend", "Completion", "resolve_api_key", "is_openai_host"]
 
@@ -127,9 +130,7 @@ class OpenAIBackend:
 
     def _get_client(self) -> Any:
         if self._client is None:
-            from openai import AsyncOpenAI
-
-            self._client = AsyncOpenAI(
+            self._client = openai.AsyncOpenAI(
                 api_key=self._api_key,
                 base_url=self.base_url,
                 timeout=self.cfg.timeout,
@@ -183,10 +184,6 @@ class OpenAIBackend:
 
     async def complete(self, prompt: str) -> Completion:
         """One chat completion with retries; raises GenerationError when it cannot succeed."""
-        import openai
-
-        from embedtune.generate.prompts import to_messages
-
         client = self._get_client()
         attempt = 0
         while True:

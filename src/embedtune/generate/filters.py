@@ -25,10 +25,12 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import torch
+
+from embedtune.embeddings import EmbeddingCache, Role
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
-
-    from embedtune.evaluate.cache import EmbeddingCache, Role
 
 __all__ = ["DROP_REASONS", "QuestionFilter", "normalise", "roundtrip_keep"]
 
@@ -187,13 +189,9 @@ def roundtrip_keep(
 
     A caller keeps questions whose rank is below ``top_k``. Chunks are encoded once and
     questions in batches; scores are cosine similarities (normalised embeddings, one matmul).
-    With ``cache`` (the evaluation stage's embedding cache for this model), embeddings are
+    With ``cache`` (the shared embedding cache of this model), embeddings are
     read from and added to it, so the evaluation of the base model later encodes nothing twice.
     """
-    import torch
-
-    from embedtune.evaluate.cache import EmbeddingCache
-
     if not questions:
         return []
     store = cache if cache is not None else EmbeddingCache(None)

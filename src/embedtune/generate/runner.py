@@ -13,41 +13,43 @@ Reads ``RUN/chunks/{train,val}.jsonl`` and writes
 A rerun makes only the calls the cache lacks; the datasets are rebuilt from cache and filters::
 
     >>> from embedtune.config import load_config
-    >>> summary = run_generate(load_config("run/config.yaml"), Path("run"))  # doctest: +SKIP
-    >>> summary["splits"]["train"]["kept"]                                     # doctest: +SKIP
+    >>> report = run_generate(load_config("run/config.yaml"), Path("run"))  # doctest: +SKIP
+    >>> report.splits["train"].kept                                           # doctest: +SKIP
     812
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from embedtune.artifacts import is_current, stage_key, write_manifest
 from embedtune.config import GenerateConfig, PipelineConfig
 from embedtune.dataset import QADataset
+from embedtune.embeddings import EmbeddingCache, model_fingerprint
 from embedtune.errors import ConfigError, GenerationError, InputError
 from embedtune.generate.cache import ResponseCache, move_aside, response_key
 from embedtune.generate.client import OpenAIBackend, is_openai_host
 from embedtune.generate.filters import DROP_REASONS, QuestionFilter, roundtrip_keep
 from embedtune.generate.local import LocalBackend
 from embedtune.generate.prompts import PromptTemplate, load_template, parse_questions, render
-from embedtune.records import Chunk, content_hash, read_chunks, write_json_atomic
+from embedtune.generate.report import DryRunReport, DryRunSplit, GenerateReport, SplitReport
+from embedtune.layout import BEIR_SPLIT, SPLITS, RunLayout
+from embedtune.models import load_model, resolve_model
+from embedtune.recipe import settle
+from embedtune.records import Chunk, content_hash, read_chunks, read_json, write_json_atomic
 
-__all__ = ["run_generate", "resolve_backend", "estimate_cost", "PRICES", "summary_table"]
+__all__ = ["run_generate", "resolve_backend", "estimate_cost", "PRICES"]
 
 log = logging.getLogger("embedtune.generate")
-
-SPLITS = ("train", "val")
-#: BEIR qrels file name per split: validation is written as "test", BEIR's evaluation split.
-BEIR_SPLIT = {"train": "train", "val": "test"}
 
 #: USD per 1M tokens (input, output), from openai.com/api/pricing as of mid-2025. Prices change:
 #: the dry run labels its estimate with this date; check the page before a large run.
@@ -155,8 +157,6 @@ def _plan(
 
 
 def _progress(total: int, desc: str) -> Any:
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, unit="call", dynamic_ncols=True, smoothing=0.1)
 
 
@@ -246,74 +246,255 @@ def _run_local(
         bar.update(len(batch))
 
 
-def _read_split_chunks(run_dir: Path) -> dict[str, list[Chunk]]:
+def _read_split_chunks(run: RunLayout) -> dict[str, list[Chunk]]:
     out = {}
     for split in SPLITS:
-        path = run_dir / "chunks" / f"{split}.jsonl"
+        path = run.chunks_file(split)
         if not path.is_file():
             raise InputError(
-                f"{path} not found: run 'embedtune prepare DOCS --run {run_dir}' first to "
+                f"{path} not found: run 'embedtune prepare DOCS --run {run.root}' first to "
                 "chunk your documents"
             )
         out[split] = read_chunks(path)
     if not out["train"]:
-        raise InputError(f"{run_dir / 'chunks' / 'train.jsonl'} holds no chunks")
+        raise InputError(f"{run.chunks_file('train')} holds no chunks")
     return out
 
 
-def _dry_run_report(
-    plans: dict[str, list[_Call]],
-    caches: dict[str, ResponseCache],
-    backend: str,
-    model: str,
-    g: GenerateConfig,
-    template: PromptTemplate,
-) -> dict[str, Any]:
-    per_split = {}
-    prompt_tokens = completion_tokens = 0
-    for split, calls in plans.items():
-        missing = [c for c in calls if c.key not in caches[split]]
-        p = sum(len(c.prompt) // 4 + 8 for c in missing)  # ~4 characters a token, + chat framing
-        q_per_call = 1 if template.per_question else g.questions_per_chunk
-        c = len(missing) * min(g.max_tokens, q_per_call * TOKENS_PER_QUESTION + 10)
-        prompt_tokens += p
-        completion_tokens += c
-        per_split[split] = {
-            "calls": len(calls),
-            "cached": len(calls) - len(missing),
-            "to_call": len(missing),
-            "prompt_tokens": p,
-            "completion_tokens": c,
-        }
-    report: dict[str, Any] = {
-        "dry_run": True,
-        "backend": backend,
-        "model": model,
-        "base_url": g.base_url,
-        "splits": per_split,
-        "calls": sum(s["to_call"] for s in per_split.values()),
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "cost_usd": None,
-        "prices_as_of": None,
+@dataclass
+class _Job:
+    """One generate run, planned: the calls per split, the backend that answers them, the
+    judge of the round trip, and the key of the outputs."""
+
+    cfg: PipelineConfig
+    run: RunLayout
+    judge: str
+    backend_name: str
+    backend: OpenAIBackend | LocalBackend
+    template: PromptTemplate
+    chunks: dict[str, list[Chunk]]
+    plans: dict[str, list[_Call]]
+    key: str
+
+    @property
+    def g(self) -> GenerateConfig:
+        return self.cfg.generate
+
+    @property
+    def outputs(self) -> list[Path]:
+        run = self.run
+        return [run.data_file("train"), run.data_file("val"), run.rejects_file, run.generate_report]
+
+
+def _plan_job(cfg: PipelineConfig, run: RunLayout, *, dry_run: bool) -> _Job:
+    """Check the settings, then plan every call; nothing is called yet."""
+    g = cfg.generate
+    if g.min_question_chars >= g.max_question_chars:
+        raise ConfigError(
+            f"generate.min_question_chars ({g.min_question_chars}) must be below "
+            f"generate.max_question_chars ({g.max_question_chars})"
+        )
+    judge = g.roundtrip_model or cfg.model  # settled: "auto" is the teacher or the base
+    if judge != cfg.model and g.roundtrip_top_k is not None:
+        try:  # fail before the paid or slow calls, not after them at the filter
+            resolve_model(judge)
+        except InputError as exc:
+            raise ConfigError(f"generate.roundtrip_model: {exc}") from None
+    backend_name = resolve_backend(g)
+    template = load_template(g.prompt_file, backend_name)
+    chunks = _read_split_chunks(run)
+    backend: OpenAIBackend | LocalBackend
+    if backend_name == "openai":
+        backend = OpenAIBackend(g, check_key=not dry_run)
+    else:
+        backend = LocalBackend(g, per_question=template.per_question)
+    sampling = backend.sampling()
+    plans = {
+        s: _plan(
+            s,
+            _select(chunks[s], _split_budget(g, s), g.seed),
+            g,
+            template,
+            backend_name,
+            backend.model,
+            sampling,
+        )
+        for s in SPLITS
     }
-    if backend == "openai" and is_openai_host(g.base_url):
-        cost = estimate_cost(model, prompt_tokens, completion_tokens)
-        if cost is not None:
-            report["cost_usd"] = round(cost, 4)
-            report["prices_as_of"] = PRICES_AS_OF
+    key = stage_key(
+        "generate",
+        chunks={s: content_hash(run.chunks_file(s).read_bytes()) for s in SPLITS},
+        generate=g,
+        model=cfg.model,
+        template=template.text,
+        judge=judge if g.roundtrip_top_k is not None else None,
+    )
+    return _Job(cfg, run, judge, backend_name, backend, template, chunks, plans, key)
+
+
+def _open_caches(run: RunLayout, *, fresh: bool) -> dict[str, ResponseCache]:
+    """The reply cache of each split; ``fresh`` moves the old ones aside (never deletes them)."""
+    if fresh:
+        for split in SPLITS:
+            moved = move_aside(run.reply_cache(split))
+            if moved:
+                log.info("moved the old cache aside to %s", moved)
+    return {s: ResponseCache(run.reply_cache(s)) for s in SPLITS}
+
+
+def run_generate(
+    cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False, dry_run: bool = False
+) -> GenerateReport | DryRunReport:
+    """Write questions for every chunk, filter them, and save the train/val datasets.
+
+    Returns the report (also saved as ``RUN/generate/report.json``; ``skipped`` when the
+    outputs were current); with ``dry_run`` only the planned calls, approximate tokens and, for
+    OpenAI's models, an approximate cost, without calling anything or writing any file.
+    """
+    job = _plan_job(settle(cfg), RunLayout(run_dir), dry_run=dry_run)
+    caches = _open_caches(job.run, fresh=fresh and not dry_run)
+    try:
+        if dry_run:
+            return _dry_run_report(job, caches)
+        missing = [c for s in SPLITS for c in job.plans[s] if c.key not in caches[s]]
+        current = is_current(job.run.generate_dir, job.key)
+        if not fresh and not missing and current and all(p.is_file() for p in job.outputs):
+            # Chunks, config and cache are complete and the outputs were built from them.
+            saved = read_json(job.run.generate_report)
+            if isinstance(saved, dict):
+                return GenerateReport.model_validate({**saved, "skipped": True})
+        timings = _call(job, missing, caches)
+    finally:
+        for cache in caches.values():
+            cache.close()
+    t0 = time.perf_counter()
+    questions = _filter(job, caches)
+    timings["filter_s"] = round(time.perf_counter() - t0, 3)
+    rejected: list[_Question] = []  # training questions the round trip dropped
+    if job.g.roundtrip_top_k is not None and any(questions.kept.values()):
+        t0 = time.perf_counter()
+        rejected = _roundtrip(job, questions)
+        timings["roundtrip_s"] = round(time.perf_counter() - t0, 3)
+    _write_datasets(job, questions.kept, rejected)
+    report = _report(job, caches, questions, missing, timings)
+    write_json_atomic(job.run.generate_report, report.to_json())
+    kept = {s: len(questions.kept[s]) for s in SPLITS}
+    write_manifest(
+        job.run.generate_dir,
+        job.key,
+        {"backend": job.backend_name, "model": job.backend.model, "kept": kept},
+    )
+    if not kept["train"]:
+        log.warning("no training question survived the filters; see %s", job.run.generate_report)
     return report
 
 
-def _build_split(
+def _call(job: _Job, missing: list[_Call], caches: dict[str, ResponseCache]) -> dict[str, float]:
+    """Make the calls the cache lacks, each reply cached as it arrives; their timings."""
+    start = time.perf_counter()
+    if missing:
+        bar = _progress(len(missing), f"questions ({job.backend_name}: {job.backend.model})")
+        try:
+            if isinstance(job.backend, OpenAIBackend):
+                asyncio.run(_run_openai(job.backend, missing, caches, bar))
+            else:
+                _run_local(job.backend, missing, caches, bar)
+        except GenerationError as exc:
+            done = sum(1 for c in missing if c.key in caches[c.split])
+            raise GenerationError(
+                f"{exc} ({done} of {len(missing)} new replies were saved in "
+                f"{job.run.reply_cache_dir}; the next run resumes from there)"
+            ) from None
+        finally:
+            bar.close()
+    timings = {"generate_s": round(time.perf_counter() - start, 3)}
+    if isinstance(job.backend, LocalBackend) and job.backend.load_seconds is not None:
+        timings["model_load_s"] = round(job.backend.load_seconds, 3)
+    return timings
+
+
+def _dry_run_report(job: _Job, caches: dict[str, ResponseCache]) -> DryRunReport:
+    g = job.g
+    per_split = {}
+    for split, calls in job.plans.items():
+        missing = [c for c in calls if c.key not in caches[split]]
+        q_per_call = 1 if job.template.per_question else g.questions_per_chunk
+        per_split[split] = DryRunSplit(
+            calls=len(calls),
+            cached=len(calls) - len(missing),
+            to_call=len(missing),
+            # ~4 characters a token, + chat framing
+            prompt_tokens=sum(len(c.prompt) // 4 + 8 for c in missing),
+            completion_tokens=len(missing)
+            * min(g.max_tokens, q_per_call * TOKENS_PER_QUESTION + 10),
+        )
+    prompt_tokens = sum(s.prompt_tokens for s in per_split.values())
+    completion_tokens = sum(s.completion_tokens for s in per_split.values())
+    return DryRunReport(
+        backend=job.backend_name,
+        model=job.backend.model,
+        base_url=g.base_url,
+        splits=per_split,
+        calls=sum(s.to_call for s in per_split.values()),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        **_cost(job, prompt_tokens, completion_tokens),
+    )
+
+
+def _cost(job: _Job, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    """``cost_usd`` and ``prices_as_of`` for OpenAI's own models on api.openai.com."""
+    if job.backend_name == "openai" and is_openai_host(job.g.base_url):
+        cost = estimate_cost(job.backend.model, prompt_tokens, completion_tokens)
+        if cost is not None:
+            return {"cost_usd": round(cost, 4), "prices_as_of": PRICES_AS_OF}
+    return {}
+
+
+_Question = tuple[str, str, str]  # (query id, question, chunk id)
+
+
+@dataclass
+class _Questions:
+    """The questions kept per split, how many were written, and why the others were dropped."""
+
+    kept: dict[str, list[_Question]] = field(default_factory=dict)
+    raw: dict[str, int] = field(default_factory=dict)
+    filters: dict[str, QuestionFilter] = field(default_factory=dict)
+    dropped_samples: list[dict[str, str]] = field(default_factory=list)
+    roundtrip: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def sample_drop(self, split: str, chunk_id: str, question: str, reason: str) -> None:
+        if len(self.dropped_samples) < 200:
+            self.dropped_samples.append(
+                {"split": split, "chunk_id": chunk_id, "question": question, "reason": reason}
+            )
+
+
+def _filter(job: _Job, caches: dict[str, ResponseCache]) -> _Questions:
+    """Parse every cached reply and filter its questions, split by split."""
+    g = job.g
+    out = _Questions()
+    for split in SPLITS:
+        qf = QuestionFilter(g.min_question_chars, g.max_question_chars)
+        if split == "val":
+            # A validation question seen in training would flatter the evaluation.
+            qf.inherit(out.filters["train"])
+        out.filters[split] = qf
+        out.kept[split], out.raw[split] = _filter_split(
+            split, job.plans[split], caches[split], qf, g, out
+        )
+    return out
+
+
+def _filter_split(
     split: str,
-    all_chunks: list[Chunk],
     calls: list[_Call],
     cache: ResponseCache,
     qfilter: QuestionFilter,
     g: GenerateConfig,
-    dropped_samples: list[dict[str, str]],
-) -> tuple[list[tuple[str, str, str]], int]:
+    out: _Questions,
+) -> tuple[list[_Question], int]:
     """Kept (query id, question, chunk id) for a split, and how many raw questions there were."""
     by_chunk: dict[str, list[_Call]] = {}
     order: list[Chunk] = []
@@ -321,7 +502,7 @@ def _build_split(
         if call.chunk.id not in by_chunk:
             order.append(call.chunk)
         by_chunk.setdefault(call.chunk.id, []).append(call)
-    kept: list[tuple[str, str, str]] = []
+    kept: list[_Question] = []
     n_raw = 0
     for chunk in order:
         raw: list[str] = []
@@ -336,338 +517,140 @@ def _build_split(
                 reason = "extra"
                 qfilter.dropped["extra"] += 1
             if reason:
-                if len(dropped_samples) < 200:
-                    dropped_samples.append(
-                        {"split": split, "chunk_id": chunk.id, "question": text, "reason": reason}
-                    )
+                out.sample_drop(split, chunk.id, text, reason)
                 continue
             n_kept += 1
             kept.append((f"q-{content_hash(chunk.id, text, length=12)}", text, chunk.id))
     return kept, n_raw
 
 
-def _stage_key(cfg: PipelineConfig, run_dir: Path, template: PromptTemplate, judge: str) -> str:
-    hashes = {}
+def _roundtrip(job: _Job, questions: _Questions) -> list[_Question]:
+    """Keep a question only where the judge ranks its chunk in the top k of its split; returns
+    the training questions dropped (which training with a teacher still learns from)."""
+    assert job.g.roundtrip_top_k is not None
+    model = load_model(job.judge, device="cpu")
+    # Training and evaluation encode these same chunks with this same model (the base, or the
+    # judge as the teacher or a baseline): share its cache.
+    cache = EmbeddingCache(model_fingerprint(job.judge))
+    rejected: list[_Question] = []
     for split in SPLITS:
-        hashes[split] = content_hash((run_dir / "chunks" / f"{split}.jsonl").read_bytes())
-    return stage_key(
-        "generate",
-        chunks=hashes,
-        generate=cfg.generate,
-        model=cfg.model,
-        template=template.text,
-        # "auto" names the teacher, which depends on what is installed
-        judge=judge if cfg.generate.roundtrip_top_k is not None else None,
-    )
-
-
-def run_generate(
-    cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False, dry_run: bool = False
-) -> dict[str, Any]:
-    """Write questions for every chunk, filter them, and save the train/val datasets.
-
-    Returns the report (also saved as ``RUN/generate/report.json``); with ``dry_run`` only the
-    planned calls, approximate tokens and, for OpenAI's models, an approximate cost, without
-    calling anything or writing any file.
-    """
-    run_dir = Path(run_dir)
-    g = cfg.generate
-    if g.min_question_chars >= g.max_question_chars:
-        raise ConfigError(
-            f"generate.min_question_chars ({g.min_question_chars}) must be below "
-            f"generate.max_question_chars ({g.max_question_chars})"
+        kept = questions.kept[split]
+        if not kept:
+            continue
+        # The judge searches the chunks that questions were written for (the whole split by
+        # default, the sample under a generate.max_chunks budget), so it reads no chunk that
+        # nothing else needs; k is scaled to keep the same share of the ranking.
+        chunks = list({c.chunk.id: c.chunk for c in job.plans[split]}.values())
+        top_k = scaled_top_k(job.g.roundtrip_top_k, len(chunks), len(job.chunks[split]))
+        index = {c.id: i for i, c in enumerate(chunks)}
+        ranks = roundtrip_keep(
+            model,
+            [c.text for c in chunks],
+            [q for _, q, _ in kept],
+            [index[cid] for _, _, cid in kept],
+            top_k,
+            cache=cache,
         )
-    from embedtune.train.recipe import roundtrip_judge
-
-    judge = roundtrip_judge(cfg)
-    if judge != cfg.model and g.roundtrip_top_k is not None:
-        # Fail before the paid or slow calls, not after them at the filter.
-        from embedtune.models import resolve_model
-
-        try:
-            resolve_model(judge)
-        except InputError as exc:
-            raise ConfigError(f"generate.roundtrip_model: {exc}") from None
-    backend_name = resolve_backend(g)
-    template = load_template(g.prompt_file, backend_name)
-    chunks = _read_split_chunks(run_dir)
-    gen_dir = run_dir / "generate"
-    data_dir = run_dir / "data"
-    key = _stage_key(cfg, run_dir, template, judge)
-    backend: OpenAIBackend | LocalBackend
-    if backend_name == "openai":
-        backend = OpenAIBackend(g, check_key=not dry_run)
-    else:
-        backend = LocalBackend(g, per_question=template.per_question)
-    model_name = backend.model
-    sampling = backend.sampling()
-
-    cache_dir = gen_dir / "cache"
-    if fresh and not dry_run:
-        for split in SPLITS:
-            moved = move_aside(cache_dir / f"{split}.jsonl")
-            if moved:
-                log.info("moved the old cache aside to %s", moved)
-    caches = {s: ResponseCache(cache_dir / f"{s}.jsonl") for s in SPLITS}
-    plans = {
-        s: _plan(
-            s,
-            _select(chunks[s], _split_budget(g, s), g.seed),
-            g,
-            template,
-            backend_name,
-            model_name,
-            sampling,
-        )
-        for s in SPLITS
-    }
-    if dry_run:
-        for c in caches.values():
-            c.close()
-        return _dry_run_report(plans, caches, backend_name, model_name, g, template)
-
-    missing = [c for s in SPLITS for c in plans[s] if c.key not in caches[s]]
-    outputs = [
-        data_dir / "train.json",
-        data_dir / "val.json",
-        data_dir / "train_rejects.json",
-        gen_dir / "report.json",
-    ]
-    if not fresh and not missing and is_current(gen_dir, key) and all(p.is_file() for p in outputs):
-        # Chunks, config and cache are complete and the outputs were built from them.
-        for c in caches.values():
-            c.close()
-        report = json.loads((gen_dir / "report.json").read_text(encoding="utf-8"))
-        report["skipped"] = True
-        return report
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    try:
-        if missing:
-            bar = _progress(len(missing), f"questions ({backend_name}: {model_name})")
-            try:
-                if isinstance(backend, OpenAIBackend):
-                    asyncio.run(_run_openai(backend, missing, caches, bar))
-                else:
-                    _run_local(backend, missing, caches, bar)
-            finally:
-                bar.close()
-    except GenerationError as exc:
-        done = sum(1 for c in missing if c.key in caches[c.split])
-        raise GenerationError(
-            f"{exc} ({done} of {len(missing)} new replies were saved in {cache_dir}; the next "
-            "run resumes from there)"
-        ) from None
-    finally:
-        for c in caches.values():
-            c.close()
-    timings["generate_s"] = round(time.perf_counter() - start, 3)
-    if isinstance(backend, LocalBackend) and backend.load_seconds is not None:
-        timings["model_load_s"] = round(backend.load_seconds, 3)
-
-    # ------------------------------------------------------------------ filter and write
-    t0 = time.perf_counter()
-    dropped_samples: list[dict[str, str]] = []
-    filters: dict[str, QuestionFilter] = {}
-    kept: dict[str, list[tuple[str, str, str]]] = {}
-    raw_counts: dict[str, int] = {}
-    for split in SPLITS:
-        qf = QuestionFilter(g.min_question_chars, g.max_question_chars)
-        if split == "val":
-            # A validation question seen in training would flatter the evaluation.
-            qf.inherit(filters["train"])
-        filters[split] = qf
-        kept[split], raw_counts[split] = _build_split(
-            split, chunks[split], plans[split], caches[split], qf, g, dropped_samples
-        )
-    timings["filter_s"] = round(time.perf_counter() - t0, 3)
-
-    roundtrip: dict[str, dict[str, Any]] = {}
-    rejected: list[tuple[str, str, str]] = []  # training questions the round trip dropped
-    if g.roundtrip_top_k is not None and any(kept.values()):
-        from embedtune.models import load_model
-
-        t0 = time.perf_counter()
-        from embedtune.evaluate.cache import EmbeddingCache, model_fingerprint
-
-        model = load_model(judge, device="cpu")
-        # The evaluation stage scores this same model (the base, or the judge as a baseline or
-        # teacher) on these same chunks: share its cache.
-        embedding_cache = EmbeddingCache(model_fingerprint(judge))
-        for split in SPLITS:
-            if not kept[split]:
+        survivors = []
+        for item, rank in zip(kept, ranks, strict=True):
+            if rank < top_k:
+                survivors.append(item)
                 continue
-            # The judge searches the chunks that questions were written for (all of them by
-            # default; the budget's sample with generate.max_chunks), so it reads no chunk that
-            # nothing else needs; k is scaled to keep the same share of the ranking.
-            searched = list({c.chunk.id: c.chunk for c in plans[split]}.values())
-            top_k = scaled_top_k(g.roundtrip_top_k, len(searched), len(chunks[split]))
-            index = {c.id: i for i, c in enumerate(searched)}
-            ranks = roundtrip_keep(
-                model,
-                [c.text for c in searched],
-                [q for _, q, _ in kept[split]],
-                [index[cid] for _, _, cid in kept[split]],
-                top_k,
-                cache=embedding_cache,
-            )
-            survivors = []
-            for item, rank in zip(kept[split], ranks, strict=True):
-                if rank < top_k:
-                    survivors.append(item)
-                else:
-                    filters[split].dropped["roundtrip"] += 1
-                    if split == "train":
-                        rejected.append(item)
-                    if len(dropped_samples) < 200:
-                        dropped_samples.append(
-                            {
-                                "split": split,
-                                "chunk_id": item[2],
-                                "question": item[1],
-                                "reason": f"roundtrip (rank {rank + 1})",
-                            }
-                        )
-            roundtrip[split] = {
-                "top_k": top_k,
-                "model": judge,
-                "n_chunks": len(searched),
-                "rank1_share": round(sum(r == 0 for r in ranks) / len(ranks), 4),
-                "mean_rank": round(sum(ranks) / len(ranks) + 1, 2),
-            }
-            kept[split] = survivors
-        timings["roundtrip_s"] = round(time.perf_counter() - t0, 3)
+            questions.filters[split].dropped["roundtrip"] += 1
+            if split == "train":
+                rejected.append(item)
+            questions.sample_drop(split, item[2], item[1], f"roundtrip (rank {rank + 1})")
+        questions.roundtrip[split] = {
+            "top_k": top_k,
+            "model": job.judge,
+            "n_chunks": len(chunks),
+            "rank1_share": round(sum(r == 0 for r in ranks) / len(ranks), 4),
+            "mean_rank": round(sum(ranks) / len(ranks) + 1, 2),
+        }
+        questions.kept[split] = survivors
+    return rejected
 
+
+def _write_datasets(job: _Job, kept: dict[str, list[_Question]], rejected: list[_Question]) -> None:
+    """The datasets of each split (llama-index JSON and BEIR), and the rejects."""
+    run = job.run
     for split in SPLITS:
         ds = QADataset(
             queries={qid: q for qid, q, _ in kept[split]},
-            corpus={c.id: c.text for c in chunks[split]},
+            corpus={c.id: c.text for c in job.chunks[split]},
             relevant_docs={qid: [cid] for qid, _, cid in kept[split]},
         )
-        ds.to_json(data_dir / f"{split}.json")
-        ds.to_beir(data_dir / "beir" / split, split=BEIR_SPLIT[split])
+        ds.to_json(run.data_file(split))
+        ds.to_beir(run.beir_dir / split, split=BEIR_SPLIT[split])
     # With a teacher, training learns the teacher's ranking of these questions (never their own
     # chunk as the answer); the corpus holds only the chunks they were written from.
     rejected_chunks = {cid for _, _, cid in rejected}
     QADataset(
         queries={qid: q for qid, q, _ in rejected},
-        corpus={c.id: c.text for c in chunks["train"] if c.id in rejected_chunks},
+        corpus={c.id: c.text for c in job.chunks["train"] if c.id in rejected_chunks},
         relevant_docs={qid: [cid] for qid, _, cid in rejected},
-    ).to_json(data_dir / "train_rejects.json")
+    ).to_json(run.rejects_file)
 
+
+def _report(
+    job: _Job,
+    caches: dict[str, ResponseCache],
+    questions: _Questions,
+    missing: list[_Call],
+    timings: dict[str, float],
+) -> GenerateReport:
     usage: Counter[str] = Counter()
     retries = 0
-    splits_report: dict[str, Any] = {}
     for split in SPLITS:
-        calls = plans[split]
-        rows = [caches[split].get(c.key) for c in calls]
-        for row in rows:
+        for row in (caches[split].get(c.key) for c in job.plans[split]):
             if row:
                 usage.update(row.get("usage") or {})
                 retries += max(0, int(row.get("attempts", 1)) - 1)
-        dropped = {r: filters[split].dropped.get(r, 0) for r in DROP_REASONS}
-        splits_report[split] = {
-            "chunks": len(chunks[split]),
-            "chunks_used": len({c.chunk.id for c in calls}),
-            "calls": len(calls),
-            "new_calls": sum(1 for c in missing if c.split == split),
-            "raw_questions": raw_counts[split],
-            "kept": len(kept[split]),
-            "kept_share": round(len(kept[split]) / raw_counts[split], 4)
-            if raw_counts[split]
-            else 0,
-            "dropped": {r: n for r, n in dropped.items() if n},
-            "cleaned": dict(filters[split].cleaned),
-            "roundtrip": roundtrip.get(split),
-            "torn_cache_lines": caches[split].torn_lines,
-        }
-    report: dict[str, Any] = {
-        "backend": backend_name,
-        "model": model_name,
-        "base_url": g.base_url if backend_name == "openai" else None,
-        "template": template.source,
-        "questions_per_chunk": g.questions_per_chunk,
-        "splits": splits_report,
-        "usage": dict(usage),
-        "retries": retries,
-        "timings": timings,
-        "samples": {
+    run = job.run
+    return GenerateReport(
+        backend=job.backend_name,
+        model=job.backend.model,
+        base_url=job.g.base_url if job.backend_name == "openai" else None,
+        template=job.template.source,
+        questions_per_chunk=job.g.questions_per_chunk,
+        splits={s: _split_report(job, s, caches[s], questions, missing) for s in SPLITS},
+        usage=dict(usage),
+        retries=retries,
+        timings=timings,
+        samples={
             "kept": [
                 {"split": s, "chunk_id": cid, "question": q}
                 for s in SPLITS
-                for _, q, cid in kept[s][:10]
+                for _, q, cid in questions.kept[s][:10]
             ],
-            "dropped": dropped_samples[:50],
+            "dropped": questions.dropped_samples[:50],
         },
-        "outputs": {
-            "train": str(data_dir / "train.json"),
-            "val": str(data_dir / "val.json"),
-            "train_rejects": str(data_dir / "train_rejects.json"),
-            "beir": str(data_dir / "beir"),
+        outputs={
+            "train": str(run.data_file("train")),
+            "val": str(run.data_file("val")),
+            "train_rejects": str(run.rejects_file),
+            "beir": str(run.beir_dir),
         },
-    }
-    if backend_name == "openai" and is_openai_host(g.base_url):
-        cost = estimate_cost(model_name, usage["prompt_tokens"], usage["completion_tokens"])
-        if cost is not None:
-            report["cost_usd"] = round(cost, 4)
-            report["prices_as_of"] = PRICES_AS_OF
-    write_json_atomic(gen_dir / "report.json", report)
-    write_manifest(
-        gen_dir,
-        key,
-        {"backend": backend_name, "model": model_name, "kept": {s: len(kept[s]) for s in SPLITS}},
+        **_cost(job, usage["prompt_tokens"], usage["completion_tokens"]),
     )
-    if not kept["train"]:
-        log.warning("no training question survived the filters; see %s", gen_dir / "report.json")
-    return report
 
 
-def summary_table(report: dict[str, Any]) -> Any:
-    """A rich table of a report (or a dry-run report) for the terminal."""
-    from rich.table import Table
-
-    if report.get("dry_run"):
-        table = Table(title=f"generate --dry-run: {report['backend']} / {report['model']}")
-        for col in ("split", "calls", "cached", "to call", "prompt tok", "output tok"):
-            table.add_column(col, justify="right" if col != "split" else "left")
-        for split, s in report["splits"].items():
-            table.add_row(
-                split,
-                str(s["calls"]),
-                str(s["cached"]),
-                str(s["to_call"]),
-                f"~{s['prompt_tokens']:,}",
-                f"~{s['completion_tokens']:,}",
-            )
-        cost = report.get("cost_usd")
-        if cost is not None:
-            table.caption = f"estimated cost ~${cost:.4f} at {report['prices_as_of']} prices"
-        elif report["backend"] == "local":
-            table.caption = "offline model on this machine: no API cost"
-        else:
-            table.caption = "no cost estimate: not one of OpenAI's models on api.openai.com"
-        return table
-    title = f"generate: {report['backend']} / {report['model']}"
-    if report.get("skipped"):
-        title += " (up to date, nothing to do)"
-    table = Table(title=title)
-    for col in ("split", "chunks", "calls", "new", "questions", "kept", "kept %", "top drops"):
-        table.add_column(col, justify="left" if col in ("split", "top drops") else "right")
-    for split, s in report["splits"].items():
-        drops = sorted(s["dropped"].items(), key=lambda kv: -kv[1])[:3]
-        table.add_row(
-            split,
-            str(s["chunks_used"]),
-            str(s["calls"]),
-            str(s["new_calls"]),
-            str(s["raw_questions"]),
-            str(s["kept"]),
-            f"{100 * s['kept_share']:.0f}",
-            ", ".join(f"{r} {n}" for r, n in drops) or "-",
-        )
-    t = report.get("timings", {})
-    caption = f"{t.get('generate_s', 0):.1f} s generating"
-    if report.get("cost_usd") is not None:
-        caption += f", ~${report['cost_usd']:.4f} at {report['prices_as_of']} prices"
-    table.caption = caption
-    return table
+def _split_report(
+    job: _Job, split: str, cache: ResponseCache, questions: _Questions, missing: list[_Call]
+) -> SplitReport:
+    calls, qf = job.plans[split], questions.filters[split]
+    raw, kept = questions.raw[split], len(questions.kept[split])
+    dropped = {r: qf.dropped.get(r, 0) for r in DROP_REASONS}
+    return SplitReport(
+        chunks=len(job.chunks[split]),
+        chunks_used=len({c.chunk.id for c in calls}),
+        calls=len(calls),
+        new_calls=sum(1 for c in missing if c.split == split),
+        raw_questions=raw,
+        kept=kept,
+        kept_share=round(kept / raw, 4) if raw else 0,
+        dropped={r: n for r, n in dropped.items() if n},
+        cleaned=dict(qf.cleaned),
+        roundtrip=questions.roundtrip.get(split),
+        torn_cache_lines=cache.torn_lines,
+    )

@@ -1,9 +1,9 @@
 """The validation documents' own headings as queries written by people.
 
 A 135M generator's questions make a poor judge: on the R manuals, the generated validation split
-ranked recipes against what people's questions showed (Spearman -0.34 over 21 recipes, issue 7 in
-BENCHMARKS.md), and rated all-mpnet-base-v2 no better than MiniLM where people's questions
-rate it +0.05. Most documents carry a second set of queries for free: their headings, written by
+ranked recipes against what people's questions showed, and rated all-mpnet-base-v2 no better
+than MiniLM where people's questions rate it clearly better (see BENCHMARKS.md, issue 7). Most
+documents carry a second set of queries for free: their headings, written by
 the authors to say what each section answers. A heading is the query, the section's body (the
 heading itself removed) is its one relevant passage, and every other section is a distractor; the
 R FAQ and Python FAQ evaluation sets are built the same way, by hand.
@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pypdfium2 as pdfium
 
 from embedtune.dataset import QADataset
 from embedtune.records import Document
@@ -82,8 +84,6 @@ def _sections_from_spans(text: str, spans: list[tuple[str, int, int, int]]) -> l
 
 def pdf_outline(path: Path) -> list[tuple[str, int, int]]:
     """(title, level, 1-based page) of every bookmark that points at a page, in outline order."""
-    import pypdfium2 as pdfium
-
     try:
         doc = pdfium.PdfDocument(str(path), password="")
     except pdfium.PdfiumError:

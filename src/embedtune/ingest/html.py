@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from bs4 import BeautifulSoup, Comment, NavigableString
+
 from embedtune.ingest.text import SkipFile, normalize_text
 from embedtune.records import Page
 
@@ -25,8 +27,6 @@ _WS = re.compile(r"\s+")
 
 
 def html_to_text(html: str | bytes) -> str:
-    from bs4 import BeautifulSoup, Comment, NavigableString
-
     soup = BeautifulSoup(html, "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup.find_all(_DROP):

@@ -83,7 +83,7 @@ class LoadResult:
             "files_read": len(self.documents),
             "files_skipped": len(self.skipped),
             "skipped_by_reason": dict(Counter(s.kind for s in self.skipped)),
-            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "skipped_files": [{"path": s.path, "reason": s.reason} for s in self.skipped],
             "files_ignored": self.ignored,
             "pages": self.pages,
             "chars": self.chars,

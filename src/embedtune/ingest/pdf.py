@@ -1,9 +1,9 @@
 """PDF text with pypdfium2 (PDFium, the engine in Chrome), one Page per PDF page.
 
-Chosen by measurement on the seven R manuals (677 pages; ``benchmarks/bench_prepare.py``):
-pypdfium2 extracts about 25x faster than pypdf and 100x faster than pdfplumber, with the same
-share of glued words as pypdf, while pdfplumber's default extraction loses the spaces between
-words on some of them ("aswellastheTexinfosource..."). See the benchmark for the figures.
+Chosen by measurement on the seven R manuals (``benchmarks/bench_prepare.py``; see
+BENCHMARKS.md, prepare): pypdfium2 extracts many times faster than pypdf and pdfplumber, with
+the same share of glued words as pypdf, while pdfplumber's default extraction loses the spaces
+between words on some of them ("aswellastheTexinfosource...").
 
 PDFium marks a word hyphenated across a line end with U+FFFE (or U+0002) and removes the line
 break; we join such words unless the next letter is upper case ("S-Plus" stays).
@@ -17,6 +17,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
 
 from embedtune.ingest.text import SkipFile, normalize_text
 from embedtune.records import Page
@@ -39,9 +42,6 @@ def extract_pdf_pages(path: Path) -> list[str]:
     Raises SkipFile for files PDFium cannot open: a password it does not have (the empty
     password is tried first, which opens most "protected" PDFs), or a corrupt or truncated file.
     """
-    import pypdfium2 as pdfium
-    import pypdfium2.raw as pdfium_c
-
     try:
         doc = pdfium.PdfDocument(str(path), password="")
     except pdfium.PdfiumError as exc:

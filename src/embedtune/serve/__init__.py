@@ -1,7 +1,9 @@
 """Serve a model over HTTP (OpenAI and text-embeddings-inference APIs), and export it to ONNX.
 
->>> from embedtune.serve import serve
->>> serve("runs/first/model")              # doctest: +SKIP  (blocks; Ctrl-C stops it)
+``serve`` blocks until Ctrl-C stops it::
+
+    >>> from embedtune.serve import serve
+    >>> serve("runs/first/model")              # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -19,10 +19,15 @@ Retry-After, also before its body is read. Errors never surface as a bare
 500 or a traceback: they come as JSON in the shape of the API that was called::
 
     >>> from fastapi.testclient import TestClient
-    >>> app = create_app(load_model("all-MiniLM-L6-v2"), ServeConfig(), model_name="minilm")
-    >>> with TestClient(app) as client:                               # doctest: +SKIP
-    ...     client.post("/embed", json={"inputs": "What is R?"}).json()[0][:3]
-    [-0.0283, 0.0172, -0.0515]
+    >>> from embedtune.models import load_model
+    >>> model = load_model("all-MiniLM-L6-v2", device="cpu")
+    >>> app = create_app(model, ServeConfig(), model_name="minilm", api_key="secret")
+    >>> with TestClient(app) as client:
+    ...     no_key = client.post("/embed", json={"inputs": "What is R?"}).status_code
+    ...     vectors = client.post("/embed", json={"inputs": "What is R?"},
+    ...                           headers={"Authorization": "Bearer secret"}).json()
+    >>> no_key, len(vectors), len(vectors[0])
+    (401, 1, 384)
 """
 
 from __future__ import annotations

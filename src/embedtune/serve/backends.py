@@ -4,9 +4,10 @@
 ``embedtune export`` wrote into ``MODEL/onnx/`` (``model.onnx`` and ``model_qint8_<cpu>.onnx``)
 through sentence-transformers' ONNX backend, which needs ``pip install 'embedtune[onnx]'``::
 
-    >>> model = load_backend("runs/first/model-onnx", "onnx-int8")     # doctest: +SKIP
+    >>> model = load_backend("all-MiniLM-L6-v2", "torch")
     >>> model.encode(["What is R?"]).shape
     (1, 384)
+    >>> model = load_backend("runs/first/model-onnx", "onnx-int8")     # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 One :class:`EmbeddingService` per app holds the model, its settings, the batcher and the
 metrics; the routes hold nothing of their own. It can be used without HTTP::
 
+    >>> from embedtune.models import load_model
     >>> service = EmbeddingService(load_model("all-MiniLM-L6-v2"), ServeSettings(), "minilm")
     >>> await service.start()                                          # doctest: +SKIP
-    >>> (await service.embed(["What is R?"], prompt_name=None)).shape
-    (1, 384)
+    >>> await service.embed(["What is R?"], prompt_name=None, counts=[5])  # doctest: +SKIP
 """
 
 from __future__ import annotations

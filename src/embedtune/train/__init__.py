@@ -1,7 +1,10 @@
-"""Fine-tuning: datasets from QADataset, hard-negative mining, the recipe, the model card."""
+"""Fine-tuning: training rows from QADataset, the recipe on sentence-transformers' trainer,
+validation, the model card, and the train stage of a run."""
 
 from __future__ import annotations
 
-from embedtune.train.trainer import finetune, run_train
+from embedtune.train.stage import run_train
+from embedtune.train.summary import TrainSummary
+from embedtune.train.trainer import FineTuning, finetune
 
-__all__ = ["finetune", "run_train"]
+__all__ = ["FineTuning", "TrainSummary", "finetune", "run_train"]

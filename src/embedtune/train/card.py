@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from embedtune.train.summary import TrainSummary
+
 __all__ = ["model_card", "write_model_card"]
 
 _METRICS = ["ndcg@10", "mrr@10", "hit@1", "hit@5", "hit@10", "recall@10", "map@100"]
@@ -24,10 +26,10 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def model_card(summary: dict[str, Any]) -> str:
+def model_card(summary: TrainSummary) -> str:
     """Markdown for a :func:`~embedtune.train.trainer.finetune` summary."""
-    r = summary["recipe"]
-    d = summary["data"]
+    r = summary.recipe
+    d = summary.data
     lines = [
         "---",
         "library_name: sentence-transformers",
@@ -37,26 +39,26 @@ def model_card(summary: dict[str, Any]) -> str:
         "",
         "# Fine-tuned embedding model",
         "",
-        f"Fine-tuned from `{summary['base_model']}` with embedtune on question/passage pairs.",
+        f"Fine-tuned from `{summary.base_model}` with embedtune on question/passage pairs.",
         "",
         "```python",
         "from sentence_transformers import SentenceTransformer",
         "model = SentenceTransformer('path/to/this/folder')",
         "q = model.encode_query(['how do I ...?'])"
-        + ("  # applies the saved query prompt" if r.get("query_prompt") else ""),
+        + ("  # applies the saved query prompt" if r.query_prompt else ""),
         "d = model.encode_document(['passage text'])",
         "print(model.similarity(q, d))",
         "```",
         "",
         "## Result",
         "",
-        summary.get("verdict", ""),
+        summary.verdict,
         "",
     ]
-    if summary.get("base"):
-        base, final = summary["base"], summary["final"]
+    if summary.base and summary.final:
+        base, final = summary.base, summary.final
         lines += [
-            f"Validation: {d['val_queries']} held-out queries searched against {d['eval_corpus']}"
+            f"Validation: {d.val_queries} held-out queries searched against {d.eval_corpus}"
             " chunks (training and validation chunks together).",
             "",
             "| metric | base | fine-tuned | change |",
@@ -67,26 +69,24 @@ def model_card(summary: dict[str, Any]) -> str:
                 lines.append(
                     f"| {m} | {base[m]:.4f} | {final[m]:.4f} | {final[m] - base[m]:+.4f} |"
                 )
-        lines += ["", f"beats_base: {str(summary.get('beats_base')).lower()}", ""]
-        if summary.get("evaluations"):
+        lines += ["", f"beats_base: {str(summary.beats_base).lower()}", ""]
+        if summary.evaluations:
             lines += ["Evaluations during training (NDCG@10 by step): "]
-            lines.append(
-                ", ".join(f"{e['step']}: {e['ndcg@10']:.4f}" for e in summary["evaluations"])
-            )
-            lines.append(f"Kept: step {summary.get('best_step')}.")
+            lines.append(", ".join(f"{e['step']}: {e['ndcg@10']:.4f}" for e in summary.evaluations))
+            lines.append(f"Kept: step {summary.best_step}.")
             lines.append("")
     lines += [
         "## Data",
         "",
-        f"- training: {d['train_queries']} queries, {d['train_chunks']} chunks, "
-        f"{d['train_pairs']} (query, chunk) pairs"
+        f"- training: {d.train_queries} queries, {d.train_chunks} chunks, "
+        f"{d.train_pairs} (query, chunk) pairs"
         + (
-            f", and {d['reject_rows']} questions the round trip rejected, trained on the "
+            f", and {d.reject_rows} questions the round trip rejected, trained on the "
             "teacher's ranking only"
-            if d.get("reject_rows")
+            if d.reject_rows
             else ""
         ),
-        f"- validation: {d['val_queries']} queries",
+        f"- validation: {d.val_queries} queries",
         "",
         "## Recipe",
         "",
@@ -115,22 +115,23 @@ def model_card(summary: dict[str, Any]) -> str:
         "distill_weight",
         "keep",
     ):
-        if key in r and r[key] is not None:
-            lines.append(f"| {key} | {_fmt(r[key])} |")
-        if key == "loss" and r.get("teacher"):
-            lines.append(f"| teacher | {_fmt(r['teacher']['model'])} |")
+        value = getattr(r, key)
+        if value is not None:
+            lines.append(f"| {key} | {_fmt(value)} |")
+        if key == "loss" and r.teacher:
+            lines.append(f"| teacher | {_fmt(r.teacher['model'])} |")
     lines += [
         "",
-        f"Training: {summary['steps']} steps in {summary['train_seconds']:.1f} s "
-        f"({summary['pairs_per_second']:.1f} pairs/s).",
+        f"Training: {summary.steps} steps in {summary.train_seconds:.1f} s "
+        f"({summary.pairs_per_second:.1f} pairs/s).",
         "",
     ]
-    if summary.get("warnings"):
-        lines += ["## Warnings", ""] + [f"- {w}" for w in summary["warnings"]] + [""]
+    if summary.warnings:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in summary.warnings] + [""]
     return "\n".join(lines)
 
 
-def write_model_card(folder: str | Path, summary: dict[str, Any]) -> Path:
+def write_model_card(folder: str | Path, summary: TrainSummary) -> Path:
     path = Path(folder) / "README.md"
     path.write_text(model_card(summary), encoding="utf-8")
     return path

@@ -6,28 +6,24 @@ against the *full* corpus (training and validation chunks), as a deployed retrie
 
     >>> train = QADataset(queries={"q1": "What is R?"}, corpus={"c1": "R is a language."},
     ...                   relevant_docs={"q1": ["c1"]})
-    >>> pairs_dataset(train)["anchor"]
+    >>> list(pairs_dataset(train)["anchor"])
     ['What is R?']
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from embedtune.dataset import QADataset
+from datasets import Dataset
+
+from embedtune.dataset import QADataset, load_dataset_path
 from embedtune.errors import InputError
-
-if TYPE_CHECKING:
-    from datasets import Dataset
 
 __all__ = ["check_dataset", "load_sets", "pair_rows", "pairs_dataset", "merged_corpus"]
 
 
 def load_sets(train_path: Path, val_path: Path | None) -> tuple[QADataset, QADataset | None]:
     """Read training (and validation) data, either shape, remembering each file for messages."""
-    from embedtune.dataset import load_dataset_path
-
     train = load_dataset_path(train_path)
     train.metadata["source"] = str(train_path)
     val = None
@@ -69,8 +65,6 @@ def pair_rows(ds: QADataset) -> list[tuple[str, str]]:
 
 def pairs_dataset(ds: QADataset) -> Dataset:
     """A ``datasets.Dataset`` with columns ``anchor`` and ``positive``."""
-    from datasets import Dataset
-
     rows = pair_rows(ds)
     return Dataset.from_dict({"anchor": [a for a, _ in rows], "positive": [p for _, p in rows]})
 

@@ -14,7 +14,7 @@ one encoding pass, not a forward pass per step.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,8 +22,7 @@ import torch.nn.functional as F
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from embedtune.evaluate.cache import EmbeddingCache
+from embedtune.embeddings import EmbeddingCache
 
 __all__ = ["TeacherDistillLoss", "teacher_labels"]
 
@@ -92,8 +91,6 @@ def teacher_labels(
     earlier run, are read back; they are then encoded in float32 like the evaluation's, so the
     cache never holds two precisions of one model.
     """
-    from embedtune.evaluate.cache import EmbeddingCache
-
     store = cache if cache is not None else EmbeddingCache(None)  # None: stores nothing
     names = list(columns)
     n_rows = len(columns[names[0]])

@@ -20,15 +20,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import torch
+from datasets import Dataset
+
 from embedtune.dataset import QADataset
+from embedtune.embeddings import EmbeddingCache
 from embedtune.errors import TrainingError
 from embedtune.train.data import pair_rows
 
 if TYPE_CHECKING:
-    from datasets import Dataset
     from sentence_transformers import SentenceTransformer
-
-    from embedtune.evaluate.cache import EmbeddingCache
 
 __all__ = ["mine_hard_negatives"]
 
@@ -55,9 +56,6 @@ def mine_hard_negatives(
     the cache holds the model's own query/document encodings) reads back texts the model
     encoded before, e.g. a teacher's embeddings of the chunks from the round trip.
     """
-    import torch
-    from datasets import Dataset
-
     cids = list(train.corpus)
     n_needed = num_negatives + max(len(v) for v in train.relevant_docs.values())
     if len(cids) < n_needed:

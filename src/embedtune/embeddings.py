@@ -1,4 +1,8 @@
-"""Embeddings computed once per model and text, kept on disk, so re-evaluating is near instant.
+"""Embeddings computed once per model and text, kept on disk, and shared by the stages.
+
+The round trip of question generation, hard-negative mining, the teacher's labels, the base
+model's score before training and the evaluation all encode the same chunks with the same
+models; through this cache each text is encoded once per model, and re-evaluating is near instant.
 
 A model is identified by a fingerprint of what determines its embeddings, not by its name:
 
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from huggingface_hub import snapshot_download
 
 from embedtune.models import cache_dir, resolve_model
 from embedtune.records import content_hash
@@ -110,8 +115,6 @@ def _folder_fingerprint(folder: Path) -> str:
 
 def _hub_snapshot(name: str) -> Path | None:
     try:
-        from huggingface_hub import snapshot_download
-
         return Path(snapshot_download(repo_id=name, local_files_only=True))
     except Exception:  # not cached locally, or not a valid repo id
         return None

@@ -1,0 +1,121 @@
+"""What the generate stage reports: calls, tokens, questions kept and dropped by reason, the
+round trip, timings and samples (``RUN/generate/report.json``); and the plan of a dry run."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from rich.table import Table
+
+from embedtune.artifacts import StageResult
+
+__all__ = ["SplitReport", "GenerateReport", "DryRunSplit", "DryRunReport", "summary_table"]
+
+
+class SplitReport(BaseModel):
+    """One split: chunks and calls, the questions written, kept and dropped (by reason)."""
+
+    chunks: int
+    chunks_used: int
+    calls: int
+    new_calls: int
+    raw_questions: int
+    kept: int
+    kept_share: float
+    dropped: dict[str, int]
+    cleaned: dict[str, int]
+    roundtrip: dict[str, Any] | None = None  # judge, top_k and ranks of the round trip
+    torn_cache_lines: int = 0
+
+
+class GenerateReport(StageResult):
+    """The generate stage's report (also ``RUN/generate/report.json``)."""
+
+    backend: str
+    model: str
+    base_url: str | None = None
+    template: str
+    questions_per_chunk: int
+    splits: dict[str, SplitReport]
+    usage: dict[str, int] = {}
+    retries: int = 0
+    timings: dict[str, float] = {}
+    samples: dict[str, list[dict[str, str]]] = {}
+    outputs: dict[str, str] = {}
+    cost_usd: float | None = None  # OpenAI's own models on api.openai.com only
+    prices_as_of: str | None = None
+
+
+class DryRunSplit(BaseModel):
+    calls: int
+    cached: int
+    to_call: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class DryRunReport(BaseModel):
+    """What a run would call, and roughly what it would cost; nothing is called or written."""
+
+    dry_run: Literal[True] = True
+    backend: str
+    model: str
+    base_url: str | None = None
+    splits: dict[str, DryRunSplit]
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None = None
+    prices_as_of: str | None = None
+
+
+def summary_table(report: GenerateReport | DryRunReport) -> Any:
+    """A rich table of a report (or a dry-run report) for the terminal."""
+    if isinstance(report, DryRunReport):
+        return _dry_run_table(report)
+    title = f"generate: {report.backend} / {report.model}"
+    if report.skipped:
+        title += " (up to date, nothing to do)"
+    table = Table(title=title)
+    for col in ("split", "chunks", "calls", "new", "questions", "kept", "kept %", "top drops"):
+        table.add_column(col, justify="left" if col in ("split", "top drops") else "right")
+    for split, s in report.splits.items():
+        drops = sorted(s.dropped.items(), key=lambda kv: -kv[1])[:3]
+        table.add_row(
+            split,
+            str(s.chunks_used),
+            str(s.calls),
+            str(s.new_calls),
+            str(s.raw_questions),
+            str(s.kept),
+            f"{100 * s.kept_share:.0f}",
+            ", ".join(f"{r} {n}" for r, n in drops) or "-",
+        )
+    caption = f"{report.timings.get('generate_s', 0):.1f} s generating"
+    if report.cost_usd is not None:
+        caption += f", ~${report.cost_usd:.4f} at {report.prices_as_of} prices"
+    table.caption = caption
+    return table
+
+
+def _dry_run_table(report: DryRunReport) -> Table:
+    table = Table(title=f"generate --dry-run: {report.backend} / {report.model}")
+    for col in ("split", "calls", "cached", "to call", "prompt tok", "output tok"):
+        table.add_column(col, justify="right" if col != "split" else "left")
+    for split, s in report.splits.items():
+        table.add_row(
+            split,
+            str(s.calls),
+            str(s.cached),
+            str(s.to_call),
+            f"~{s.prompt_tokens:,}",
+            f"~{s.completion_tokens:,}",
+        )
+    if report.cost_usd is not None:
+        table.caption = f"estimated cost ~${report.cost_usd:.4f} at {report.prices_as_of} prices"
+    elif report.backend == "local":
+        table.caption = "offline model on this machine: no API cost"
+    else:
+        table.caption = "no cost estimate: not one of OpenAI's models on api.openai.com"
+    return table

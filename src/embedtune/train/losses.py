@@ -1,0 +1,66 @@
+"""The loss a fine-tuning run trains with, built from ``train`` settings.
+
+- ``MultipleNegativesRankingLoss`` over (query, chunk) pairs, or its GradCache form
+  ``CachedMultipleNegativesRankingLoss`` (``loss: cached_mnrl``) for batches beyond memory;
+- with a teacher, :class:`~embedtune.train.distill.TeacherDistillLoss` (MNRL plus the KL term
+  towards the teacher's in-batch ranking), and for the round trip's rejects the KL term alone;
+- wrapped in ``MatryoshkaLoss`` when ``matryoshka_dims`` are set.
+
+Negatives are gathered across devices when training runs on several.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sentence_transformers.sentence_transformer import losses
+
+from embedtune.config import TrainConfig
+from embedtune.errors import ConfigError
+from embedtune.train.distill import TeacherDistillLoss
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["build_loss"]
+
+
+def build_loss(
+    model: SentenceTransformer, cfg: TrainConfig, world_size: int, *, kl_only: bool = False
+) -> Any:
+    """The loss of the pairs; with ``kl_only`` the rejects' loss (the teacher's KL term alone)."""
+    gather = world_size > 1
+    if kl_only:
+        loss = TeacherDistillLoss(
+            model, distill_weight=1.0, contrastive_weight=0.0, gather_across_devices=gather
+        )
+    elif cfg.teacher:
+        if cfg.loss == "cached_mnrl":
+            raise ConfigError(
+                "train.teacher works with loss 'mnrl' only; set train.loss to 'mnrl' or "
+                "train.teacher to null"
+            )
+        loss = TeacherDistillLoss(
+            model, distill_weight=cfg.distill_weight, gather_across_devices=gather
+        )
+    elif cfg.loss == "cached_mnrl":
+        loss = losses.CachedMultipleNegativesRankingLoss(
+            model, mini_batch_size=cfg.mini_batch_size, gather_across_devices=gather
+        )
+    else:
+        loss = losses.MultipleNegativesRankingLoss(model, gather_across_devices=gather)
+    if cfg.matryoshka_dims:
+        loss = losses.MatryoshkaLoss(model, loss, matryoshka_dims=_matryoshka_dims(model, cfg))
+    return loss
+
+
+def _matryoshka_dims(model: SentenceTransformer, cfg: TrainConfig) -> list[int]:
+    dim = model.get_embedding_dimension()
+    dims = cfg.matryoshka_dims or []
+    bad = [d for d in dims if d > dim or d < 1]
+    if bad:
+        raise ConfigError(
+            f"train.matryoshka_dims {bad} exceed the model's embedding size {dim}; use "
+            f"dimensions between 1 and {dim}"
+        )
+    return sorted(set(dims) | {dim}, reverse=True)

@@ -1,0 +1,169 @@
+"""The rows a fine-tuning run trains on, built from question/chunk datasets.
+
+- the (query, chunk) pairs, with ``hard_negatives`` mined from the base model when asked
+  (:mod:`embedtune.train.negatives`);
+- with a teacher, the questions the round trip rejected, in batches of their own that learn only
+  the teacher's in-batch ranking (never their doubted chunk as the answer);
+- with a teacher, its embedding of every text column, attached to each row as its ``label``
+  (:func:`embedtune.train.distill.teacher_labels`), encoded once before training.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from datasets import Dataset
+from sentence_transformers import SentenceTransformer
+
+from embedtune.config import TrainConfig
+from embedtune.dataset import QADataset
+from embedtune.embeddings import EmbeddingCache, model_fingerprint
+from embedtune.errors import EmbedtuneError, InputError
+from embedtune.models import load_model
+from embedtune.train.data import check_dataset, pair_rows, pairs_dataset
+from embedtune.train.distill import teacher_labels
+from embedtune.train.negatives import mine_hard_negatives
+
+__all__ = ["TrainingRows", "training_rows", "reject_rows", "load_for_training"]
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class TrainingRows:
+    """What the trainer is given: the pairs, and the rejects trained on the teacher's KL only."""
+
+    pairs: Dataset
+    rejects: Dataset | None = None
+    negatives: dict[str, Any] = field(default_factory=dict)  # mining counts, for the summary
+    teacher: dict[str, Any] = field(default_factory=dict)  # teacher and seconds, for the summary
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def n_rejects(self) -> int:
+        return len(self.rejects) if self.rejects is not None else 0
+
+    @property
+    def sizes(self) -> list[int]:
+        """Rows per dataset the sampler batches apart."""
+        return [self.n_pairs, self.n_rejects] if self.n_rejects else [self.n_pairs]
+
+    def dataset(self) -> Dataset | dict[str, Dataset]:
+        # Batches of their own (the multi-dataset sampler never mixes datasets in a batch), so
+        # a rejected question's doubted chunk is never any pair's in-batch negative either.
+        if self.rejects is None:
+            return self.pairs
+        return {"pairs": self.pairs, "rejects": self.rejects}
+
+    def prompts(self, model: SentenceTransformer) -> dict[str, str]:
+        """The model's query prompt for the query column, its document prompt for the others."""
+        query, document = model.prompts.get("query", ""), model.prompts.get("document", "")
+        columns = [c for c in self.pairs.column_names if c != "label"]
+        prompts = {c: query if c == "anchor" else document for c in columns}
+        return {c: p for c, p in prompts.items() if p}
+
+
+def load_for_training(name: str) -> SentenceTransformer:
+    """A model to train or teach with, on the GPU when there is one, with a clear error."""
+    try:
+        return load_model(name, device=None if torch.cuda.is_available() else "cpu")
+    except EmbedtuneError:
+        raise
+    except Exception as exc:  # transformers raises many types for a folder that is no model
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise InputError(
+            f"could not load {name!r} as a sentence-transformers model "
+            f"({type(exc).__name__}: {first}); give a model folder with modules.json or "
+            "config.json, or a hub id"
+        ) from None
+
+
+def training_rows(
+    model: SentenceTransformer,
+    model_name: str,
+    train: QADataset,
+    cfg: TrainConfig,
+    say: Say,
+    *,
+    rejects: QADataset | None = None,
+    prompt_names: tuple[str | None, str | None] = (None, None),
+) -> TrainingRows:
+    """The pairs of ``train`` (with hard negatives), the rejects, and the teacher's labels."""
+    rows = TrainingRows(pairs=pairs_dataset(train))
+    if cfg.hard_negatives:
+        rows.pairs = _with_hard_negatives(model, model_name, train, cfg, say, prompt_names, rows)
+    if rejects is not None and cfg.teacher and cfg.rejects:
+        rows.rejects = reject_rows(rejects, known=set(rows.pairs["anchor"]))
+    if cfg.teacher:
+        _add_teacher_labels(rows, cfg, say)
+    return rows
+
+
+def _with_hard_negatives(
+    model: SentenceTransformer,
+    model_name: str,
+    train: QADataset,
+    cfg: TrainConfig,
+    say: Say,
+    prompt_names: tuple[str | None, str | None],
+    rows: TrainingRows,
+) -> Dataset:
+    say(f"mining {cfg.hard_negatives} hard negative(s) per pair with the base model")
+    # The round trip encoded the training chunks and questions with the base through its
+    # embedding cache; read them back unless the sequence length differs from the model's.
+    fingerprint = model_fingerprint(model_name) if cfg.max_seq_length is None else None
+    return mine_hard_negatives(
+        model,
+        train,
+        cfg.hard_negatives,
+        cfg.hard_negative_margin,
+        query_prompt_name=prompt_names[0],
+        document_prompt_name=prompt_names[1],
+        stats=rows.negatives,
+        cache=EmbeddingCache(fingerprint) if fingerprint else None,
+    )
+
+
+def reject_rows(rejects: QADataset, known: set[str]) -> Dataset | None:
+    """One row per rejected question not already trained on as a pair; None under two rows."""
+    check_dataset(rejects, str(rejects.metadata.get("source", "rejected questions")))
+    pairs = []
+    for query, passage in pair_rows(rejects):
+        if query not in known:
+            known.add(query)
+            pairs.append((query, passage))
+    if len(pairs) < 2:
+        return None
+    return Dataset.from_dict({"anchor": [q for q, _ in pairs], "positive": [p for _, p in pairs]})
+
+
+def _add_teacher_labels(rows: TrainingRows, cfg: TrainConfig, say: Say) -> None:
+    """Encode every text column once with the teacher and attach it as each row's label."""
+    assert cfg.teacher is not None
+    t0 = time.perf_counter()
+    teacher = load_for_training(cfg.teacher)
+    if cfg.max_seq_length is not None:
+        teacher.max_seq_length = cfg.max_seq_length
+    say(f"encoding {rows.n_pairs + rows.n_rejects} training rows with the teacher {cfg.teacher}")
+    # Through the teacher's embedding cache: a re-run, the round trip it judged, or the teacher
+    # scored as an evaluation baseline, encodes nothing twice. A shortened max_seq_length
+    # changes the embeddings, so then the cache is not used.
+    fingerprint = model_fingerprint(cfg.teacher) if cfg.max_seq_length is None else None
+    cache = EmbeddingCache(fingerprint) if fingerprint else None
+
+    def labelled(data: Dataset) -> Dataset:
+        columns = {name: data[name] for name in data.column_names}
+        labels = teacher_labels(teacher, columns, bf16=cfg.bf16 == "on", cache=cache)
+        return data.add_column("label", labels)
+
+    rows.pairs = labelled(rows.pairs)
+    if rows.rejects is not None:
+        rows.rejects = labelled(rows.rejects)
+    rows.teacher = {"model": cfg.teacher, "seconds": round(time.perf_counter() - t0, 1)}

@@ -1,0 +1,127 @@
+"""The train stage of a run: RUN/data/{train,val,train_rejects}.json in, RUN/model out.
+
+Skipped when ``RUN/train/manifest.json`` holds the same inputs and settings; ``resume`` continues
+from the last checkpoint in ``RUN/train/checkpoints``; ``fresh`` trains again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from embedtune.artifacts import is_current, read_manifest, stage_key, write_manifest
+from embedtune.config import PipelineConfig
+from embedtune.dataset import QADataset, load_dataset_path
+from embedtune.errors import InputError, TrainingError
+from embedtune.layout import RunLayout
+from embedtune.recipe import describe, settle
+from embedtune.records import content_hash, read_json, write_json_atomic
+from embedtune.train.data import load_sets, merged_corpus
+from embedtune.train.summary import TrainSummary
+from embedtune.train.trainer import finetune, world
+
+__all__ = ["run_train"]
+
+
+def run_train(
+    cfg: PipelineConfig,
+    run_dir: Path,
+    *,
+    fresh: bool = False,
+    resume: bool = False,
+    echo: Callable[[str], None] | None = None,
+    callbacks: list[Any] | None = None,
+) -> TrainSummary:
+    """Train ``cfg.model`` on the run's generated questions; skipped when current.
+
+    --fresh deletes nothing up front: training discards the old checkpoints once it starts, and
+    the new model replaces RUN/model only when it is saved, so a run that fails on the way (a
+    misspelt --model, a crash) leaves the previous model in place.
+    """
+    run = RunLayout(run_dir)
+    cfg = settle(cfg)
+    train_path, val_path = run.data_file("train"), run.data_file("val")
+    if not train_path.is_file():
+        raise InputError(f"{train_path} not found; run `embedtune generate --run {run.root}` first")
+    rejects = _rejects(run, cfg)
+    key = stage_key(
+        "train",
+        model=cfg.model,
+        config=cfg.train,
+        train=_file_hash(train_path),
+        val=_file_hash(val_path) if val_path.is_file() else None,
+        rejects=_file_hash(run.rejects_file) if rejects is not None else None,
+    )
+    if not fresh:
+        done = _done(run, key)
+        if done is not None:
+            return done
+    _start(run, key, resume)
+
+    train, val = load_sets(train_path, val_path if val_path.is_file() else None)
+    summary = finetune(
+        cfg.model,
+        train,
+        val,
+        cfg.train,
+        run.model_dir,
+        resume=resume,
+        full_corpus=merged_corpus(train, val),
+        work_dir=run.train.root,
+        callbacks=callbacks,
+        echo=echo,
+        rejects=rejects,
+        val_batch_size=cfg.evaluate.batch_size,
+        notes=describe(cfg.resolved, "train."),
+    )
+    if world()[1] == 0:
+        write_manifest(run.train.root, key, {"beats_base": summary.beats_base})
+    return summary
+
+
+def _rejects(run: RunLayout, cfg: PipelineConfig) -> QADataset | None:
+    """The round trip's rejects, when training has a teacher to learn their ranking from."""
+    path = run.rejects_file
+    if not (cfg.train.teacher and cfg.train.rejects and path.is_file()):
+        return None
+    saved = read_json(path)
+    if not isinstance(saved, dict):
+        raise InputError(
+            f"{path} is not a llama-index JSON file; run `embedtune generate --run {run.root}` "
+            "again to rewrite it (no LLM call is repeated), or train with --no-rejects"
+        )
+    if not saved.get("queries"):  # empty when the round trip kept every question
+        return None
+    rejects = load_dataset_path(path)
+    rejects.metadata["source"] = str(path)
+    return rejects
+
+
+def _done(run: RunLayout, key: str) -> TrainSummary | None:
+    """The saved summary when the model is current; None when training must run."""
+    if not (is_current(run.train.root, key) and (run.model_dir / "modules.json").is_file()):
+        return None
+    saved = read_json(run.train.metrics)
+    if not isinstance(saved, dict):
+        return None  # the summary is torn: train again rather than report nothing
+    return TrainSummary.model_validate({**saved, "skipped": True})
+
+
+def _start(run: RunLayout, key: str, resume: bool) -> None:
+    """Check that ``--resume`` continues the same training, and mark which one this is."""
+    started = read_json(run.train.started)
+    if resume and isinstance(started, dict) and started.get("key") != key:
+        raise TrainingError(
+            f"the checkpoints in {run.train.checkpoints} were made with other data or settings; "
+            "run again with --fresh to start over"
+        )
+    manifest = read_manifest(run.train.root)
+    if manifest and manifest.get("key") != key:
+        run.train.manifest.unlink(missing_ok=True)
+    if world()[1] == 0:
+        write_json_atomic(run.train.started, {"key": key})
+
+
+def _file_hash(path: Path) -> str:
+    return content_hash(path.read_bytes())

@@ -1,0 +1,74 @@
+"""What a fine-tuning run reports, kept as ``RUN/train/metrics.json`` and in the model card."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from embedtune.artifacts import StageResult
+
+__all__ = ["TrainData", "Recipe", "TrainSummary"]
+
+
+class TrainData(BaseModel):
+    """How much data the run saw."""
+
+    train_queries: int
+    train_chunks: int
+    train_pairs: int
+    reject_rows: int  # rejected questions trained on the teacher's KL term only
+    val_queries: int
+    eval_corpus: int  # chunks the validation queries search
+
+
+class Recipe(BaseModel):
+    """The settings training ran with, after "auto" was resolved and the batch fitted."""
+
+    loss: str
+    mini_batch_size: int | None
+    batch_sampler: str
+    batch_size: int
+    world_size: int
+    epochs: float | None
+    learning_rate: float | None
+    warmup_ratio: float
+    weight_decay: float
+    max_seq_length: int | None
+    seed: int
+    hard_negatives: int
+    hard_negative_margin: float | None
+    query_prompt: str | None
+    document_prompt: str | None
+    matryoshka_dims: list[int] | None
+    lora: dict[str, int] | None
+    bf16: bool
+    teacher: dict[str, Any] | None  # the teacher's name and the seconds its labels took
+    distill_weight: float | None
+    rejects_kl_only: bool
+    keep: str
+    notes: list[str]  # how each "auto" setting was resolved
+
+
+class TrainSummary(StageResult):
+    """A fine-tuning run: data, recipe, the base model's and the saved weights' validation
+    scores (NDCG@10 first), and the verdict a user reads."""
+
+    base_model: str
+    output: str
+    data: TrainData
+    recipe: Recipe
+    negatives: dict[str, Any] | None = None
+    steps: int
+    train_seconds: float
+    pairs_per_second: float
+    resumed_from: str | None = None
+    warnings: list[str] = []
+    base: dict[str, float] | None = None
+    final: dict[str, float] | None = None
+    best_step: int | None = None
+    best_checkpoint: str | None = None
+    evaluations: list[dict[str, float]] = []
+    beats_base: bool | None = None
+    verdict: str
+    saved_by_rank: int | None = None

@@ -1,0 +1,106 @@
+"""Settling the configuration: what "auto" becomes, why, and how RUN/config.yaml keeps it."""
+
+from __future__ import annotations
+
+import pytest
+
+from embedtune import recipe
+from embedtune.config import PipelineConfig, TrainConfig, dump_config, load_config
+from embedtune.recipe import AUTO_TEACHER, resolve_train, settle
+
+
+@pytest.fixture()
+def mpnet_installed(monkeypatch):
+    monkeypatch.setattr(recipe, "is_installed", lambda which: True)
+
+
+@pytest.fixture()
+def mpnet_missing(monkeypatch):
+    monkeypatch.setattr(recipe, "is_installed", lambda which: which != "mpnet")
+
+
+def _train(cfg: TrainConfig, base: str = "all-MiniLM-L6-v2") -> TrainConfig:
+    return resolve_train(base, cfg)[0]
+
+
+def test_default_minilm_gets_the_packaged_mpnet_teacher_two_epochs_at_5e5(mpnet_installed):
+    t = _train(TrainConfig(), "sentence-transformers/all-MiniLM-L6-v2")
+    assert (t.teacher, t.epochs, t.learning_rate) == (AUTO_TEACHER, 2.0, 5e-5)
+    assert t.rejects is True and t.keep == "last" and t.bf16 in ("on", "off")
+
+
+def test_without_mpnet_training_falls_back_and_says_how_to_install_it(mpnet_missing):
+    t, resolved = resolve_train("all-MiniLM-L6-v2", TrainConfig())
+    assert (t.teacher, t.epochs, t.learning_rate) == (None, 1.0, 2e-5)
+    assert "make setup-mpnet" in resolved["train.teacher"].why
+
+
+def test_other_base_models_get_no_teacher_unless_named(mpnet_installed):
+    assert _train(TrainConfig(), "BAAI/bge-base-en-v1.5").teacher is None
+    named = _train(TrainConfig(teacher="BAAI/bge-large-en-v1.5"), "BAAI/bge-base-en-v1.5")
+    assert named.teacher == "BAAI/bge-large-en-v1.5" and named.epochs == 2.0
+
+
+def test_explicit_settings_win_over_auto(mpnet_installed):
+    t, resolved = resolve_train(
+        "all-MiniLM-L6-v2", TrainConfig(teacher=None, epochs=3, learning_rate=1e-5, bf16="on")
+    )
+    assert (t.teacher, t.epochs, t.learning_rate, t.bf16) == (None, 3.0, 1e-5, "on")
+    assert resolved == {}
+
+
+def test_round_trip_judge_follows_the_teacher(mpnet_installed):
+    assert settle(PipelineConfig()).generate.roundtrip_model == AUTO_TEACHER
+    no_teacher = PipelineConfig(train=TrainConfig(teacher=None))
+    assert settle(no_teacher).generate.roundtrip_model == no_teacher.model
+    base = PipelineConfig(generate={"roundtrip_model": None}, train={"teacher": AUTO_TEACHER})
+    assert settle(base).generate.roundtrip_model is None  # None: the base, whatever the teacher
+    named = PipelineConfig(generate={"roundtrip_model": "my/judge"})
+    assert settle(named).generate.roundtrip_model == "my/judge"
+
+
+def test_auto_teacher_steps_aside_for_cached_mnrl(mpnet_installed):
+    t, resolved = resolve_train("all-MiniLM-L6-v2", TrainConfig(loss="cached_mnrl"))
+    assert t.teacher is None and "cached_mnrl" in resolved["train.teacher"].why
+
+
+def test_round_trip_judge_is_the_base_when_the_loss_leaves_no_teacher(mpnet_installed):
+    cfg = settle(PipelineConfig(train=TrainConfig(loss="cached_mnrl")))
+    assert cfg.generate.roundtrip_model == cfg.model  # mpnet must not judge either
+
+
+def test_chunks_are_capped_to_what_the_model_reads(mpnet_installed):
+    cfg = settle(PipelineConfig())
+    assert (cfg.chunk.chunk_size, cfg.chunk.chunk_overlap) == (254, 50)
+    assert "sees at most 256 tokens" in cfg.resolved["chunk.chunk_size"].why
+    kept = settle(PipelineConfig(chunk={"chunk_size": 1024, "allow_longer_than_model": True}))
+    assert kept.chunk.chunk_size == 1024 and "chunk.chunk_size" not in kept.resolved
+
+
+def test_settled_config_yaml_reads_back_settled_and_flags_unsettle_it(mpnet_installed, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_config(settle(PipelineConfig())))
+    text = path.read_text()
+    assert "teacher: sentence-transformers/all-mpnet-base-v2" in text
+    assert "chunk_size: 254" in text and "resolved:" in text
+
+    again = load_config(path, environ={})
+    assert again.settled and again.train.teacher == AUTO_TEACHER
+    assert settle(again) is again  # read, not resolved again
+
+    # A flag that changes a value sends every resolved setting back to what it was given as.
+    other = load_config(path, overrides={"model": "BAAI/bge-base-en-v1.5"}, environ={})
+    assert not other.settled
+    assert (other.train.teacher, other.train.epochs, other.chunk.chunk_size) == ("auto", None, 1024)
+    # ...but a value set on top is kept
+    three = load_config(path, overrides={"train": {"epochs": 3}}, environ={})
+    assert (three.train.epochs, three.train.teacher) == (3, "auto")
+
+
+def test_settling_afresh_resolves_again(monkeypatch):
+    monkeypatch.setattr(recipe, "is_installed", lambda which: which != "mpnet")
+    before = settle(PipelineConfig())
+    assert before.train.teacher is None
+    monkeypatch.setattr(recipe, "is_installed", lambda which: True)  # `make setup-mpnet`
+    assert settle(before).train.teacher is None  # settled: read as it is
+    assert settle(before, afresh=True).train.teacher == AUTO_TEACHER
