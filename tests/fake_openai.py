@@ -11,6 +11,10 @@ malformed body, a given reply text) and reads back what the server saw::
 
 Unscripted requests get a JSON reply with questions built from words of the passage in the
 prompt (so round-trip filtering can keep them), as many as the prompt asks for.
+
+``unsupported=("max_tokens", "temperature", "top_p")`` makes it answer as OpenAI answers a
+reasoning model (o3, gpt-5) sent those parameters: a 400 with OpenAI's own error body, one
+parameter at a time (see ``OPENAI_UNSUPPORTED``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Action = tuple[Any, ...]
+
+#: OpenAI's 400 bodies for parameters a reasoning model refuses, as its API sends them
+#: ("error": message, type, param, code); temperature and top_p are refused unless 1.
+OPENAI_UNSUPPORTED = {
+    "max_tokens": (
+        "unsupported_parameter",
+        "Unsupported parameter: 'max_tokens' is not supported with this model. "
+        "Use 'max_completion_tokens' instead.",
+    ),
+    "temperature": (
+        "unsupported_value",
+        "Unsupported value: 'temperature' does not support {value} with this model. "
+        "Only the default (1) value is supported.",
+    ),
+    "top_p": (
+        "unsupported_parameter",
+        "Unsupported parameter: 'top_p' is not supported with this model.",
+    ),
+    "seed": (
+        "unsupported_parameter",
+        "Unsupported parameter: 'seed' is not supported with this model.",
+    ),
+}
 
 
 def _passage(prompt: str) -> str:
@@ -65,12 +92,14 @@ class FakeOpenAI:
         reject_response_format: bool = False,
         models: tuple[str, ...] | None = None,
         reply: Callable[[str], str] = json_reply,
+        unsupported: tuple[str, ...] = (),
     ) -> None:
         self.latency = latency
         self.api_key = api_key
         self.reject_response_format = reject_response_format
         self.models = models
         self.reply = reply
+        self.unsupported = unsupported
         self.script: list[Action] = []
         self.calls: Counter[str] = Counter()  # prompt text -> requests received
         self.delivered: Counter[str] = Counter()  # prompt text -> successful replies sent
@@ -173,10 +202,22 @@ class FakeOpenAI:
         if self.models is not None and req.get("model") not in self.models:
             self._error(h, 404, f"The model `{req.get('model')}` does not exist")
             return
+        for param in self.unsupported:
+            if param in req and not (param in ("temperature", "top_p") and req[param] == 1):
+                code, message = OPENAI_UNSUPPORTED[param]
+                error = {
+                    "message": message.format(value=req[param]),
+                    "type": "invalid_request_error",
+                    "param": param,
+                    "code": code,
+                }
+                self._send(h, 400, json.dumps({"error": error}).encode(), None)
+                return
         if self.reject_response_format and "response_format" in req:
             self._error(h, 400, "response_format is not supported by this server")
             return
         content: str | None = None
+        finish_reason = "stop"
         if action is not None:
             kind = action[0]
             if kind == "status":
@@ -192,6 +233,8 @@ class FakeOpenAI:
                 return
             if kind == "text":
                 content = action[1]
+            if kind == "cut":  # the token limit ran out before any text (a reasoning model's)
+                content, finish_reason = "", "length"
             # ("ok",): the default reply, to let some requests through before a scripted failure
         if content is None:
             content = self.reply(prompt)
@@ -204,7 +247,7 @@ class FakeOpenAI:
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": content},
-                    "finish_reason": "stop",
+                    "finish_reason": finish_reason,
                 }
             ],
             "usage": {

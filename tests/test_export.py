@@ -14,7 +14,7 @@ from embedtune.serve.backends import cpu_int8_config, load_backend, onnx_file
 
 needs_onnx = pytest.mark.skipif(
     importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("optimum") is None,
-    reason="pip install 'embedtune[onnx]'",
+    reason="needs the onnx extra: pip install -e '.[onnx]'",
 )
 
 # Mixed lengths in one batch: padding must be masked in the exported graph.

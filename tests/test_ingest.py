@@ -175,7 +175,10 @@ def test_single_document_is_split_into_sections_with_a_warning(caplog):
     assert [p.number for p in s.val[0].pages] == [9, 10]
     assert "only one document (/d/1.txt): validation is its pages 9-10" in caplog.text
     one_page = _doc(2, text="First sentence here. " * 50)
-    s = split_documents([one_page], val_ratio=0.2, seed=0)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="embedtune"):
+        s = split_documents([one_page], val_ratio=0.2, seed=0)
+    assert re.search(r"validation is its last \d+% of text", caplog.text), caplog.text
     train_text, val_text = s.train[0].pages[0].text, s.val[0].pages[0].text
     assert 0.1 < len(val_text) / len(one_page.text) < 0.3
     assert train_text.endswith("here.") and val_text.startswith("First")  # cut between sentences

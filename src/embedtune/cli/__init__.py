@@ -11,6 +11,7 @@ from embedtune.cli import export as _export  # noqa: F401
 from embedtune.cli import generate as _generate  # noqa: F401
 from embedtune.cli import init as _init  # noqa: F401  (registers commands)
 from embedtune.cli import prepare as _prepare  # noqa: F401
+from embedtune.cli import push as _push  # noqa: F401
 from embedtune.cli import run as _run  # noqa: F401
 from embedtune.cli import serve as _serve  # noqa: F401
 from embedtune.cli import train as _train  # noqa: F401

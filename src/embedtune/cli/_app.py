@@ -1,7 +1,9 @@
-"""The typer app and what every command shares: --run, --config, and clean error lines."""
+"""The typer app and what every command shares: --run, --config, clean error lines, and one
+style of help (uppercase placeholders such as DIR, N, MODEL; defaults read from the config)."""
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,11 +11,11 @@ import typer
 
 # typer 0.29 vendors its own click: its exception is the one its main loop catches and shows.
 from typer._click.exceptions import ClickException
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from embedtune.errors import EmbedtuneError
 
-__all__ = ["app", "RunDir", "ConfigFile", "run_config", "console"]
+__all__ = ["app", "RunDir", "ConfigFile", "run_config", "console", "default", "Shown"]
 
 
 class UserError(ClickException):
@@ -32,7 +34,70 @@ class _Group(TyperGroup):
             raise UserError(str(exc)) from None
 
 
-app = typer.Typer(
+class Shown(str):
+    """A default shown in help as a value (``[default: 2]``); click would bracket a plain string
+    (``[default: (2)]``), as it does for descriptions."""
+
+
+@cache
+def _defaults() -> Any:
+    from embedtune.config import PipelineConfig
+
+    return PipelineConfig()
+
+
+def default(key: str, *, when_unset: str | None = None, flag: str | None = None) -> str | bool:
+    """The config's default for ``key`` ("train.batch_size"), for a flag's ``show_default``, so
+    that help shows what a run uses without the flag. Flags default to None (so that the config
+    file and environment variables apply), which typer would show as no default at all.
+    ``when_unset`` says what an unset (None) default means, e.g. "all chunks"; ``flag`` names an
+    on/off flag ("rejects" for --rejects/--no-rejects)."""
+    value: Any = _defaults()
+    for part in key.split("."):
+        if not hasattr(value, part):
+            raise KeyError(f"help refers to config key {key!r}, which the config lacks")
+        value = getattr(value, part)
+    if value is None:
+        return Shown(when_unset) if when_unset else False
+    if isinstance(value, bool):
+        return Shown(flag if value else f"no-{flag}") if flag else Shown("on" if value else "off")
+    if isinstance(value, list):
+        value = ",".join(map(str, value))
+    return Shown(value)
+
+
+class _Command(TyperCommand):
+    """Help with one placeholder style: an argument by its name alone (PATHS...), where typer
+    0.29 adds its Python type (``PATHS... <list[Path]>``), and config defaults unbracketed."""
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        args, opts = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            name, text = record
+            if isinstance(param.show_default, Shown):
+                shown = param.show_default
+                text = text.replace(f"default: ({shown})", f"default: {shown}")
+            if param.param_type_name == "argument":
+                args.append((name.split(" <", 1)[0], text))
+            elif param.param_type_name == "option":
+                opts.append((name, text))
+        if args:
+            with formatter.section("Arguments"):
+                formatter.write_dl(args)
+        if opts:
+            with formatter.section("Options"):
+                formatter.write_dl(opts)
+
+
+class _Typer(typer.Typer):
+    def command(self, *args: Any, cls: Any = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or _Command, **kwargs)
+
+
+app = _Typer(
     cls=_Group,
     name="embedtune",
     help="Fine-tune a sentence-embedding model on your own documents, and prove it got better.",
@@ -44,11 +109,18 @@ app = typer.Typer(
 
 RunDir = Annotated[
     Path,
-    typer.Option("--run", help="Run directory: each stage reads and writes its files here."),
+    typer.Option(
+        "--run", metavar="DIR", help="Run directory: each stage reads and writes its files here."
+    ),
 ]
 ConfigFile = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="YAML config (default: RUN/config.yaml if present)."),
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="YAML config (default: RUN/config.yaml if present; see `embedtune init`).",
+    ),
 ]
 
 
@@ -69,8 +141,41 @@ def run_config(run: Path | None, config: Path | None, overrides: dict[str, Any] 
     return load_config(config, overrides=overrides)
 
 
+def _versions() -> str:
+    """embedtune's version and those of the libraries that decide its results, read from the
+    installed packages' metadata (nothing heavy is imported)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from embedtune import __version__
+
+    parts = [f"Python {platform.python_version()}"]
+    for name in ("torch", "sentence-transformers", "transformers"):
+        try:
+            parts.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            parts.append(f"{name} not installed")
+    return f"embedtune {__version__} ({', '.join(parts)})"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(_versions())
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_show_version,
+            is_eager=True,
+            help="Show the version (and those of torch, sentence-transformers, transformers).",
+        ),
+    ] = False,
+) -> None:
     """Fine-tune a sentence-embedding model on your own documents, and prove it got better.
 
     \b

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from embedtune.cli._app import ConfigFile, app, console, run_config
+from embedtune.cli._app import ConfigFile, Shown, app, console, default, run_config
 
 if TYPE_CHECKING:
     from embedtune.evaluate import EvaluateSummary
@@ -30,7 +30,7 @@ def evaluate(
         typer.Option(
             "--model",
             "-m",
-            metavar="ID",
+            metavar="MODEL",
             help="Model to score (hub id, alias such as minilm, or folder); repeat it. The first "
             "is the base the others are compared with. With --run: extra baselines.",
         ),
@@ -47,12 +47,19 @@ def evaluate(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Report folder (without --run; default ./eval)."),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="DIR",
+            help="Report folder (without --run).",
+            show_default=Shown("./eval"),
+        ),
     ] = None,
     run: Annotated[
         Path | None,
         typer.Option(
             "--run",
+            metavar="DIR",
             help="Run directory: score its base model, RUN/model and evaluate.baselines on "
             "its validation split; writes RUN/eval/.",
         ),
@@ -61,18 +68,37 @@ def evaluate(
     corpus: Annotated[
         str | None,
         typer.Option(
-            metavar="full|split",
+            metavar="[full|split]",
             help="With --run: 'full' searches validation queries against train+validation "
-            "chunks (default), 'split' against validation chunks only.",
+            "chunks, 'split' against validation chunks only.",
+            show_default=default("evaluate.corpus"),
         ),
     ] = None,
     k: Annotated[
-        str | None, typer.Option("--k", help="Cut-offs for hit rate/precision/recall: 1,3,5,10.")
+        str | None,
+        typer.Option(
+            "--k",
+            metavar="LIST",
+            help="Cut-offs k for hit rate, precision and recall at k (comma-separated).",
+            show_default=default("evaluate.k_values"),
+        ),
     ] = None,
     bootstrap: Annotated[
-        int | None, typer.Option(help="Bootstrap resamples for the 95% intervals (default 2000).")
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Resamples of the queries for the 95% confidence intervals.",
+            show_default=default("evaluate.bootstrap_samples"),
+        ),
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Encoding batch size.")] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Texts encoded per model call.",
+            show_default=default("evaluate.batch_size"),
+        ),
+    ] = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="With --run: evaluate again even if current.")
     ] = False,

@@ -13,12 +13,18 @@ from embedtune.cli._app import app
 @app.command()
 def export(
     model: Annotated[
-        str, typer.Argument(help="Model to export: a folder such as RUN/model, or an alias.")
+        str,
+        typer.Argument(
+            metavar="MODEL", help="Model to export: a folder such as RUN/model, or an alias."
+        ),
     ],
     output: Annotated[
         Path,
         typer.Option(
-            "--output", "-o", help="Folder to write (may be MODEL itself to add onnx/ to it)."
+            "--output",
+            "-o",
+            metavar="DIR",
+            help="Folder to write (may be MODEL itself to add onnx/ to it).",
         ),
     ],
     int8: Annotated[
@@ -26,9 +32,14 @@ def export(
     ] = True,
     quantization: Annotated[
         str,
-        typer.Option(help="int8 kernels: auto (this CPU), avx512_vnni, avx512, avx2 or arm64."),
+        typer.Option(
+            metavar="[auto|avx512_vnni|avx512|avx2|arm64]",
+            help="int8 kernels: auto picks this CPU's.",
+        ),
     ] = "auto",
-    fresh: Annotated[bool, typer.Option(help="Export again even if up to date.")] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Export again even if up to date.")
+    ] = False,
 ) -> None:
     """Export a model to ONNX and int8 ONNX, and check both against the original.
 

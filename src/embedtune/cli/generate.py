@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from embedtune.cli._app import ConfigFile, RunDir, app, console, run_config
+from embedtune.cli._app import ConfigFile, RunDir, app, console, default, run_config
 
 
 @app.command()
@@ -13,34 +13,76 @@ def generate(
     config: ConfigFile = None,
     backend: Annotated[
         str | None,
-        typer.Option(help="openai, local, or auto (openai when --base-url/--model is set)."),
+        typer.Option(
+            metavar="[auto|openai|local]",
+            help="Who writes the questions: an OpenAI-compatible server (openai) or the offline "
+            "SmolLM2 model (local); auto: openai when --base-url or --model is set.",
+            show_default=default("generate.backend"),
+        ),
     ] = None,
     base_url: Annotated[
-        str | None, typer.Option(help="OpenAI-compatible server, e.g. http://localhost:8000/v1.")
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="OpenAI-compatible server, e.g. http://localhost:8000/v1.",
+            show_default=default("generate.base_url", when_unset="OpenAI's API"),
+        ),
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Model name on that server.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME", help="Model name on that server, e.g. gpt-4o-mini.", show_default=False
+        ),
+    ] = None,
     questions_per_chunk: Annotated[
-        int | None, typer.Option(help="Questions written per chunk (default 2).")
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Questions written per chunk.",
+            show_default=default("generate.questions_per_chunk"),
+        ),
     ] = None,
     concurrency: Annotated[
-        int | None, typer.Option(help="Requests in flight at once (openai backend).")
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Requests in flight at once (openai backend).",
+            show_default=default("generate.concurrency"),
+        ),
     ] = None,
     max_chunks: Annotated[
         int | None,
-        typer.Option(help="Write for at most this many chunks per split (a seeded sample)."),
+        typer.Option(
+            metavar="N",
+            help="Write for at most this many chunks per split (a seeded sample).",
+            show_default=default("generate.max_chunks", when_unset="all"),
+        ),
     ] = None,
     val_max_chunks: Annotated[
-        int | None, typer.Option(help="The validation split's budget, if not --max-chunks.")
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="The validation split's budget, if not --max-chunks.",
+            show_default=False,
+        ),
     ] = None,
     prompt_file: Annotated[
         str | None,
-        typer.Option(help="Your own prompt template with {context} and {num_questions}."),
+        typer.Option(
+            metavar="FILE",
+            help="Your own prompt template with {context} and {num_questions}.",
+            show_default=False,
+        ),
     ] = None,
     roundtrip_model: Annotated[
         str | None,
         typer.Option(
-            help="Model that judges the round-trip filter (default: the base model), e.g. "
-            "all-mpnet-base-v2: keep the questions a stronger model finds their chunk for."
+            metavar="MODEL",
+            help="Model that checks each question: it is kept only if this model, searching "
+            "with it, ranks the chunk it was written from among the top "
+            f"{default('generate.roundtrip_top_k')} of its split. 'auto': "
+            "the training teacher (all-mpnet-base-v2 for the default MiniLM), else the base model.",
+            show_default=default("generate.roundtrip_model"),
         ),
     ] = None,
     dry_run: Annotated[

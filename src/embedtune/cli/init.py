@@ -10,10 +10,10 @@ from embedtune.cli._app import app
 
 @app.command()
 def init(
-    path: Annotated[Path, typer.Argument(help="Where to write the config.")] = Path(
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="Where to write the config.")] = Path(
         "embedtune.yaml"
     ),
-    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented default config to edit.
 

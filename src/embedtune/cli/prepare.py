@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from embedtune.cli._app import ConfigFile, RunDir, app, console, run_config
+from embedtune.cli._app import ConfigFile, RunDir, app, console, default, run_config
 
 if TYPE_CHECKING:
     from embedtune.prepare import PrepareSummary
@@ -97,19 +97,55 @@ def prepare(
     run: RunDir,
     paths: Annotated[
         list[Path] | None,
-        typer.Argument(help="PDF, text, Markdown or HTML files, or folders of them (recursive)."),
+        typer.Argument(
+            metavar="PATHS",
+            help="PDF, text, Markdown or HTML files, or folders of them (recursive). Default: "
+            "ingest.paths of the config.",
+            show_default=False,
+        ),
     ] = None,
     config: ConfigFile = None,
     model: Annotated[
-        str | None, typer.Option(help="Model whose tokenizer sizes the chunks (hub id or path).")
+        str | None,
+        typer.Option(
+            metavar="MODEL",
+            help="Base model, whose tokenizer sizes the chunks (hub id, alias or path).",
+            show_default=default("model"),
+        ),
     ] = None,
-    chunk_size: Annotated[int | None, typer.Option(help="Tokens per chunk.")] = None,
-    chunk_overlap: Annotated[int | None, typer.Option(help="Tokens shared by neighbours.")] = None,
-    val_ratio: Annotated[float | None, typer.Option(help="Share of documents held out.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the train/validation split.")] = None,
-    fresh: Annotated[bool, typer.Option(help="Redo the work even if the chunks are current.")] = (
-        False
-    ),
+    chunk_size: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N", help="Tokens per chunk.", show_default=default("chunk.chunk_size")
+        ),
+    ] = None,
+    chunk_overlap: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Tokens shared by neighbouring chunks.",
+            show_default=default("chunk.chunk_overlap"),
+        ),
+    ] = None,
+    val_ratio: Annotated[
+        float | None,
+        typer.Option(
+            metavar="RATIO",
+            help="Share of documents held out for validation.",
+            show_default=default("ingest.val_ratio"),
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Seed of the train/validation split.",
+            show_default=default("ingest.seed"),
+        ),
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Redo the work even if the chunks are current.")
+    ] = False,
 ) -> None:
     """Read documents, split them by document into train/validation, and chunk them.
 

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from embedtune.cli._app import RunDir, app, console, run_config
+from embedtune.cli._app import RunDir, app, console, default, run_config
 
 if TYPE_CHECKING:
     from embedtune.artifacts import StageResult
@@ -15,29 +15,50 @@ if TYPE_CHECKING:
 @app.command()
 def run(
     config: Annotated[
-        Path | None, typer.Argument(help="YAML config (see `embedtune init`); optional.")
+        Path | None,
+        typer.Argument(
+            metavar="CONFIG",
+            help="YAML config (see `embedtune init`); optional.",
+            show_default=False,
+        ),
     ] = None,
     run_dir: RunDir = Path("runs/latest"),
     docs: Annotated[
         list[Path] | None,
-        typer.Option("--docs", help="Document files or folders (overrides ingest.paths)."),
+        typer.Option(
+            "--docs",
+            metavar="PATH",
+            help="Document files or folders (overrides ingest.paths); repeat it.",
+        ),
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Base model: hub id or local path.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MODEL",
+            help="Base model to fine-tune: hub id, alias or local path.",
+            show_default=default("model"),
+        ),
+    ] = None,
     eval_data: Annotated[
         list[Path] | None,
         typer.Option(
-            "--eval-data", help="Extra evaluation sets (BEIR folder or llama-index JSON)."
+            "--eval-data",
+            metavar="PATH",
+            help="Extra evaluation sets (BEIR folder or llama-index JSON); repeat it.",
         ),
     ] = None,
     baseline: Annotated[
         list[str] | None,
         typer.Option(
             "--baseline",
+            metavar="MODEL",
             help="Also score this model zero-shot (e.g. all-mpnet-base-v2); repeat it. The run "
             "recommends one that beats both the base and the fine-tuned model.",
         ),
     ] = None,
-    fresh: Annotated[bool, typer.Option(help="Redo every stage, ignoring cached work.")] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Redo every stage, ignoring cached work.")
+    ] = False,
 ) -> None:
     """Run the whole pipeline: prepare, generate, train, evaluate.
 

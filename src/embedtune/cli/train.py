@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from embedtune.cli._app import ConfigFile, app, run_config
+from embedtune.cli._app import ConfigFile, app, default, run_config
 from embedtune.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ def train(
         typer.Option(
             "--run",
             "--run-dir",
+            metavar="DIR",
             help="Run directory: reads RUN/data, writes RUN/model, RUN/train (--run-dir under "
             "torchrun, which takes --run as its own --run-path).",
         ),
@@ -39,73 +40,175 @@ def train(
     config: ConfigFile = None,
     train_data: Annotated[
         Path | None,
-        typer.Option(help="Your own training set: llama-index JSON file or BEIR folder."),
+        typer.Option(
+            metavar="PATH", help="Your own training set: llama-index JSON file or BEIR folder."
+        ),
     ] = None,
     val_data: Annotated[
-        Path | None, typer.Option(help="Your own validation set (same formats).")
+        Path | None,
+        typer.Option(metavar="PATH", help="Your own validation set (same formats)."),
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Base model: hub id, alias or path.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MODEL",
+            help="Base model: hub id, alias or path.",
+            show_default=default("model"),
+        ),
+    ] = None,
     output: Annotated[
-        Path | None, typer.Option(help="Where to save the model (with --train-data).")
+        Path | None,
+        typer.Option(metavar="DIR", help="Where to save the model (with --train-data)."),
     ] = None,
-    epochs: Annotated[float | None, typer.Option(help="Passes over the training pairs.")] = None,
+    epochs: Annotated[
+        float | None,
+        typer.Option(
+            metavar="N",
+            help="Passes over the training pairs (may be fractional, e.g. 0.5).",
+            show_default=default("train.epochs", when_unset="2 with a teacher, else 1"),
+        ),
+    ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Pairs per batch (more in-batch negatives).")
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Pairs per batch: each question is told apart from the other passages in its "
+            "batch, so larger batches teach finer distinctions.",
+            show_default=default("train.batch_size"),
+        ),
     ] = None,
-    learning_rate: Annotated[float | None, typer.Option()] = None,
-    warmup_ratio: Annotated[float | None, typer.Option()] = None,
-    max_seq_length: Annotated[int | None, typer.Option(help="Tokens kept per text.")] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
+    learning_rate: Annotated[
+        float | None,
+        typer.Option(
+            metavar="LR",
+            help="Peak learning rate of the AdamW optimiser.",
+            show_default=default(
+                "train.learning_rate", when_unset="5e-5 with a teacher, else 2e-5"
+            ),
+        ),
+    ] = None,
+    warmup_ratio: Annotated[
+        float | None,
+        typer.Option(
+            metavar="RATIO",
+            help="Share of the training steps over which the learning rate rises from 0 to LR.",
+            show_default=default("train.warmup_ratio"),
+        ),
+    ] = None,
+    max_seq_length: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Tokens kept per text.",
+            show_default=default("train.max_seq_length", when_unset="the model's own"),
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Seed of the shuffling, sampling and weight initialisation, for repeatable runs.",
+            show_default=default("train.seed"),
+        ),
+    ] = None,
     eval_steps: Annotated[
-        int | None, typer.Option(help="Validate every N steps (default: each epoch).")
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Validate every N steps.",
+            show_default=default("train.eval_steps", when_unset="once per epoch"),
+        ),
     ] = None,
     save_steps: Annotated[
-        int | None, typer.Option(help="Checkpoint every N steps (a multiple of eval-steps).")
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Checkpoint every N steps (a multiple of --eval-steps).",
+            show_default=default("train.save_steps", when_unset="once per epoch"),
+        ),
     ] = None,
     loss: Annotated[
         Literal["mnrl", "cached_mnrl"] | None,
-        typer.Option(help="mnrl, or cached_mnrl (GradCache) for batches beyond memory."),
+        typer.Option(
+            metavar="[mnrl|cached_mnrl]",
+            help="MultipleNegativesRankingLoss, or its cached variant (GradCache) for batches "
+            "larger than memory allows.",
+            show_default=default("train.loss"),
+        ),
     ] = None,
     hard_negatives: Annotated[
-        int | None, typer.Option(help="Hard negatives mined per pair from the base model.")
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Hard negatives (similar but wrong passages) mined per pair with the base model.",
+            show_default=default("train.hard_negatives"),
+        ),
     ] = None,
     teacher: Annotated[
         str | None,
         typer.Option(
-            help="Stronger model whose in-batch ranking is distilled, e.g. all-mpnet-base-v2; "
-            "'auto' (default): mpnet for MiniLM; 'none': off."
+            metavar="MODEL",
+            help="Stronger model whose ranking of each batch the base model learns to imitate, "
+            "e.g. all-mpnet-base-v2; 'auto': mpnet for the default MiniLM (when installed), "
+            "else none; 'none': off.",
+            show_default=default("train.teacher"),
         ),
     ] = None,
     distill_weight: Annotated[
-        float | None, typer.Option(help="Weight of the teacher's KL term (default 1).")
+        float | None,
+        typer.Option(
+            metavar="WEIGHT",
+            help="Weight of imitating the teacher, against learning the question-passage pairs.",
+            show_default=default("train.distill_weight"),
+        ),
     ] = None,
     rejects: Annotated[
         bool | None,
         typer.Option(
             "--rejects/--no-rejects",
-            help="With a teacher, also learn its ranking of the questions the round trip "
-            "dropped (default on).",
+            help="With a teacher, also learn its ranking for the questions that `generate` "
+            "dropped as doubtful (never taught as the answer).",
+            show_default=default("train.rejects", flag="rejects"),
         ),
     ] = None,
     rejects_data: Annotated[
         Path | None,
-        typer.Option(help="With --train-data: those dropped questions (llama-index JSON)."),
+        typer.Option(
+            metavar="FILE",
+            help="With --train-data: those dropped questions (llama-index JSON).",
+        ),
     ] = None,
     keep: Annotated[
         Literal["last", "best"] | None,
-        typer.Option(help="Save the last weights (default) or the best on the validation data."),
+        typer.Option(
+            metavar="[last|best]",
+            help="Save the last weights, or the best checkpoint on the validation data.",
+            show_default=default("train.keep"),
+        ),
     ] = None,
     matryoshka_dims: Annotated[
-        str | None, typer.Option(help="Also train truncated sizes, e.g. 384,256,128.")
+        str | None,
+        typer.Option(
+            metavar="DIMS",
+            help="Also train truncated embedding sizes, e.g. 384,256,128.",
+            show_default=False,
+        ),
     ] = None,
     lora: Annotated[
-        bool | None, typer.Option("--lora/--no-lora", help="Train LoRA adapters (merged).")
+        bool | None,
+        typer.Option(
+            "--lora/--no-lora",
+            help="Train LoRA adapters (merged into the saved model; needs peft).",
+            show_default=default("train.lora", flag="lora"),
+        ),
     ] = None,
     query_prompt: Annotated[
-        str | None, typer.Option(help="Prefix for queries, saved into the model.")
+        str | None,
+        typer.Option(metavar="TEXT", help="Prefix for queries, saved into the model."),
     ] = None,
     document_prompt: Annotated[
-        str | None, typer.Option(help="Prefix for passages, saved into the model.")
+        str | None,
+        typer.Option(metavar="TEXT", help="Prefix for passages, saved into the model."),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the last checkpoint.")

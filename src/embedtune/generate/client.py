@@ -14,6 +14,13 @@ once on 401/403/404 with a message naming the server, the model and the key vari
 JSON output is requested with ``response_format={"type": "json_object"}``; a server that
 rejects it with a 400 is asked again in plain text, and the choice sticks for the rest of the
 run.
+
+OpenAI's reasoning models (o1, o3, o4-mini, gpt-5 and their variants) refuse ``max_tokens``,
+``temperature`` and ``top_p`` with a 400 "Unsupported parameter" (or "Unsupported value"). Known
+by name, they are sent ``max_completion_tokens`` with room for their hidden reasoning, and
+``reasoning_effort="low"``, without sampling knobs. Any other model or server that refuses one
+of these parameters the same way is asked again without it (``max_tokens`` becomes
+``max_completion_tokens``), once: the choice sticks for the rest of the run.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import email.utils
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,7 +42,14 @@ from embedtune.config import GenerateConfig
 from embedtune.errors import ConfigError, GenerationError
 from embedtune.generate.prompts import to_messages
 
-__all__ = ["OpenAIBackend", "Completion", "resolve_api_key", "is_openai_host"]
+__all__ = [
+    "OpenAIBackend",
+    "Completion",
+    "resolve_api_key",
+    "missing_key_warning",
+    "is_openai_host",
+    "is_reasoning_model",
+]
 
 log = logging.getLogger("embedtune.generate")
 
@@ -42,6 +57,14 @@ log = logging.getLogger("embedtune.generate")
 INITIAL_DELAY = 0.5
 #: Local servers (vLLM, Ollama, llama.cpp) accept any key; the SDK insists on one.
 PLACEHOLDER_KEY = "not-needed"
+#: Tokens added to a reasoning model's max_completion_tokens for its hidden reasoning, which
+#: counts against that limit: with only the reply's budget, it may stop before writing a word.
+REASONING_ALLOWANCE = 2048
+#: Request parameters that a server may refuse and that can be left out (the server's default
+#: then applies). max_tokens is renamed instead: see ``OpenAIBackend._adapt``.
+_OPTIONAL_PARAMS = ("temperature", "top_p", "seed", "reasoning_effort")
+_REASONING_MODEL = re.compile(r"^(o\d+|gpt-5)(?![\w.-]*-chat)([\w.:-]*)$")
+_UNSUPPORTED = re.compile(r"unsupported (?:parameter|value)[^']*'([\w.]+)'", re.I)
 
 
 @dataclass
@@ -56,6 +79,28 @@ class Completion:
 
 def is_openai_host(base_url: str | None) -> bool:
     return base_url is None or "api.openai.com" in base_url
+
+
+def is_reasoning_model(model: str) -> bool:
+    """Whether ``model`` names one of OpenAI's reasoning models (o1, o3-mini, o4-mini, gpt-5,
+    gpt-5.1-mini, ...), which take ``max_completion_tokens`` and no sampling knobs. gpt-5's
+    chat variants (gpt-5-chat-latest) are not reasoning models."""
+    name = model.strip().lower().rsplit("/", 1)[-1]  # "openai/o3" on routers
+    return bool(_REASONING_MODEL.match(name))
+
+
+def missing_key_warning(
+    cfg: GenerateConfig, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """What a dry run should say when the real run would stop at once for want of an API key
+    (OpenAI's own API with the key variable unset), else None."""
+    env = os.environ if environ is None else environ
+    if env.get(cfg.api_key_env, "").strip() or not is_openai_host(cfg.base_url):
+        return None
+    return (
+        f"the environment variable {cfg.api_key_env} is not set: the real run will stop at once. "
+        f"Set it to your OpenAI API key (generate.api_key_env names the variable)"
+    )
 
 
 def resolve_api_key(cfg: GenerateConfig, environ: Mapping[str, str] | None = None) -> str:
@@ -124,8 +169,14 @@ class OpenAIBackend:
         self.max_retry_after = max_retry_after
         self.json_mode = True
         self.retries = 0
-        # A dry run may plan (and price) a run before any key is set.
+        # What this model takes, learnt from its name, then from the 400s it answers (see _adapt).
+        self.reasoning = is_reasoning_model(self.model)
+        self.token_param = "max_completion_tokens" if self.reasoning else "max_tokens"
+        self.refused: set[str] = {"temperature", "top_p"} if self.reasoning else set()
+        # A dry run may plan (and price) a run before any key is set; it says so.
         self._api_key = resolve_api_key(cfg, environ) if check_key else PLACEHOLDER_KEY
+        if not check_key and (warning := missing_key_warning(cfg, environ)):
+            log.warning("%s", warning)
         self._client: Any = None
 
     def _get_client(self) -> Any:
@@ -151,6 +202,60 @@ class OpenAIBackend:
             "max_tokens": self.cfg.max_tokens,
             "seed": self.cfg.seed,
         }
+
+    def _request(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        """The chat completion's parameters, without those this model refuses."""
+        limit = self.cfg.max_tokens + (REASONING_ALLOWANCE if self.reasoning else 0)
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.cfg.temperature,
+            "top_p": self.cfg.top_p,
+            self.token_param: limit,
+            "seed": self.cfg.seed,
+        }
+        if self.reasoning:
+            kwargs["reasoning_effort"] = "low"  # two questions need little thought, and cost less
+        return {k: v for k, v in kwargs.items() if k not in self.refused}
+
+    def _adapt(self, exc: Any, sent: dict[str, Any]) -> bool:
+        """After a 400 that refuses one of our parameters ("Unsupported parameter: 'max_tokens'
+        ... Use 'max_completion_tokens' instead", "Unsupported value: 'temperature' does not
+        support 0.7"), stop sending it for the rest of the run; False if the 400 is not that."""
+        detail = _error_detail(exc)
+        param = getattr(exc, "param", None)
+        if not param:
+            m = _UNSUPPORTED.search(detail)
+            param = m.group(1) if m else None
+        code = str(getattr(exc, "code", None) or "")
+        if not param or not (code.startswith("unsupported") or _UNSUPPORTED.search(detail)):
+            return False
+        if param not in sent:
+            return False
+        if param in self.refused:
+            return True  # a concurrent request learnt it meanwhile: ask again without it
+        if param in ("max_tokens", "max_completion_tokens"):
+            # OpenAI's newer name, or back to the older one for a server that knows only that
+            other = "max_tokens" if param == "max_completion_tokens" else "max_completion_tokens"
+            if other in self.refused:
+                return False
+            self.token_param = other
+            self.refused.add(param)
+            what = f"sending {other} instead"
+        elif param in _OPTIONAL_PARAMS:
+            self.refused.add(param)
+            what = "leaving it out (the server's default applies)"
+        else:
+            return False
+        log.warning(
+            "%s refused %r for model %r (%s); %s for the rest of the run",
+            self.base_url,
+            param,
+            self.model,
+            detail,
+            what,
+        )
+        return True
 
     def _delay(self, attempt: int, headers: Any) -> float:
         asked = _retry_after(headers)
@@ -187,14 +292,7 @@ class OpenAIBackend:
         client = self._get_client()
         attempt = 0
         while True:
-            kwargs: dict[str, Any] = {
-                "model": self.model,
-                "messages": to_messages(prompt),
-                "temperature": self.cfg.temperature,
-                "top_p": self.cfg.top_p,
-                "max_tokens": self.cfg.max_tokens,
-                "seed": self.cfg.seed,
-            }
+            kwargs = self._request(to_messages(prompt))
             json_mode = self.json_mode
             if json_mode:
                 kwargs["response_format"] = {"type": "json_object"}
@@ -205,6 +303,12 @@ class OpenAIBackend:
                 if not choices or choices[0].message is None:
                     raise _Malformed(f"reply without choices: {str(resp)[:200]}")
                 text = choices[0].message.content or ""
+                if not text and getattr(choices[0], "finish_reason", None) == "length":
+                    raise _Malformed(
+                        f"the reply stopped at {kwargs[self.token_param]} tokens before any "
+                        "text (a reasoning model spends hidden tokens from the same budget); "
+                        "raise generate.max_tokens"
+                    )
                 usage = {}
                 if getattr(resp, "usage", None) is not None:
                     usage = {
@@ -219,6 +323,8 @@ class OpenAIBackend:
             ) as exc:
                 raise self._fatal(exc) from None
             except openai.BadRequestError as exc:
+                if self._adapt(exc, kwargs):
+                    continue
                 if json_mode and _mentions_response_format(exc):
                     log.warning(
                         "%s rejected response_format=json_object (%s); asking in plain text",

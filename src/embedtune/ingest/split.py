@@ -64,7 +64,7 @@ def _split_single(doc: Document, val_ratio: float) -> tuple[Document, Document |
             return doc, None, f"only one document ({doc.path}) and it is too short to split"
         train_pages = [Page(number=page.number, text=head)]
         val_pages = [Page(number=page.number, text=tail)]
-        where = f"its last {len(tail) / max(1, len(page.text)):.0%} of text"
+        where = f"last {len(tail) / max(1, len(page.text)):.0%} of text"
     train = doc.model_copy(update={"pages": train_pages})
     val = doc.model_copy(update={"pages": val_pages})
     note = (

@@ -2,7 +2,8 @@
 
 ``torch`` loads the model as trained. ``onnx`` and ``onnx-int8`` load the files that
 ``embedtune export`` wrote into ``MODEL/onnx/`` (``model.onnx`` and ``model_qint8_<cpu>.onnx``)
-through sentence-transformers' ONNX backend, which needs ``pip install 'embedtune[onnx]'``::
+through sentence-transformers' ONNX backend, which needs the onnx extra (``pip install -e
+'.[onnx]'`` in embedtune's clone: it is not on a package index)::
 
     >>> model = load_backend("all-MiniLM-L6-v2", "torch")
     >>> model.encode(["What is R?"]).shape
@@ -28,7 +29,7 @@ __all__ = ["Backend", "BACKENDS", "load_backend", "onnx_file", "require_onnx", "
 Backend = Literal["torch", "onnx", "onnx-int8"]
 BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
 
-ONNX_INSTALL_HINT = "pip install 'embedtune[onnx]'"
+ONNX_INSTALL_HINT = "pip install -e '.[onnx]'"
 
 
 def require_onnx() -> None:
@@ -37,7 +38,7 @@ def require_onnx() -> None:
     if missing:
         raise InputError(
             f"the ONNX backends need {' and '.join(missing)}, which are not installed; run "
-            f"`{ONNX_INSTALL_HINT}`"
+            f"`{ONNX_INSTALL_HINT}` in embedtune's clone (it is not on a package index)"
         )
 
 
