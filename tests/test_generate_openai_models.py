@@ -92,7 +92,7 @@ def test_a_reasoning_model_is_asked_right_the_first_time(tmp_path):
     assert body["max_completion_tokens"] == 256 + REASONING_ALLOWANCE
     assert body["reasoning_effort"] == "low"
     assert not {"max_tokens", "temperature", "top_p"} & set(body)
-    assert report["splits"]["train"]["kept"] == 8
+    assert report.splits["train"].kept == 8
 
 
 def test_a_model_that_refuses_parameters_is_asked_again_without_them_once(tmp_path, caplog):
@@ -105,7 +105,7 @@ def test_a_model_that_refuses_parameters_is_asked_again_without_them_once(tmp_pa
     assert server.calls_total == len(TEXTS) + 3
     last = server.requests[-1]["body"]
     assert last["max_completion_tokens"] == 256 and not {"max_tokens", "temperature"} & set(last)
-    assert report["splits"]["train"]["kept"] == 8
+    assert report.splits["train"].kept == 8
     assert "refused 'max_tokens'" in caplog.text and "sending max_completion_tokens" in caplog.text
     assert "refused 'temperature'" in caplog.text and "for the rest of the run" in caplog.text
 
@@ -114,7 +114,7 @@ def test_concurrent_requests_that_hit_the_same_refusal_all_recover(tmp_path):
     run = _run(tmp_path)
     with FakeOpenAI(unsupported=REFUSED, latency=0.05) as server:
         report = run_generate(_config(server, "house-reasoner", concurrency=4), run)
-    assert report["splits"]["train"]["kept"] == 8
+    assert report.splits["train"].kept == 8
     assert 3 <= _refusals(server) <= 3 * 4
 
 
@@ -143,7 +143,7 @@ def test_dry_run_warns_that_the_api_key_variable_is_unset(tmp_path, caplog, monk
     )
     with caplog.at_level(logging.WARNING, logger="embedtune"):
         report = run_generate(cfg, run, dry_run=True)
-    assert report["dry_run"] and report["calls"] == len(TEXTS)
+    assert report.dry_run and report.calls == len(TEXTS)
     assert "ET_UNSET_KEY is not set: the real run will stop at once" in caplog.text
     caplog.clear()
     monkeypatch.setenv("ET_UNSET_KEY", "sk-test")
