@@ -235,7 +235,7 @@ def train(
     """
     from embedtune.layout import RunLayout
     from embedtune.train import finetune, run_train
-    from embedtune.train.data import load_sets, merged_corpus
+    from embedtune.train.data import load_sets
 
     if run is None and train_data is None:
         raise ConfigError("give --run DIR, or --train-data PATH with --output DIR")
@@ -293,7 +293,6 @@ def train(
             cfg.train,
             output,
             resume=resume,
-            full_corpus=merged_corpus(tr, va) if va is not None else None,
             work_dir=work,
             echo=echo,
             rejects=extra,

@@ -17,7 +17,7 @@ from embedtune.errors import InputError, TrainingError
 from embedtune.layout import RunLayout
 from embedtune.recipe import describe, settle
 from embedtune.records import content_hash, read_json, write_json_atomic
-from embedtune.train.data import load_sets, merged_corpus
+from embedtune.train.data import load_sets
 from embedtune.train.summary import TrainSummary
 from embedtune.train.trainer import finetune, world
 
@@ -67,7 +67,6 @@ def run_train(
         cfg.train,
         run.model_dir,
         resume=resume,
-        full_corpus=merged_corpus(train, val),
         work_dir=run.train.root,
         callbacks=callbacks,
         echo=echo,

@@ -1,4 +1,4 @@
-"""Validation during fine-tuning: held-out queries searched against the full corpus.
+"""Validation during fine-tuning: held-out queries searched against the validation corpus.
 
 The base model is scored first, the weights are scored as training goes
 (sentence-transformers' ``InformationRetrievalEvaluator``), and the verdict compares the weights
