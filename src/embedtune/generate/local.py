@@ -35,7 +35,7 @@ from embedtune.config import GenerateConfig
 from embedtune.errors import InputError
 from embedtune.generate.client import Completion
 from embedtune.generate.prompts import to_messages
-from embedtune.models import smollm2_gguf_path
+from embedtune.models import default_device, smollm2_gguf_path
 
 __all__ = ["LocalBackend", "LOCAL_MODEL_NAME", "resolve_dtype", "shared_prefix_groups"]
 
@@ -54,14 +54,17 @@ def _cpu_has_bf16() -> bool:
     return bool(re.search(r"\b(?:avx512_bf16|amx_bf16)\b", flags))
 
 
-def resolve_dtype(setting: str) -> str:
-    """'bfloat16' or 'float32'; 'auto' picks bfloat16 where the CPU computes it natively.
+def resolve_dtype(setting: str, device: str = "cpu") -> str:
+    """'bfloat16' or 'float32'; 'auto' picks bfloat16 where the hardware computes it natively.
 
     Where the CPU has AVX512-BF16, bfloat16 writes questions faster than float32 (see
-    BENCHMARKS.md, generate); without native support bfloat16 is emulated and slower.
+    BENCHMARKS.md, generate); without native support bfloat16 is emulated and slower. On a GPU
+    'auto' is bfloat16 where the GPU supports it.
     """
     if setting != "auto":
         return setting
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
     return "bfloat16" if _cpu_has_bf16() else "float32"
 
 
@@ -77,7 +80,8 @@ class LocalBackend:
         self.per_question = per_question
         # One question needs ~30 tokens; a list of them needs the configured budget.
         self.max_new_tokens = min(cfg.max_tokens, 48) if per_question else cfg.max_tokens
-        self.dtype = resolve_dtype(cfg.local_dtype)
+        self.device = default_device()
+        self.dtype = resolve_dtype(cfg.local_dtype, self.device)
         # Prompts for one chunk share its text: read it once per chunk (see complete_batch).
         self.share_prefixes = True
         # A question that is written leaves the batch (see _greedy).
@@ -121,7 +125,7 @@ class LocalBackend:
         finally:
             hf_logging.set_verbosity(verbosity)
             hf_logging.enable_progress_bar()
-        model.eval()
+        model.to(self.device).eval()
         tok.padding_side = "left"  # decoder-only batches pad on the left so replies line up
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
@@ -193,7 +197,7 @@ class LocalBackend:
             return self._complete_plain(chats)
 
     def _complete_plain(self, chats: list[tuple[str, str]]) -> list[Completion]:
-        enc = self._tok([c for c, _ in chats], return_tensors="pt", padding=True)
+        enc = self._tok([c for c, _ in chats], return_tensors="pt", padding=True).to(self.device)
         new = self._continue(enc["input_ids"], enc["attention_mask"], None)
         return [
             self._reply(chats[i][1], row, int(enc["attention_mask"][i].sum()))
@@ -229,9 +233,11 @@ class LocalBackend:
                 self._stop = StopStringCriteria(tok, ["\n"])
             stop = self._stop
         eos = model.generation_config.eos_token_id
-        eos_ids = torch.tensor(eos if isinstance(eos, list) else [eos if eos is not None else -1])
+        eos_ids = torch.tensor(
+            eos if isinstance(eos, list) else [eos if eos is not None else -1], device=self.device
+        )
         penalty = REPETITION_PENALTY
-        rows = torch.arange(input_ids.shape[0])
+        rows = torch.arange(input_ids.shape[0], device=self.device)
         seqs, mask = input_ids, attention_mask
         step = input_ids[:, cache.get_seq_length() :]
         new: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
@@ -285,7 +291,9 @@ class LocalBackend:
         cache = None
         if opening:
             cache = model(
-                input_ids=torch.tensor([prefixes[0][:opening]]), use_cache=True, logits_to_keep=1
+                input_ids=torch.tensor([prefixes[0][:opening]], device=self.device),
+                use_cache=True,
+                logits_to_keep=1,
             ).cache
             cache.batch_repeat_interleave(len(prefixes))
         pad = tok.pad_token_id
@@ -293,10 +301,10 @@ class LocalBackend:
         width = max(len(r) for r in rests)
         prefix_ids = torch.tensor(
             [prefixes[0][:opening] + [pad] * (width - len(r)) + r for r in rests]
-        )
+        ).to(self.device)
         prefix_mask = torch.tensor(
             [[1] * opening + [0] * (width - len(r)) + [1] * len(r) for r in rests]
-        )
+        ).to(self.device)
         positions = _positions(prefix_mask)[:, opening:]
         cache = model(
             input_ids=prefix_ids[:, opening:],
@@ -316,11 +324,11 @@ class LocalBackend:
         replies: dict[int, Completion] = {}
         buckets = list(by_length.values())
         for i, rows in enumerate(buckets):
-            index = torch.tensor([owner[r] for r in rows])
+            index = torch.tensor([owner[r] for r in rows], device=self.device)
             # Each bucket's decoding changes its cache; the last one may take the original.
             branch = cache if i == len(buckets) - 1 else copy.deepcopy(cache)
             branch.batch_select_indices(index)
-            suffix = torch.tensor([ids[r][shared[r] :] for r in rows])
+            suffix = torch.tensor([ids[r][shared[r] :] for r in rows], device=self.device)
             input_ids = torch.cat([prefix_ids[index], suffix], dim=1)
             mask = torch.cat([prefix_mask[index], torch.ones_like(suffix)], dim=1)
             new = self._continue(input_ids, mask, branch)

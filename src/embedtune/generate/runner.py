@@ -43,7 +43,7 @@ from embedtune.generate.local import LocalBackend
 from embedtune.generate.prompts import PromptTemplate, load_template, parse_questions, render
 from embedtune.generate.report import DryRunReport, DryRunSplit, GenerateReport, SplitReport
 from embedtune.layout import BEIR_SPLIT, SPLITS, RunLayout
-from embedtune.models import load_model, resolve_model
+from embedtune.models import default_device, load_model, resolve_model
 from embedtune.recipe import settle
 from embedtune.records import Chunk, content_hash, read_chunks, read_json, write_json_atomic
 
@@ -528,7 +528,7 @@ def _roundtrip(job: _Job, questions: _Questions) -> list[_Question]:
     """Keep a question only where the judge ranks its chunk in the top k of its split; returns
     the training questions dropped (which training with a teacher still learns from)."""
     assert job.g.roundtrip_top_k is not None
-    model = load_model(job.judge, device="cpu")
+    model = load_model(job.judge, device=default_device())
     # Training and evaluation encode these same chunks with this same model (the base, or the
     # judge as the teacher or a baseline): share its cache.
     cache = EmbeddingCache(model_fingerprint(job.judge))

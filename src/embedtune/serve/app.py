@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from embedtune.config import ServeConfig
+from embedtune.models import default_device
 from embedtune.serve.errors import AnswerUnexpected, ApiError, add_error_handlers
 from embedtune.serve.guards import Admission, Instrument, LimitBody, RequireApiKey
 from embedtune.serve.routes import router
@@ -135,7 +136,9 @@ def serve(
     from embedtune.serve.backends import load_backend
 
     settings = ServeSettings.from_config(settings)
-    model = load_backend(model_path, settings.backend)
+    # ONNX backends run on onnxruntime's CPU provider; torch goes to the GPU when there is one.
+    device = default_device() if settings.backend == "torch" else "cpu"
+    model = load_backend(model_path, settings.backend, device=device)
     app = create_app(
         model, settings, model_name=model_name or served_name(model_path), api_key=api_key
     )
