@@ -206,3 +206,12 @@ def test_exact_and_near_duplicates_are_dropped_from_validation_only():
     # Below the threshold nothing is dropped.
     kept, report = drop_leaked_chunks(train, val[2:3], threshold=0.97)
     assert len(kept) == 1 and report["near"] == 0
+
+
+def test_html_doctype_and_processing_instructions_are_not_text():
+    html = (
+        b'<!DOCTYPE html PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN" '
+        b'"http://www.w3.org/TR/html4/loose.dtd">\n<?xml-stylesheet href="s.css"?>\n'
+        b"<html><body><p>Only   this.</p></body></html>"
+    )
+    assert html_to_text(html) == "Only this."

@@ -60,7 +60,7 @@ __all__ = ["PrepareSummary", "run_prepare", "write_run_config", "PREPARE_VERSION
 log = logging.getLogger("embedtune.prepare")
 
 # Bump when extraction, normalisation or chunking changes what they write for the same input.
-PREPARE_VERSION = "2"  # 2: writes val_headings.json
+PREPARE_VERSION = "3"  # 2: writes val_headings.json; 3: HTML without its doctype, HTML headings
 _KEY_LIBS = ("pypdfium2", "beautifulsoup4", "tokenizers", "transformers")
 
 
