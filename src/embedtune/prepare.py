@@ -88,20 +88,26 @@ def _versions() -> dict[str, str]:
 
 def _inputs(cfg: PipelineConfig, previous: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Every input file with size, mtime and SHA-256, reusing the previous run's hash of a file
-    whose path, size and mtime are unchanged."""
+    whose path, size and mtime are unchanged. A file that cannot be read has no hash here: the
+    loader names it and skips it."""
     files, _ = find_files(cfg.ingest.paths, cfg.ingest.extensions)
     known = {e["path"]: e for e in (previous or {}).get("inputs", []) if isinstance(e, dict)}
     out = []
     for src in files:
-        st = src.path.stat()
-        entry = {"path": str(src.path), "rel": src.rel, "size": st.st_size}
-        entry["mtime_ns"] = st.st_mtime_ns
-        old = known.get(entry["path"])
-        if old and old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns:
-            entry["sha256"] = old["sha256"]
-        else:
-            entry["sha256"] = file_sha256(src.path)
+        entry: dict[str, Any] = {"path": str(src.path), "rel": src.rel, "sha256": None}
         out.append(entry)
+        if src.problem is not None:
+            continue
+        try:
+            st = src.path.stat()
+            entry.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
+            old = known.get(entry["path"])
+            if old and old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns:
+                entry["sha256"] = old.get("sha256")
+            else:
+                entry["sha256"] = file_sha256(src.path)
+        except OSError:
+            entry["sha256"] = None  # unreadable (permissions, gone): load_documents says so
     return out
 
 
@@ -225,7 +231,9 @@ class _Preparation:
     def load(self, inputs: list[dict[str, Any]]) -> LoadResult:
         cfg = self.cfg.ingest
         loaded = load_documents(
-            cfg.paths, cfg.extensions, hashes={e["path"]: e["sha256"] for e in inputs}
+            cfg.paths,
+            cfg.extensions,
+            hashes={e["path"]: e["sha256"] for e in inputs if e["sha256"]},
         )
         self.warnings += [f"skipped {s.path}: {s.reason}" for s in loaded.skipped]
         return loaded
