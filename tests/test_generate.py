@@ -551,3 +551,46 @@ def test_cli_reports_a_bad_template_as_one_line(tmp_path):
     assert result.exit_code != 0
     assert "mine.txt lacks the placeholder(s) {num_questions}" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"text": 12345},  # valid JSON, wrong type: crashed every rerun
+        {"text": None},  # silently gave the chunk no questions
+        {"attempts": "many"},
+        {"usage": ["not", "a", "dict"]},
+    ],
+)
+def test_a_cache_row_of_the_wrong_shape_is_set_aside_said_and_asked_again(tmp_path, damage, caplog):
+    run = make_run(tmp_path, n_train=3, n_val=0)
+    with FakeOpenAI() as server:
+        first = run_generate(config(server), run)
+        cache = run / "generate" / "cache" / "train.jsonl"
+        rows = cache_rows(run, "train")
+        broken = {**rows[1], **damage}
+        cache.write_text("".join(json.dumps(r) + "\n" for r in [rows[0], broken, rows[2]]))
+        with caplog.at_level("WARNING", logger="embedtune"):
+            report = run_generate(config(server), run)
+        assert server.calls_total == 4  # only the broken row's call was made again
+    set_aside = cache.with_name("train.jsonl.set-aside")
+    assert f"{cache}: set aside 1 row(s)" in caplog.text and str(set_aside) in caplog.text
+    assert [json.loads(line) for line in set_aside.read_text().splitlines()] == [broken]
+    assert report.splits["train"].cache_rows_set_aside == 1
+    assert report.splits["train"].kept == first.splits["train"].kept  # no chunk lost its questions
+    kept = cache_rows(run, "train")
+    assert rows[0] in kept and rows[2] in kept and len(kept) == 3  # the good rows stay
+
+
+def test_a_dry_run_says_what_it_would_set_aside_and_changes_nothing(tmp_path, caplog):
+    run = make_run(tmp_path, n_train=2, n_val=0)
+    with FakeOpenAI() as server:
+        run_generate(config(server), run)
+        cache = run / "generate" / "cache" / "train.jsonl"
+        cache.write_text(cache.read_text() + '{"key": "k", "text": null}\n')
+        before = cache.read_bytes()
+        with caplog.at_level("WARNING", logger="embedtune"):
+            plan = run_generate(config(server), run, dry_run=True)
+    assert plan.calls == 0 and cache.read_bytes() == before
+    assert "1 row(s) are not replies" in caplog.text
+    assert not cache.with_name("train.jsonl.set-aside").exists()

@@ -4,7 +4,8 @@
 
     RUN/config.yaml                   the settled configuration (prepare)
     RUN/chunks/{train,val}.jsonl      chunks, and val_headings.json (prepare)
-    RUN/generate/cache/{split}.jsonl  every LLM reply, and report.json (generate)
+    RUN/generate/cache/{split}.jsonl  every LLM reply (broken rows moved to .set-aside beside
+                                      it), and report.json (generate)
     RUN/data/{train,val}.json         question/chunk datasets, train_rejects.json, beir/ (generate)
     RUN/model/                        the fine-tuned model (train)
     RUN/train/                        checkpoints, metrics.json, base_metrics.json (train)

@@ -332,14 +332,15 @@ def _plan_job(cfg: PipelineConfig, run: RunLayout, *, dry_run: bool) -> _Job:
     return _Job(cfg, run, judge, backend_name, backend, template, chunks, plans, key)
 
 
-def _open_caches(run: RunLayout, *, fresh: bool) -> dict[str, ResponseCache]:
-    """The reply cache of each split; ``fresh`` moves the old ones aside (never deletes them)."""
+def _open_caches(run: RunLayout, *, fresh: bool, dry_run: bool) -> dict[str, ResponseCache]:
+    """The reply cache of each split; ``fresh`` moves the old ones aside (never deletes them);
+    a dry run changes nothing, not even rows that are not replies."""
     if fresh:
         for split in SPLITS:
             moved = move_aside(run.reply_cache(split))
             if moved:
                 log.info("moved the old cache aside to %s", moved)
-    return {s: ResponseCache(run.reply_cache(s)) for s in SPLITS}
+    return {s: ResponseCache(run.reply_cache(s), repair=not dry_run) for s in SPLITS}
 
 
 def run_generate(
@@ -352,7 +353,7 @@ def run_generate(
     OpenAI's models, an approximate cost, without calling anything or writing any file.
     """
     job = _plan_job(settle(cfg), RunLayout(run_dir), dry_run=dry_run)
-    caches = _open_caches(job.run, fresh=fresh and not dry_run)
+    caches = _open_caches(job.run, fresh=fresh and not dry_run, dry_run=dry_run)
     try:
         if dry_run:
             return _dry_run_report(job, caches)
@@ -653,4 +654,5 @@ def _split_report(
         cleaned=dict(qf.cleaned),
         roundtrip=questions.roundtrip.get(split),
         torn_cache_lines=cache.torn_lines,
+        cache_rows_set_aside=cache.set_aside,
     )
