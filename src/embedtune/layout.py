@@ -11,6 +11,7 @@
     RUN/train/                        checkpoints, metrics.json, base_metrics.json (train)
     RUN/eval/                         reports (evaluate)
     RUN/result.json                   the model the run recommends (pipeline)
+    RUN/.embedtune.lock               held by the stage writing the run (embedtune.runlock)
 
 Each stage keeps a ``manifest.json`` in its own folder (see :mod:`embedtune.artifacts`)::
 
@@ -82,6 +83,16 @@ class RunLayout:
     @property
     def result(self) -> Path:
         return self.root / "result.json"
+
+    @property
+    def lock(self) -> Path:
+        """Held (an OS file lock) by the process writing the run; see :mod:`embedtune.runlock`."""
+        return self.root / ".embedtune.lock"
+
+    @property
+    def lock_info(self) -> Path:
+        """Which process holds :attr:`lock` (pid, stage), for the message of the next one."""
+        return self.root / ".embedtune.lock.json"
 
     # prepare
     @property

@@ -53,7 +53,8 @@ from embedtune.ingest import (
 from embedtune.ingest.headings import MIN_QUERIES, headings_dataset
 from embedtune.layout import SPLITS, RunLayout
 from embedtune.recipe import settle
-from embedtune.records import Chunk, Document, write_jsonl
+from embedtune.records import Chunk, Document, write_jsonl, write_text_atomic
+from embedtune.runlock import holds_run
 
 __all__ = ["PrepareSummary", "run_prepare", "write_run_config", "PREPARE_VERSION"]
 
@@ -69,10 +70,7 @@ def write_run_config(cfg: PipelineConfig, run_dir: Path) -> Path:
     path = RunLayout(run_dir).config
     text = dump_config(cfg, "embedtune prepare")
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".yaml.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(path, text)
     return path
 
 
@@ -140,12 +138,14 @@ class PrepareSummary(StageResult):
     seconds: dict[str, float] = {}
 
 
+@holds_run("prepare", create=True)
 def run_prepare(cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False) -> PrepareSummary:
     """Load, split, chunk and de-duplicate ``cfg.ingest.paths`` into ``RUN/chunks``.
 
     Returns the summary a user reads (``skipped`` when the previous run's files were current
     and reused). Raises InputError when there is nothing usable (no paths, a missing path, an
-    empty folder, no readable file, or no chunk long enough).
+    empty folder, no readable file, or no chunk long enough), RunInUse when another process is
+    writing ``run_dir``.
     """
     t0 = time.perf_counter()
     run = RunLayout(run_dir)

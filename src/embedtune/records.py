@@ -28,6 +28,7 @@ __all__ = [
     "read_chunks",
     "read_json",
     "write_json_atomic",
+    "write_text_atomic",
 ]
 
 
@@ -130,12 +131,17 @@ def read_chunks(path: str | Path) -> list[Chunk]:
     return out
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> None:
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` through a temporary file of this process's own, renamed into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
 def read_json(path: str | Path) -> Any:

@@ -52,6 +52,7 @@ from embedtune.evaluate.results import (
 from embedtune.layout import RunLayout
 from embedtune.models import load_model, resolve_model
 from embedtune.retrieval import PRIMARY_METRIC, hit_rate_curve, metric_names, score_retrieval
+from embedtune.runlock import holds_run
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -451,6 +452,7 @@ def _run_summary(result: EvaluationResult, base_model: str) -> EvaluateSummary:
     )
 
 
+@holds_run("evaluate")
 def run_evaluate(
     cfg: PipelineConfig,
     run_dir: Path,

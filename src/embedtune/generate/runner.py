@@ -46,6 +46,7 @@ from embedtune.layout import BEIR_SPLIT, SPLITS, RunLayout
 from embedtune.models import load_model, resolve_model
 from embedtune.recipe import settle
 from embedtune.records import Chunk, content_hash, read_chunks, read_json, write_json_atomic
+from embedtune.runlock import holds_run
 
 __all__ = ["run_generate", "resolve_backend", "estimate_cost", "PRICES"]
 
@@ -343,6 +344,7 @@ def _open_caches(run: RunLayout, *, fresh: bool, dry_run: bool) -> dict[str, Res
     return {s: ResponseCache(run.reply_cache(s), repair=not dry_run) for s in SPLITS}
 
 
+@holds_run("generate")
 def run_generate(
     cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False, dry_run: bool = False
 ) -> GenerateReport | DryRunReport:
