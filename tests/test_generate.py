@@ -594,3 +594,63 @@ def test_a_dry_run_says_what_it_would_set_aside_and_changes_nothing(tmp_path, ca
     assert plan.calls == 0 and cache.read_bytes() == before
     assert "1 row(s) are not replies" in caplog.text
     assert not cache.with_name("train.jsonl.set-aside").exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_refused_connection_says_so_and_asks_whether_the_server_runs(tmp_path):
+    run = make_run(tmp_path, n_train=2, n_val=0)
+    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    cfg = load_config(overrides={"generate": {"base_url": url, "model": "m"}}, environ={})
+    t0 = time.perf_counter()
+    with pytest.raises(GenerationError) as err:
+        run_generate(cfg, run)
+    assert str(err.value).startswith(
+        f"the server at {url} refused the connection: is it running? Check generate.base_url"
+    )
+    assert "max_retries" not in str(err.value)
+    assert time.perf_counter() - t0 < 10
+
+
+def test_a_server_that_never_accepts_is_reported_in_seconds_but_slow_replies_are_waited_for(
+    tmp_path, monkeypatch
+):
+    import socket
+
+    from embedtune.generate import client
+
+    monkeypatch.setattr(client, "CONNECT_TIMEOUT", 0.5)
+    # A listener whose queue is full: new connections are never accepted (a dead or firewalled
+    # host looks the same to a client).
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(8):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(listener.getsockname())
+        fillers.append(f)
+    run = make_run(tmp_path, n_train=2, n_val=0)
+    url = "http://127.0.0.1:%d/v1" % listener.getsockname()[1]
+    cfg = load_config(
+        overrides={"generate": {"base_url": url, "model": "m", "timeout": 60}}, environ={}
+    )
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(GenerationError, match="did not accept a connection within 0.5 s"):
+            run_generate(cfg, run)
+    finally:
+        for s in [listener, *fillers]:
+            s.close()
+    assert time.perf_counter() - t0 < 10  # not generate.timeout (60 s) times the retries
+    # A reply slower than the connect timeout is still waited for: only connecting is short.
+    with FakeOpenAI(latency=1.0) as server:
+        report = run_generate(config(server), run)
+    assert report.splits["train"].kept > 0 and server.calls_total == 2
