@@ -106,18 +106,38 @@ def write_jsonl(path: str | Path, rows: Iterable[BaseModel | dict[str, Any]]) ->
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield one dict per non-empty line, naming the file and line of any broken one."""
+    """Yield one JSON object per non-empty line, naming the file and line of any line that is
+    not UTF-8 text, not JSON, or not an object."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path} not found")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise InputError(
+            f"{path} cannot be read ({exc.strerror or exc}); check its permissions"
+        ) from None
+    with f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise InputError(
+                    f"{path}:{lineno} is not UTF-8 text; convert the file to UTF-8 (e.g. "
+                    "iconv -f <its encoding> -t utf-8)"
+                ) from None
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path}:{lineno} is not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise InputError(
+                    f"{path}:{lineno} is a JSON {type(row).__name__}, not an object "
+                    '({"key": value, ...})'
+                )
+            yield row
 
 
 def read_chunks(path: str | Path) -> list[Chunk]:
