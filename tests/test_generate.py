@@ -638,7 +638,7 @@ def test_a_server_that_never_accepts_is_reported_in_seconds_but_slow_replies_are
         f.connect_ex(listener.getsockname())
         fillers.append(f)
     run = make_run(tmp_path, n_train=2, n_val=0)
-    url = "http://127.0.0.1:%d/v1" % listener.getsockname()[1]
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
     cfg = load_config(
         overrides={"generate": {"base_url": url, "model": "m", "timeout": 60}}, environ={}
     )

@@ -243,8 +243,7 @@ def _read_qrels(path: Path) -> tuple[dict[str, list[str]], dict[str, dict[str, i
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError:
         raise InputError(
-            f"{path} is not UTF-8 text; convert it to UTF-8 (e.g. iconv -f <its encoding> -t "
-            "utf-8)"
+            f"{path} is not UTF-8 text; convert it to UTF-8 (e.g. iconv -f <its encoding> -t utf-8)"
         ) from None
     except OSError as exc:
         raise InputError(
