@@ -104,11 +104,19 @@ def lock_run(run_dir: str | Path, stage: str, *, create: bool = True) -> Iterato
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 holds it for the whole launch
         yield
         return
+    if run.root.exists() and not run.root.is_dir():
+        raise InputError(f"--run {run.root} is a file, not a folder; give a folder for the run")
     if not run.root.is_dir():
         if not create:
             yield
             return
-        run.root.mkdir(parents=True, exist_ok=True)
+        try:
+            run.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(
+                f"cannot create the run folder {run.root} ({exc.strerror or exc}); give --run a "
+                "folder that can be created"
+            ) from None
     key = os.path.realpath(run.lock)
     held = _held()
     if key in held:
