@@ -651,6 +651,14 @@ def _evaluate_json(obj: object | bytes) -> Callable[[Env], list[str]]:
     return build
 
 
+def e_output_is_a_user_folder(env: Env) -> list[str]:
+    folder = _beir(env)
+    notes = env.inputs / "notes"
+    notes.mkdir()
+    (notes / "report.md").write_text("my own report", encoding="utf-8")
+    return ["evaluate", "--model", "minilm", "--data", str(folder), "--output", str(notes)]
+
+
 def e_missing_data(env: Env) -> list[str]:
     env.inputs.mkdir()
     return ["evaluate", "--model", "minilm", "--data", str(env.inputs / "nope")]
@@ -713,6 +721,8 @@ EVALUATE = [
     Case("llama-index corpus text a number", _evaluate_json({**GOOD, "corpus": {"c1": 42, "c2": "x"}}),
          2, "{inputs}/val.json: field 'corpus.c1': Input should be a valid string"),
     Case("evaluation data missing", e_missing_data, 2, "{inputs}/nope not found"),
+    Case("report folder embedtune did not write", e_output_is_a_user_folder, 2,
+         "the report folder {inputs}/notes already exists and was not written by embedtune"),
     Case("run without generated data", e_run_without_data, 2,
          "{run}/data/val.json not found: generate questions first"),
     Case("run's extra evaluation set missing", e_run_extra_set_missing, 2,
