@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "embedtune.embeddings",
             "embedtune.retrieval",
             "embedtune.layout",
+            "embedtune.runlock",
             "embedtune.recipe",
         ),
     ),

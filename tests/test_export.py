@@ -69,3 +69,22 @@ def test_export_onnx_and_int8_close_to_torch_and_servable(minilm_path, _minilm_s
         assert c.get("/info").json()["backend"] == "onnx-int8"
         got = np.array(c.post("/embed", json={"inputs": TEXTS}).json())
         assert _cos(got, reference).min() > 0.95
+
+
+def test_an_export_never_replaces_onnx_files_it_did_not_write(tmp_path):
+    """Exporting in place into a downloaded model that ships its own ONNX files would delete
+    them (every *.onnx in onnx/ is replaced): refused, naming them, before any work."""
+    from embedtune.serve.export import export_onnx
+
+    model = tmp_path / "hub-model"
+    (model / "onnx").mkdir(parents=True)
+    (model / "onnx" / "model.onnx").write_bytes(b"the hub's own export")
+    (model / "onnx" / "model_O4.onnx").write_bytes(b"an optimised one")
+    with pytest.raises(
+        InputError,
+        match=r"hub-model/onnx holds ONNX files embedtune did not write \(model.onnx, "
+        r"model_O4.onnx\), and an export replaces them; export into another folder with --output",
+    ):
+        export_onnx(str(model), model)
+    assert (model / "onnx" / "model.onnx").read_bytes() == b"the hub's own export"
+    assert (model / "onnx" / "model_O4.onnx").read_bytes() == b"an optimised one"

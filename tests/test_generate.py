@@ -551,3 +551,106 @@ def test_cli_reports_a_bad_template_as_one_line(tmp_path):
     assert result.exit_code != 0
     assert "mine.txt lacks the placeholder(s) {num_questions}" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"text": 12345},  # valid JSON, wrong type: crashed every rerun
+        {"text": None},  # silently gave the chunk no questions
+        {"attempts": "many"},
+        {"usage": ["not", "a", "dict"]},
+    ],
+)
+def test_a_cache_row_of_the_wrong_shape_is_set_aside_said_and_asked_again(tmp_path, damage, caplog):
+    run = make_run(tmp_path, n_train=3, n_val=0)
+    with FakeOpenAI() as server:
+        first = run_generate(config(server), run)
+        cache = run / "generate" / "cache" / "train.jsonl"
+        rows = cache_rows(run, "train")
+        broken = {**rows[1], **damage}
+        cache.write_text("".join(json.dumps(r) + "\n" for r in [rows[0], broken, rows[2]]))
+        with caplog.at_level("WARNING", logger="embedtune"):
+            report = run_generate(config(server), run)
+        assert server.calls_total == 4  # only the broken row's call was made again
+    set_aside = cache.with_name("train.jsonl.set-aside")
+    assert f"{cache}: set aside 1 row(s)" in caplog.text and str(set_aside) in caplog.text
+    assert [json.loads(line) for line in set_aside.read_text().splitlines()] == [broken]
+    assert report.splits["train"].cache_rows_set_aside == 1
+    assert report.splits["train"].kept == first.splits["train"].kept  # no chunk lost its questions
+    kept = cache_rows(run, "train")
+    assert rows[0] in kept and rows[2] in kept and len(kept) == 3  # the good rows stay
+
+
+def test_a_dry_run_says_what_it_would_set_aside_and_changes_nothing(tmp_path, caplog):
+    run = make_run(tmp_path, n_train=2, n_val=0)
+    with FakeOpenAI() as server:
+        run_generate(config(server), run)
+        cache = run / "generate" / "cache" / "train.jsonl"
+        cache.write_text(cache.read_text() + '{"key": "k", "text": null}\n')
+        before = cache.read_bytes()
+        with caplog.at_level("WARNING", logger="embedtune"):
+            plan = run_generate(config(server), run, dry_run=True)
+    assert plan.calls == 0 and cache.read_bytes() == before
+    assert "1 row(s) are not replies" in caplog.text
+    assert not cache.with_name("train.jsonl.set-aside").exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_refused_connection_says_so_and_asks_whether_the_server_runs(tmp_path):
+    run = make_run(tmp_path, n_train=2, n_val=0)
+    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    cfg = load_config(overrides={"generate": {"base_url": url, "model": "m"}}, environ={})
+    t0 = time.perf_counter()
+    with pytest.raises(GenerationError) as err:
+        run_generate(cfg, run)
+    assert str(err.value).startswith(
+        f"the server at {url} refused the connection: is it running? Check generate.base_url"
+    )
+    assert "max_retries" not in str(err.value)
+    assert time.perf_counter() - t0 < 10
+
+
+def test_a_server_that_never_accepts_is_reported_in_seconds_but_slow_replies_are_waited_for(
+    tmp_path, monkeypatch
+):
+    import socket
+
+    from embedtune.generate import client
+
+    monkeypatch.setattr(client, "CONNECT_TIMEOUT", 0.5)
+    # A listener whose queue is full: new connections are never accepted (a dead or firewalled
+    # host looks the same to a client).
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(8):
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(listener.getsockname())
+        fillers.append(f)
+    run = make_run(tmp_path, n_train=2, n_val=0)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    cfg = load_config(
+        overrides={"generate": {"base_url": url, "model": "m", "timeout": 60}}, environ={}
+    )
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(GenerationError, match="did not accept a connection within 0.5 s"):
+            run_generate(cfg, run)
+    finally:
+        for s in [listener, *fillers]:
+            s.close()
+    assert time.perf_counter() - t0 < 10  # not generate.timeout (60 s) times the retries
+    # A reply slower than the connect timeout is still waited for: only connecting is short.
+    with FakeOpenAI(latency=1.0) as server:
+        report = run_generate(config(server), run)
+    assert report.splits["train"].kept > 0 and server.calls_total == 2

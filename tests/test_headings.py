@@ -126,3 +126,75 @@ def test_prepare_writes_headings_of_validation_documents_only(tmp_path):
     assert "manual-pdf" in summary.documents_by_split["train"]
     assert summary.headings["queries"] == 0 and not summary.headings["written"]
     assert not (run / "chunks/val_headings.json").exists()
+
+
+def _html_manual(path: Path, topics: list[str]) -> Path:
+    """An HTML 4.01 page (doctype, navigation, a title unlike its first heading)."""
+    sections = "".join(
+        f"<h2>{i + 1}. {topic}</h2>\n<p>{PARAGRAPHS[i % 8]}\n  Section {i} of {topic}.</p>\n"
+        for i, topic in enumerate(topics)
+    )
+    path.write_text(
+        '<!DOCTYPE html PUBLIC "-//W3C//DTD HTML 4.01//EN" '
+        '"http://www.w3.org/TR/html4/strict.dtd">\n'
+        "<html><head><title>Site - manual</title></head><body>\n"
+        "<nav><h2>Reading data from files</h2><a href='/'>Home</a></nav>\n"
+        f"<h1>The manual</h1><p>{BODY}</p>\n{sections}</body></html>",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_html_headings_become_queries_with_their_own_sections(tmp_path):
+    topics = [
+        "Installing packages from source",
+        "Reading data from files",  # also in the navigation, which is not text
+        "Plotting <em>with</em> base graphics",
+    ]
+    (doc,) = load_documents([_html_manual(tmp_path / "manual.html", topics)]).documents
+    assert "DOCTYPE" not in doc.text and "PUBLIC" not in doc.text
+    assert doc.text.startswith("Site - manual\n\nThe manual\n\n")
+    ds, report = headings_dataset([doc])
+    assert report["documents_with_headings"] == 1 and report["sections"] == 4
+    assert sorted(ds.queries.values()) == [
+        "Installing packages from source",
+        "Plotting with base graphics",
+        "Reading data from files",
+        "The manual",
+    ]
+    for qid, query in ds.queries.items():
+        (cid,) = ds.relevant_docs[qid]
+        body = ds.corpus[cid]
+        assert not body.startswith(("1", "2", "3", query))  # its heading is not in its passage
+        assert body.endswith(BODY if query == "The manual" else f"of {query}.")
+
+
+def test_prepare_finds_enough_html_headings_for_the_validation_set(tmp_path):
+    topics = [
+        "Installing packages from source", "Reading data from files",
+        "Writing your own functions", "Regular expressions in strings",
+        "Memory and garbage collection", "Plotting with base graphics",
+        "Factors and their levels", "Data frames and their columns",
+        "Loops and conditional execution", "Probability distributions available",
+        "Linear models and formulae",
+    ]  # fmt: skip
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    _html_manual(docs / "manual.html", topics)
+    for i in range(4):
+        text_pdf(docs / f"other-{i}.pdf", [" ".join(PARAGRAPHS[i:] + PARAGRAPHS[:i])] * 2)
+    for seed in range(20):  # a seed that puts the manual in validation
+        cfg = load_config(
+            overrides={
+                "model": "all-MiniLM-L6-v2",
+                "ingest": {"paths": [str(docs)], "val_ratio": 0.2, "seed": seed},
+                "chunk": {"chunk_size": 128, "chunk_overlap": 16},
+            }
+        )
+        summary = run_prepare(cfg, tmp_path / "run", fresh=True)
+        if summary.documents_by_split["val"] == ["manual-html"]:
+            break
+    assert summary.documents_by_split["val"] == ["manual-html"]
+    assert summary.headings["queries"] == 12 and summary.headings["written"]
+    ds = QADataset.from_json(tmp_path / "run" / "chunks" / "val_headings.json")
+    assert "Linear models and formulae" in ds.queries.values()

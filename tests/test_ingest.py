@@ -3,9 +3,11 @@ by document and reproducible, and validation never repeats training text."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
 import re
+from pathlib import Path
 
 import pytest
 from pdfs import (
@@ -209,3 +211,69 @@ def test_exact_and_near_duplicates_are_dropped_from_validation_only():
     # Below the threshold nothing is dropped.
     kept, report = drop_leaked_chunks(train, val[2:3], threshold=0.97)
     assert len(kept) == 1 and report["near"] == 0
+
+
+def test_html_doctype_and_processing_instructions_are_not_text():
+    html = (
+        b'<!DOCTYPE html PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN" '
+        b'"http://www.w3.org/TR/html4/loose.dtd">\n<?xml-stylesheet href="s.css"?>\n'
+        b"<html><body><p>Only   this.</p></body></html>"
+    )
+    assert html_to_text(html) == "Only this."
+
+
+def deny_reading(monkeypatch, *paths: Path) -> None:
+    """Make ``paths`` unreadable: chmod 0, and (since root reads any file) every open of them
+    through pathlib raises PermissionError, as it does for a user without read permission."""
+    denied = {Path(p) for p in paths}
+    real_open = Path.open
+
+    def guarded(self, *args, **kwargs):
+        if self in denied:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    for path in denied:
+        path.chmod(0)
+    monkeypatch.setattr(Path, "open", guarded)
+
+
+def test_links_that_lead_nowhere_and_unreadable_entries_are_named_and_skipped(
+    tmp_path, monkeypatch
+):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "good.md").write_text(" ".join(PARAGRAPHS), encoding="utf-8")
+    (docs / "loop-a.md").symlink_to(docs / "loop-b.md")
+    (docs / "loop-b.md").symlink_to(docs / "loop-a.md")
+    (docs / "gone.md").symlink_to(tmp_path / "moved-away.md")
+    (docs / "self").symlink_to(docs, target_is_directory=True)
+    locked = docs / "locked.md"
+    locked.write_text("secret", encoding="utf-8")
+    deny_reading(monkeypatch, locked)
+    result = load_documents([docs])
+    assert [d.id for d in result.documents] == ["good-md"]
+    reasons = {s.path: (s.kind, s.reason) for s in result.skipped}
+    assert reasons[str(docs / "loop-a.md")][0] == "broken link"
+    assert "symbolic link loop" in reasons[str(docs / "loop-b.md")][1]
+    assert reasons[str(docs / "gone.md")] == (
+        "broken link",
+        f"a symbolic link to {tmp_path / 'moved-away.md'}, which does not exist; fix or "
+        "remove the link",
+    )
+    assert reasons[str(docs / "self")][0] == "link to folder"
+    assert reasons[str(locked)] == (
+        "unreadable",
+        "cannot be read (Permission denied); check its permissions",
+    )
+
+
+def test_a_link_loop_named_directly_is_skipped_and_named(tmp_path):
+    loop = tmp_path / "loop.pdf"
+    loop.symlink_to(loop)
+    good = text_pdf(tmp_path / "good.pdf")
+    result = load_documents([loop, good])
+    assert [d.id for d in result.documents] == ["good-pdf"]
+    assert [(s.path, s.kind) for s in result.skipped] == [(str(loop), "broken link")]
+    with pytest.raises(InputError, match=r"loop\.pdf: a symbolic link loop"):
+        load_documents([loop])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,17 @@ class QADataset(BaseModel):
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise InputError(f"{path} not found") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError:
+            raise InputError(
+                f"{path} is not UTF-8 text; convert it to UTF-8 (e.g. iconv -f <its encoding> "
+                "-t utf-8)"
+            ) from None
+        except json.JSONDecodeError as exc:
             raise InputError(f"{path} is not valid JSON ({exc})") from None
+        except OSError as exc:
+            raise InputError(
+                f"{path} cannot be read ({exc.strerror or exc}); check its permissions"
+            ) from None
         if not isinstance(data, dict):
             raise InputError(f"{path}: expected a JSON object with queries, corpus, relevant_docs")
         missing = [k for k in ("queries", "corpus", "relevant_docs") if k not in data]
@@ -135,40 +145,24 @@ class QADataset(BaseModel):
 
         corpus: dict[str, str] = {}
         titles: dict[str, str] = {}
-        for i, row in enumerate(read_jsonl(folder / "corpus.jsonl"), 1):
-            if "_id" not in row or "text" not in row:
-                raise InputError(f"{folder / 'corpus.jsonl'}: line {i} needs '_id' and 'text'")
-            cid = str(row["_id"])
-            corpus[cid] = row["text"]
-            if row.get("title"):
-                titles[cid] = row["title"]
-        queries: dict[str, str] = {}
-        for i, row in enumerate(read_jsonl(folder / "queries.jsonl"), 1):
-            if "_id" not in row or "text" not in row:
-                raise InputError(f"{folder / 'queries.jsonl'}: line {i} needs '_id' and 'text'")
-            queries[str(row["_id"])] = row["text"]
-
-        relevant: dict[str, list[str]] = {}
-        scores: dict[str, dict[str, int]] = {}
-        graded = False
-        with qrels_path.open(encoding="utf-8", newline="") as f:
-            reader = csv.reader(f, delimiter="\t")
-            for lineno, row in enumerate(reader, 1):
-                if not row or (lineno == 1 and row[0] == "query-id"):
-                    continue
-                if len(row) < 3:
-                    raise InputError(f"{qrels_path}:{lineno}: expected query-id, corpus-id, score")
-                qid, cid, raw = row[0], row[1], row[2]
-                try:
-                    score = int(float(raw))
-                except ValueError:
-                    raise InputError(
-                        f"{qrels_path}:{lineno}: score {raw!r} is not a number"
-                    ) from None
-                scores.setdefault(qid, {})[cid] = score
-                graded = graded or score != 1
-                if score > 0:
-                    relevant.setdefault(qid, []).append(cid)
+        for cid, text, title in _beir_rows(folder / "corpus.jsonl", with_title=True):
+            corpus[cid] = text
+            if title:
+                titles[cid] = title
+        queries = {qid: text for qid, text, _ in _beir_rows(folder / "queries.jsonl")}
+        relevant, scores = _read_qrels(qrels_path)
+        graded = any(score != 1 for per_query in scores.values() for score in per_query.values())
+        if not relevant:
+            raise InputError(
+                f"no relevance judgements (qrels) in {qrels_path}: it needs lines "
+                "'query-id<TAB>corpus-id<TAB>score' with a score above 0"
+            )
+        if not set(relevant) & set(queries):
+            raise InputError(
+                f"none of the {len(relevant)} queries judged in {qrels_path} is in "
+                f"{folder / 'queries.jsonl'}: check that their ids match (e.g. "
+                f"{next(iter(relevant))!r})"
+            )
         # BEIR keeps queries without judgments in queries.jsonl; only judged ones are evaluable.
         judged = {qid: text for qid, text in queries.items() if qid in relevant}
         unjudged = {qid: text for qid, text in queries.items() if qid not in relevant}
@@ -222,6 +216,53 @@ class QADataset(BaseModel):
             for cid in cids
             if cid in self.corpus
         ]
+
+
+def _beir_rows(path: Path, *, with_title: bool = False) -> Iterator[tuple[str, str, str]]:
+    """(id, text, title) of each row of a BEIR ``corpus.jsonl`` or ``queries.jsonl``."""
+    for i, row in enumerate(read_jsonl(path), 1):
+        if "_id" not in row or "text" not in row:
+            raise InputError(f"{path}: line {i} needs '_id' and 'text'")
+        text, title = row["text"], row.get("title") if with_title else None
+        for field, value in (("text", text), ("title", title)):
+            if value is not None and not isinstance(value, str):
+                raise InputError(
+                    f"{path}: line {i}: '{field}' must be a string, not "
+                    f"{type(value).__name__} ({json.dumps(value)[:40]})"
+                )
+        if text is None:
+            raise InputError(f"{path}: line {i}: 'text' must be a string, not null")
+        yield str(row["_id"]), text, title or ""
+
+
+def _read_qrels(path: Path) -> tuple[dict[str, list[str]], dict[str, dict[str, int]]]:
+    """Relevant corpus ids per query (score above 0) and every score, from a qrels TSV."""
+    relevant: dict[str, list[str]] = {}
+    scores: dict[str, dict[str, int]] = {}
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        raise InputError(
+            f"{path} is not UTF-8 text; convert it to UTF-8 (e.g. iconv -f <its encoding> -t utf-8)"
+        ) from None
+    except OSError as exc:
+        raise InputError(
+            f"{path} cannot be read ({exc.strerror or exc}); check its permissions"
+        ) from None
+    for lineno, row in enumerate(csv.reader(lines, delimiter="\t"), 1):
+        if not row or (lineno == 1 and row[0] == "query-id"):
+            continue
+        if len(row) < 3:
+            raise InputError(f"{path}:{lineno}: expected query-id, corpus-id, score")
+        qid, cid, raw = row[0], row[1], row[2]
+        try:
+            score = int(float(raw))
+        except ValueError:
+            raise InputError(f"{path}:{lineno}: score {raw!r} is not a number") from None
+        scores.setdefault(qid, {})[cid] = score
+        if score > 0:
+            relevant.setdefault(qid, []).append(cid)
+    return relevant, scores
 
 
 def load_dataset_path(path: str | Path, split: str | None = None) -> QADataset:

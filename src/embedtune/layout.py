@@ -4,12 +4,14 @@
 
     RUN/config.yaml                   the settled configuration (prepare)
     RUN/chunks/{train,val}.jsonl      chunks, and val_headings.json (prepare)
-    RUN/generate/cache/{split}.jsonl  every LLM reply, and report.json (generate)
+    RUN/generate/cache/{split}.jsonl  every LLM reply (broken rows moved to .set-aside beside
+                                      it), and report.json (generate)
     RUN/data/{train,val}.json         question/chunk datasets, train_rejects.json, beir/ (generate)
     RUN/model/                        the fine-tuned model (train)
     RUN/train/                        checkpoints, metrics.json, base_metrics.json (train)
     RUN/eval/                         reports (evaluate)
     RUN/result.json                   the model the run recommends (pipeline)
+    RUN/.embedtune.lock               held by the stage writing the run (embedtune.runlock)
 
 Each stage keeps a ``manifest.json`` in its own folder (see :mod:`embedtune.artifacts`)::
 
@@ -81,6 +83,16 @@ class RunLayout:
     @property
     def result(self) -> Path:
         return self.root / "result.json"
+
+    @property
+    def lock(self) -> Path:
+        """Held (an OS file lock) by the process writing the run; see :mod:`embedtune.runlock`."""
+        return self.root / ".embedtune.lock"
+
+    @property
+    def lock_info(self) -> Path:
+        """Which process holds :attr:`lock` (pid, stage), for the message of the next one."""
+        return self.root / ".embedtune.lock.json"
 
     # prepare
     @property

@@ -47,6 +47,8 @@ def _legacy_ours(folder: Path) -> bool:
         return True  # a training work folder (RUN/train, <output>.train)
     if (folder / "onnx" / "manifest.json").is_file():
         return True  # an `embedtune export` output
+    if (folder / "metrics.json").is_file() and (folder / "per_query.jsonl").is_file():
+        return True  # an `embedtune evaluate` report folder
     card = folder / "README.md"
     if (folder / "modules.json").is_file() and card.is_file():
         try:

@@ -29,6 +29,7 @@ from embedtune.layout import RunLayout
 from embedtune.prepare import run_prepare
 from embedtune.recipe import settle
 from embedtune.records import write_json_atomic
+from embedtune.runlock import holds_run
 from embedtune.train import run_train
 
 __all__ = ["STAGES", "RunResult", "PipelineRun", "run_pipeline", "choose_result"]
@@ -95,6 +96,7 @@ def choose_result(cfg: PipelineConfig, run_dir: Path, evaluation: EvaluateSummar
     return result
 
 
+@holds_run("run", create=True)
 def run_pipeline(
     cfg: PipelineConfig,
     run_dir: Path,

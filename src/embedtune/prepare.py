@@ -53,14 +53,15 @@ from embedtune.ingest import (
 from embedtune.ingest.headings import MIN_QUERIES, headings_dataset
 from embedtune.layout import SPLITS, RunLayout
 from embedtune.recipe import settle
-from embedtune.records import Chunk, Document, write_jsonl
+from embedtune.records import Chunk, Document, write_jsonl, write_text_atomic
+from embedtune.runlock import holds_run
 
 __all__ = ["PrepareSummary", "run_prepare", "write_run_config", "PREPARE_VERSION"]
 
 log = logging.getLogger("embedtune.prepare")
 
 # Bump when extraction, normalisation or chunking changes what they write for the same input.
-PREPARE_VERSION = "2"  # 2: writes val_headings.json
+PREPARE_VERSION = "3"  # 2: writes val_headings.json; 3: HTML without its doctype, HTML headings
 _KEY_LIBS = ("pypdfium2", "beautifulsoup4", "tokenizers", "transformers")
 
 
@@ -69,10 +70,7 @@ def write_run_config(cfg: PipelineConfig, run_dir: Path) -> Path:
     path = RunLayout(run_dir).config
     text = dump_config(cfg, "embedtune prepare")
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".yaml.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(path, text)
     return path
 
 
@@ -88,20 +86,26 @@ def _versions() -> dict[str, str]:
 
 def _inputs(cfg: PipelineConfig, previous: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Every input file with size, mtime and SHA-256, reusing the previous run's hash of a file
-    whose path, size and mtime are unchanged."""
+    whose path, size and mtime are unchanged. A file that cannot be read has no hash here: the
+    loader names it and skips it."""
     files, _ = find_files(cfg.ingest.paths, cfg.ingest.extensions)
     known = {e["path"]: e for e in (previous or {}).get("inputs", []) if isinstance(e, dict)}
     out = []
     for src in files:
-        st = src.path.stat()
-        entry = {"path": str(src.path), "rel": src.rel, "size": st.st_size}
-        entry["mtime_ns"] = st.st_mtime_ns
-        old = known.get(entry["path"])
-        if old and old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns:
-            entry["sha256"] = old["sha256"]
-        else:
-            entry["sha256"] = file_sha256(src.path)
+        entry: dict[str, Any] = {"path": str(src.path), "rel": src.rel, "sha256": None}
         out.append(entry)
+        if src.problem is not None:
+            continue
+        try:
+            st = src.path.stat()
+            entry.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
+            old = known.get(entry["path"])
+            if old and old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns:
+                entry["sha256"] = old.get("sha256")
+            else:
+                entry["sha256"] = file_sha256(src.path)
+        except OSError:
+            entry["sha256"] = None  # unreadable (permissions, gone): load_documents says so
     return out
 
 
@@ -134,12 +138,14 @@ class PrepareSummary(StageResult):
     seconds: dict[str, float] = {}
 
 
+@holds_run("prepare", create=True)
 def run_prepare(cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False) -> PrepareSummary:
     """Load, split, chunk and de-duplicate ``cfg.ingest.paths`` into ``RUN/chunks``.
 
     Returns the summary a user reads (``skipped`` when the previous run's files were current
     and reused). Raises InputError when there is nothing usable (no paths, a missing path, an
-    empty folder, no readable file, or no chunk long enough).
+    empty folder, no readable file, or no chunk long enough), RunInUse when another process is
+    writing ``run_dir``.
     """
     t0 = time.perf_counter()
     run = RunLayout(run_dir)
@@ -225,7 +231,9 @@ class _Preparation:
     def load(self, inputs: list[dict[str, Any]]) -> LoadResult:
         cfg = self.cfg.ingest
         loaded = load_documents(
-            cfg.paths, cfg.extensions, hashes={e["path"]: e["sha256"] for e in inputs}
+            cfg.paths,
+            cfg.extensions,
+            hashes={e["path"]: e["sha256"] for e in inputs if e["sha256"]},
         )
         self.warnings += [f"skipped {s.path}: {s.reason}" for s in loaded.skipped]
         return loaded

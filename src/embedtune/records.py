@@ -28,6 +28,7 @@ __all__ = [
     "read_chunks",
     "read_json",
     "write_json_atomic",
+    "write_text_atomic",
 ]
 
 
@@ -105,18 +106,38 @@ def write_jsonl(path: str | Path, rows: Iterable[BaseModel | dict[str, Any]]) ->
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield one dict per non-empty line, naming the file and line of any broken one."""
+    """Yield one JSON object per non-empty line, naming the file and line of any line that is
+    not UTF-8 text, not JSON, or not an object."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path} not found")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise InputError(
+            f"{path} cannot be read ({exc.strerror or exc}); check its permissions"
+        ) from None
+    with f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise InputError(
+                    f"{path}:{lineno} is not UTF-8 text; convert the file to UTF-8 (e.g. "
+                    "iconv -f <its encoding> -t utf-8)"
+                ) from None
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path}:{lineno} is not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise InputError(
+                    f"{path}:{lineno} is a JSON {type(row).__name__}, not an object "
+                    '({"key": value, ...})'
+                )
+            yield row
 
 
 def read_chunks(path: str | Path) -> list[Chunk]:
@@ -130,12 +151,17 @@ def read_chunks(path: str | Path) -> list[Chunk]:
     return out
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> None:
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` through a temporary file of this process's own, renamed into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
 def read_json(path: str | Path) -> Any:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,6 +93,16 @@ def _tables(summary: PrepareSummary) -> list[Any]:
     return out
 
 
+def _absolute(path: Path) -> str:
+    """The path as saved in the run's config: absolute, links resolved where they resolve (a
+    link loop or a dangling link is kept as given, for the loader to name and skip)."""
+    path = path.expanduser()
+    try:
+        return str(path.resolve(strict=True))
+    except (OSError, RuntimeError):
+        return os.path.abspath(path)
+
+
 @app.command()
 def prepare(
     run: RunDir,
@@ -167,7 +178,7 @@ def prepare(
     overrides: dict[str, Any] = {
         "model": model,
         "ingest": {
-            "paths": [str(p.expanduser().resolve()) for p in paths] if paths else None,
+            "paths": [_absolute(p) for p in paths] if paths else None,
             "val_ratio": val_ratio,
             "seed": seed,
         },

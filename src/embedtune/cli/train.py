@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -234,6 +235,7 @@ def train(
       torchrun --nproc_per_node 2 "$(which embedtune)" train --run-dir runs/first
     """
     from embedtune.layout import RunLayout
+    from embedtune.runlock import lock_run
     from embedtune.train import finetune, run_train
     from embedtune.train.data import load_sets
 
@@ -286,18 +288,20 @@ def train(
 
             extra = load_dataset_path(rejects_data)
             extra.metadata["source"] = str(rejects_data)
-        summary = finetune(
-            cfg.model,
-            tr,
-            va,
-            cfg.train,
-            output,
-            resume=resume,
-            work_dir=work,
-            echo=echo,
-            rejects=extra,
-            val_batch_size=cfg.evaluate.batch_size,
-        )
+        # Into a run directory: hold it, as the train stage does (another process may write it).
+        with lock_run(run, "train") if run is not None else nullcontext():
+            summary = finetune(
+                cfg.model,
+                tr,
+                va,
+                cfg.train,
+                output,
+                resume=resume,
+                work_dir=work,
+                echo=echo,
+                rejects=extra,
+                val_batch_size=cfg.evaluate.batch_size,
+            )
     if rank0:
         _print_summary(summary)
 

@@ -51,7 +51,9 @@ from embedtune.evaluate.results import (
 )
 from embedtune.layout import RunLayout
 from embedtune.models import load_model, resolve_model
+from embedtune.ownership import check_replaceable, mark
 from embedtune.retrieval import PRIMARY_METRIC, hit_rate_curve, metric_names, score_retrieval
+from embedtune.runlock import holds_run
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -259,8 +261,8 @@ def evaluate_models(
       ``report.html`` go; ``None`` writes nothing.
     - ``use_cache``: read and fill the embeddings cache under ``models.cache_dir()``.
 
-    Raises :class:`InputError` for an empty model list, an invalid dataset or a model that
-    cannot load.
+    Raises :class:`InputError` for an empty model list, an invalid dataset, a model that
+    cannot load, or an ``output_dir`` holding files embedtune did not write.
     """
     say = progress or (lambda _msg: None)
     if not models:
@@ -272,6 +274,9 @@ def evaluate_models(
         raise InputError(f"evaluate.k_values must be positive integers, got {cfg.k_values}")
     for name, ds in datasets.items():
         ds.validate_references(f"dataset {name!r}")
+    if output_dir is not None:  # reports replace metrics.json, report.md...: only in our folder
+        check_replaceable(output_dir, "the report folder")
+        mark(output_dir, "eval")
 
     corpora = {
         name: _with_extra(ds, (extra_corpus or {}).get(name) if cfg.corpus == "full" else None)
@@ -451,6 +456,7 @@ def _run_summary(result: EvaluationResult, base_model: str) -> EvaluateSummary:
     )
 
 
+@holds_run("evaluate")
 def run_evaluate(
     cfg: PipelineConfig,
     run_dir: Path,

@@ -65,6 +65,10 @@ REASONING_ALLOWANCE = 2048
 _OPTIONAL_PARAMS = ("temperature", "top_p", "seed", "reasoning_effort")
 _REASONING_MODEL = re.compile(r"^(o\d+|gpt-5)(?![\w.-]*-chat)([\w.:-]*)$")
 _UNSUPPORTED = re.compile(r"unsupported (?:parameter|value)[^']*'([\w.]+)'", re.I)
+#: Seconds to open a connection (reads may take generate.timeout), and attempts at a server that
+#: refuses or never accepts one: a server that is not there is said within ~20 s, not minutes.
+CONNECT_TIMEOUT = 5.0
+CONNECT_ATTEMPTS = 3
 
 
 @dataclass
@@ -184,7 +188,9 @@ class OpenAIBackend:
             self._client = openai.AsyncOpenAI(
                 api_key=self._api_key,
                 base_url=self.base_url,
-                timeout=self.cfg.timeout,
+                timeout=openai.Timeout(
+                    self.cfg.timeout, connect=min(CONNECT_TIMEOUT, self.cfg.timeout)
+                ),
                 max_retries=0,  # our policy below: logged, honours Retry-After, tested
             )
         return self._client
@@ -296,7 +302,7 @@ class OpenAIBackend:
             json_mode = self.json_mode
             if json_mode:
                 kwargs["response_format"] = {"type": "json_object"}
-            headers = None
+            headers, unreachable = None, None
             try:
                 resp = await client.chat.completions.create(**kwargs)
                 choices = getattr(resp, "choices", None)
@@ -345,13 +351,23 @@ class OpenAIBackend:
                     ) from None
                 reason = f"{exc.status_code} {_error_detail(exc)}"
                 headers = exc.response.headers
-            except openai.APITimeoutError:
-                reason = f"timed out after {self.cfg.timeout:g} s"
-            except openai.APIConnectionError as exc:
-                reason = f"connection error ({exc.__cause__ or exc})"
+            except openai.APIConnectionError as exc:  # and APITimeoutError, its subclass
+                unreachable = _unreachable(exc, min(CONNECT_TIMEOUT, self.cfg.timeout))
+                if isinstance(exc, openai.APITimeoutError):
+                    reason = unreachable or f"timed out after {self.cfg.timeout:g} s"
+                else:
+                    reason = unreachable or f"connection error ({exc.__cause__ or exc})"
             except (openai.APIResponseValidationError, _Malformed, ValueError) as exc:
                 reason = f"malformed reply ({str(exc)[:200]})"
-            if attempt >= self.cfg.max_retries:
+            retries = self.cfg.max_retries
+            if unreachable:
+                retries = min(retries, CONNECT_ATTEMPTS - 1)
+                if attempt >= retries:
+                    raise GenerationError(
+                        f"the server at {self.base_url} {unreachable}: is it running? Check "
+                        "generate.base_url (--base-url)"
+                    )
+            if attempt >= retries:
                 raise GenerationError(
                     f"gave up after {attempt + 1} attempts at {self.base_url} (model "
                     f"{self.model!r}): last error {reason}. Raise generate.max_retries or "
@@ -360,15 +376,26 @@ class OpenAIBackend:
                 )
             delay = self._delay(attempt, headers)
             self.retries += 1
-            log.warning(
-                "retry %d/%d in %.2f s: %s", attempt + 1, self.cfg.max_retries, delay, reason
-            )
+            log.warning("retry %d/%d in %.2f s: %s", attempt + 1, retries, delay, reason)
             await asyncio.sleep(delay)
             attempt += 1
 
 
 class _Malformed(Exception):
     pass
+
+
+def _unreachable(exc: BaseException, connect_timeout: float) -> str | None:
+    """How the server could not be reached ('refused the connection', ...), or None when the
+    failure came after a connection was made."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "refused the connection"
+        if type(seen).__name__ == "ConnectTimeout":
+            return f"did not accept a connection within {connect_timeout:g} s"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _error_detail(exc: Any) -> str:

@@ -27,6 +27,7 @@ class SplitReport(BaseModel):
     cleaned: dict[str, int]
     roundtrip: dict[str, Any] | None = None  # judge, top_k and ranks of the round trip
     torn_cache_lines: int = 0
+    cache_rows_set_aside: int = 0  # torn or wrong-typed rows moved to <split>.jsonl.set-aside
 
 
 class GenerateReport(StageResult):

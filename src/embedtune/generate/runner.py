@@ -46,6 +46,7 @@ from embedtune.layout import BEIR_SPLIT, SPLITS, RunLayout
 from embedtune.models import default_device, load_model, resolve_model
 from embedtune.recipe import settle
 from embedtune.records import Chunk, content_hash, read_chunks, read_json, write_json_atomic
+from embedtune.runlock import holds_run
 
 __all__ = ["run_generate", "resolve_backend", "estimate_cost", "PRICES"]
 
@@ -332,16 +333,18 @@ def _plan_job(cfg: PipelineConfig, run: RunLayout, *, dry_run: bool) -> _Job:
     return _Job(cfg, run, judge, backend_name, backend, template, chunks, plans, key)
 
 
-def _open_caches(run: RunLayout, *, fresh: bool) -> dict[str, ResponseCache]:
-    """The reply cache of each split; ``fresh`` moves the old ones aside (never deletes them)."""
+def _open_caches(run: RunLayout, *, fresh: bool, dry_run: bool) -> dict[str, ResponseCache]:
+    """The reply cache of each split; ``fresh`` moves the old ones aside (never deletes them);
+    a dry run changes nothing, not even rows that are not replies."""
     if fresh:
         for split in SPLITS:
             moved = move_aside(run.reply_cache(split))
             if moved:
                 log.info("moved the old cache aside to %s", moved)
-    return {s: ResponseCache(run.reply_cache(s)) for s in SPLITS}
+    return {s: ResponseCache(run.reply_cache(s), repair=not dry_run) for s in SPLITS}
 
 
+@holds_run("generate")
 def run_generate(
     cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False, dry_run: bool = False
 ) -> GenerateReport | DryRunReport:
@@ -352,7 +355,7 @@ def run_generate(
     OpenAI's models, an approximate cost, without calling anything or writing any file.
     """
     job = _plan_job(settle(cfg), RunLayout(run_dir), dry_run=dry_run)
-    caches = _open_caches(job.run, fresh=fresh and not dry_run)
+    caches = _open_caches(job.run, fresh=fresh and not dry_run, dry_run=dry_run)
     try:
         if dry_run:
             return _dry_run_report(job, caches)
@@ -653,4 +656,5 @@ def _split_report(
         cleaned=dict(qf.cleaned),
         roundtrip=questions.roundtrip.get(split),
         torn_cache_lines=cache.torn_lines,
+        cache_rows_set_aside=cache.set_aside,
     )

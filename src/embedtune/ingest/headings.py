@@ -9,8 +9,9 @@ heading itself removed) is its one relevant passage, and every other section is 
 R FAQ and Python FAQ evaluation sets are built the same way, by hand.
 
 Headings come from a PDF's outline (bookmarks, via pypdfium2), matched in order to lines of the
-extracted page text, and from Markdown's ATX headings (``# Title``) outside code fences. HTML
-and plain text have no reliable outline here and give none.
+extracted page text; from Markdown's ATX headings (``# Title``) outside code fences; and from
+HTML's ``<h1>``-``<h6>``, matched in order to lines of the page's extracted text as a PDF's
+bookmarks are. Plain text has no reliable outline and gives none.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any
 import pypdfium2 as pdfium
 
 from embedtune.dataset import QADataset
+from embedtune.ingest.html import html_headings
+from embedtune.ingest.text import normalize_text
 from embedtune.records import Document
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "Section",
     "document_sections",
     "headings_dataset",
+    "html_sections",
     "markdown_sections",
     "pdf_sections",
 ]
@@ -101,12 +105,31 @@ def pdf_outline(path: Path) -> list[tuple[str, int, int]]:
         doc.close()
 
 
+def _match_in_order(
+    text: str, headings: list[tuple[str, int]], windows: list[tuple[int, int]]
+) -> list[tuple[str, int, int, int]]:
+    """Spans of ``headings`` (title, level) found as whole lines of ``text``, each searched in its
+    window (start, stop) and after the previous match, so a line of a code example or of the
+    table of contents cannot be taken for a later heading."""
+    spans: list[tuple[str, int, int, int]] = []
+    pos = 0
+    for (title, level), (start, stop) in zip(headings, windows, strict=True):
+        words = r"\s+".join(re.escape(w) for w in title.split())
+        if not words:
+            continue
+        line = re.compile(rf"(?m)^[ \t]*{_PREFIX}?{words}[ \t]*$")
+        match = line.search(text, max(start, pos), stop)
+        if match:
+            spans.append((title, level, match.start(), match.end()))
+            pos = match.end()
+    return spans
+
+
 def pdf_sections(path: Path, doc: Document) -> list[Section]:
     """Sections of a PDF: each bookmark found as a line of its page's text (or the next page's).
 
     Only the document's own pages are searched, so a validation part cut from a longer PDF gives
-    the sections on its pages only. Bookmarks are matched in outline order, so a line of a
-    code example or of the table of contents cannot be taken for a later heading.
+    the sections on its pages only. Bookmarks are matched in outline order.
     """
     outline = pdf_outline(path)
     if not outline:
@@ -116,19 +139,26 @@ def pdf_sections(path: Path, doc: Document) -> list[Section]:
     for page in doc.pages:
         offsets[page.number] = len(text)
         text += page.text + "\n"
-    spans: list[tuple[str, int, int, int]] = []
-    pos = 0
+    headings, windows = [], []
     for title, level, page in outline:
         if page not in offsets:
             continue
-        start = max(offsets[page], pos)
         later = [n for n in offsets if n > page + 1]
-        stop = offsets[min(later)] if later else len(text)
-        words = r"\s+".join(re.escape(w) for w in title.split())
-        match = re.compile(rf"(?m)^[ \t]*{_PREFIX}?{words}[ \t]*$").search(text, start, stop)
-        if match:
-            spans.append((title, level, match.start(), match.end()))
-            pos = match.end()
+        headings.append((title, level))
+        windows.append((offsets[page], offsets[min(later)] if later else len(text)))
+    return _sections_from_spans(text, _match_in_order(text, headings, windows))
+
+
+def html_sections(path: Path, doc: Document) -> list[Section]:
+    """Sections of an HTML page: each visible ``<h1>``-``<h6>`` found, in order, as a line of
+    the text the loader extracted (so a section's body is the same text its chunks hold)."""
+    try:
+        found = html_headings(path.read_bytes())
+    except OSError:
+        return []
+    headings = [(normalize_text(title), level) for title, level in found]
+    text = doc.text
+    spans = _match_in_order(text, headings, [(0, len(text))] * len(headings))
     return _sections_from_spans(text, spans)
 
 
@@ -158,6 +188,8 @@ def document_sections(doc: Document) -> list[Section]:
         return pdf_sections(path, doc) if path.is_file() else []
     if suffix in (".md", ".markdown"):
         return markdown_sections(doc.text)
+    if suffix in (".html", ".htm", ".xhtml"):
+        return html_sections(path, doc) if path.is_file() else []
     return []
 
 

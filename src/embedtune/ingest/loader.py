@@ -3,17 +3,22 @@ every file that could not be used.
 
 A bad file never stops the run: it is logged as one line naming the file and the reason
 ("skipped docs/scan.pdf: no text layer in 3 page(s) (scanned or image-only?); run OCR first")
-and counted in the summary. Only a missing path, or inputs with nothing readable at all, raise
-InputError, because then there is nothing to fine-tune on.
+and counted in the summary. So is everything found that cannot be read at all: a file without
+read permission, a symbolic link that points nowhere or at itself, a link to a folder (not
+followed, so a loop cannot make the walk endless), a folder that cannot be listed. Only a
+missing path, or inputs with nothing readable at all, raise InputError, because then there is
+nothing to fine-tune on.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
+import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,10 +56,15 @@ LOADERS: dict[str, Callable[[Path], list[Page]]] = {
 
 @dataclass(frozen=True)
 class SourceFile:
-    """A file to read, and the name it goes by in ids and reports (relative to its input)."""
+    """A file to read, and the name it goes by in ids and reports (relative to its input).
+
+    ``problem`` is (kind, reason) for an entry found that cannot be read at all (a broken link,
+    a folder that cannot be listed): it is reported as skipped, never silently left out.
+    """
 
     path: Path
     rel: str
+    problem: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -94,35 +104,96 @@ def _exts(extensions: Iterable[str]) -> set[str]:
     return {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
 
 
+def _link_problem(path: Path) -> tuple[str, str] | None:
+    """Why the symbolic link ``path`` cannot be followed; None when it can."""
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "broken link", "a symbolic link loop (it leads back to itself); fix or remove it"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "a path"
+            return "broken link", (
+                f"a symbolic link to {target}, which does not exist; fix or remove the link"
+            )
+        return "unreadable", f"cannot be followed ({exc.strerror or exc}); check its permissions"
+    return None
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, tuple[str, str] | None]]:
+    """Every regular file under ``root`` (hidden entries skipped, names sorted), with the
+    entries that cannot be read and why: broken links, links to folders (not followed),
+    folders that cannot be listed."""
+    errors: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
+        here = Path(dirpath)
+        dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+        for name in [n for n in dirnames if (here / n).is_symlink()]:
+            dirnames.remove(name)  # os.walk does not follow it either; said, not silent
+            yield (
+                here / name,
+                (
+                    "link to folder",
+                    f"a symbolic link to the folder {os.path.realpath(here / name)}, which is not "
+                    "followed; pass that folder as an input to read it",
+                ),
+            )
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = here / name
+            yield path, _link_problem(path) if path.is_symlink() else None
+    for exc in errors:
+        yield (
+            Path(exc.filename or root),
+            (
+                "unreadable",
+                f"folder cannot be read ({exc.strerror or exc}); check its permissions",
+            ),
+        )
+
+
 def find_files(
     paths: Sequence[str | Path], extensions: Iterable[str]
 ) -> tuple[list[SourceFile], int]:
     """Every file to read under ``paths`` (folders walked recursively, hidden entries skipped),
     sorted by name so the order never depends on the file system; and the count of files of
     other types that were passed over. A file named directly is read whatever its extension,
-    if a loader exists for it."""
+    if a loader exists for it. Entries that cannot be read at all come with their ``problem``."""
     if not paths:
         raise InputError(
             "no input documents given: pass files or folders, e.g. 'embedtune prepare ./docs "
             "--run runs/first', or set ingest.paths in the config"
         )
     wanted = _exts(extensions)
-    found: dict[Path, SourceFile] = {}
+    found: dict[str, SourceFile] = {}
     ignored = 0
     for raw in paths:
         root = Path(raw).expanduser()
+        problem = _link_problem(root) if root.is_symlink() else None
+        if problem:
+            found.setdefault(str(root.absolute()), SourceFile(root, root.name, problem))
+            continue
         if not root.exists():
             raise InputError(f"{raw} does not exist; check the path (relative to {Path.cwd()})")
-        if root.is_file():
-            found.setdefault(root.resolve(), SourceFile(root, root.name))
+        if not root.is_dir():
+            if not root.is_file():
+                problem = ("unsupported", "not a regular file or folder (a pipe, socket or device)")
+            found.setdefault(os.path.realpath(root), SourceFile(root, root.name, problem))
             continue
         matched = 0
-        for path in sorted(root.rglob("*")):
-            rel = path.relative_to(root)
-            if any(part.startswith(".") for part in rel.parts) or not path.is_file():
-                continue
-            if path.suffix.lower() in wanted and path.suffix.lower() in LOADERS:
-                found.setdefault(path.resolve(), SourceFile(path, rel.as_posix()))
+        for path, problem in _walk(root):
+            rel = path.relative_to(root).as_posix() if path != root else root.name
+            if problem:
+                found.setdefault(str(path.absolute()), SourceFile(path, rel, problem))
+                matched += 1
+            elif not path.is_file():
+                ignored += 1  # a pipe, socket or device: never opened
+            elif path.suffix.lower() in wanted and path.suffix.lower() in LOADERS:
+                found.setdefault(os.path.realpath(path), SourceFile(path, rel))
                 matched += 1
             else:
                 ignored += 1
@@ -172,6 +243,8 @@ def load_documents(
         shown = str(src.path)
         loader = LOADERS.get(src.path.suffix.lower())
         try:
+            if src.problem is not None:
+                raise SkipFile(*src.problem)
             if loader is None:
                 raise SkipFile(
                     "unsupported",
@@ -189,8 +262,14 @@ def load_documents(
             log.warning("skipped %s: %s", shown, exc)
             continue
         except OSError as exc:
-            result.skipped.append(Skipped(shown, "unreadable", exc.strerror or str(exc)))
-            log.warning("skipped %s: %s", shown, exc.strerror or exc)
+            reason = f"cannot be read ({exc.strerror or exc}); check its permissions"
+            result.skipped.append(Skipped(shown, "unreadable", reason))
+            log.warning("skipped %s: %s", shown, reason)
+            continue
+        except Exception as exc:  # a loader's library failing on one odd file: not the run
+            reason = f"could not be read ({type(exc).__name__}: {str(exc)[:200]})"
+            result.skipped.append(Skipped(shown, "failed", reason))
+            log.warning("skipped %s: %s", shown, reason)
             continue
         seen_hash[digest] = shown
         doc_id = _slug(src.rel)

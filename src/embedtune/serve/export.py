@@ -100,6 +100,20 @@ def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum(axis=1).min())
 
 
+def _check_onnx_folder(onnx_dir: Path) -> None:
+    """Refuse an ``onnx/`` folder holding ONNX files that no export of ours wrote (a hub model's
+    own exports, say): exporting replaces every ``*.onnx`` there."""
+    if read_manifest(onnx_dir) is not None or not onnx_dir.is_dir():
+        return
+    theirs = sorted(p.name for p in onnx_dir.glob("*.onnx"))
+    if theirs:
+        raise InputError(
+            f"{onnx_dir} holds ONNX files embedtune did not write ({', '.join(theirs[:3])}"
+            + (", ..." if len(theirs) > 3 else "")
+            + "), and an export replaces them; export into another folder with --output"
+        )
+
+
 def export_onnx(
     model: str,
     output: str | Path,
@@ -113,6 +127,7 @@ def export_onnx(
     Skips the work when ``output`` already holds exports of the same model files made with the same
     settings (``fresh=True`` redoes it).
     """
+    _check_onnx_folder(Path(output) / "onnx")
     require_onnx()
     source = Path(resolve_model(model))
     if not source.is_dir():

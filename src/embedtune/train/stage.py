@@ -17,6 +17,7 @@ from embedtune.errors import InputError, TrainingError
 from embedtune.layout import RunLayout
 from embedtune.recipe import describe, settle
 from embedtune.records import content_hash, read_json, write_json_atomic
+from embedtune.runlock import holds_run
 from embedtune.train.data import load_sets
 from embedtune.train.summary import TrainSummary
 from embedtune.train.trainer import finetune, world
@@ -24,6 +25,7 @@ from embedtune.train.trainer import finetune, world
 __all__ = ["run_train"]
 
 
+@holds_run("train")
 def run_train(
     cfg: PipelineConfig,
     run_dir: Path,
