@@ -9,6 +9,7 @@ import typer
 
 # typer 0.29 vendors its own click: its exception is the one its main loop catches and shows.
 from typer._click.exceptions import ClickException
+from typer._click.globals import get_current_context
 from typer.core import TyperGroup
 
 from embedtune.errors import EmbedtuneError
@@ -52,6 +53,11 @@ ConfigFile = Annotated[
 ]
 
 
+def click_context() -> typer.Context | None:
+    """The command being run, or None outside one (a library call)."""
+    return get_current_context(silent=True)
+
+
 def console():  # noqa: ANN201 - rich is imported lazily to keep `--help` fast
     from rich.console import Console
 
@@ -60,13 +66,31 @@ def console():  # noqa: ANN201 - rich is imported lazily to keep `--help` fast
 
 def run_config(run: Path | None, config: Path | None, overrides: dict[str, Any] | None = None):
     """The config for a stage: --config, else the run's saved config.yaml, else defaults;
-    then environment variables, then flags (``overrides``)."""
+    then environment variables, then flags (``overrides``). An invalid value is blamed on its
+    flag, its environment variable or its file."""
     from embedtune.config import load_config
     from embedtune.layout import RunLayout
 
     if config is None and run is not None and RunLayout(run).config.is_file():
         config = RunLayout(run).config
-    return load_config(config, overrides=overrides)
+    return load_config(config, overrides=overrides, flags=flag_names(overrides or {}))
+
+
+def flag_names(overrides: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"train.epochs": "--epochs"}``: each override's flag, found among the current command's
+    parameters by name (an override is named after the parameter that gives it)."""
+    ctx = click_context()
+    params = {p.name: p for p in ctx.command.params} if ctx is not None else {}
+    out: dict[str, str] = {}
+    for key, value in overrides.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flag_names(value, dotted + "."))
+        elif key in params:
+            param = params[key]
+            flags = [o for o in param.opts if o.startswith("--")]
+            out[dotted] = flags[0] if flags else str(param.name).upper()  # an argument
+    return out
 
 
 @app.callback()
