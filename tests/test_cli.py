@@ -53,3 +53,15 @@ def test_library_errors_become_one_line_without_traceback(tmp_path):
     assert result.exit_code == 2
     assert "did you mean 'chunk.chunk_size'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_help_imports_no_model_or_settings_library():
+    """`embedtune --help` stays fast: torch, sentence-transformers, pydantic-settings and the
+    config are imported by the commands that use them, not by the CLI's import."""
+    import subprocess
+    import sys
+
+    heavy = ["torch", "sentence_transformers", "transformers", "pydantic_settings", "pydantic"]
+    code = f"import sys, embedtune.cli; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
