@@ -137,3 +137,17 @@ def test_cli_prepare_end_to_end(tmp_path):
     result = runner.invoke(app, ["prepare", str(tmp_path / "empty"), "--run", str(run)])
     assert result.exit_code != 0 and "no documents in" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_tiny_validation_split_is_called_weak_with_the_fix(tmp_path):
+    docs = _docs(tmp_path / "docs")
+    summary = run_prepare(_cfg([docs]), tmp_path / "run")
+    assert 0 < summary.chunks["val"] < 10
+    weak = [w for w in summary.warnings if "verdict will rest on a handful" in w]
+    assert weak and "ingest.val_ratio (now 0.2)" in weak[0] and "add documents" in weak[0]
+
+    cfg = _cfg([docs], chunk_size=64)  # shorter chunks: more of them
+    cfg.ingest.val_ratio = 0.5
+    larger = run_prepare(cfg, tmp_path / "run2")
+    assert larger.chunks["val"] >= 10
+    assert not [w for w in larger.warnings if "verdict will rest on a handful" in w]

@@ -57,6 +57,10 @@ from embedtune.records import Chunk, Document, write_jsonl
 
 __all__ = ["PrepareSummary", "run_prepare", "write_run_config", "PREPARE_VERSION"]
 
+#: Below this many validation chunks (about twice as many generated questions), the bootstrap
+#: intervals of the evaluation are too wide for a verdict worth the name: prepare says so.
+FEW_VAL_CHUNKS = 10
+
 log = logging.getLogger("embedtune.prepare")
 
 # Bump when extraction, normalisation or chunking changes what they write for the same input.
@@ -204,6 +208,7 @@ class _Preparation:
             chunker, train, val = self.chunk(split)
         with self._timed("dedup"):
             val, dedup = self.drop_leaks(train, val)
+        self.check_validation_size(val, split)
         write_jsonl(self.run_layout.chunks_file("train"), train)
         write_jsonl(self.run_layout.chunks_file("val"), val)
         with self._timed("headings"):
@@ -268,6 +273,20 @@ class _Preparation:
             self.warnings.append(msg)
             log.warning(msg)
         return kept, dedup
+
+    def check_validation_size(self, val: list[Chunk], split: DocumentSplit) -> None:
+        """Warn when the validation split is too small for evaluation to tell models apart."""
+        if not val or len(val) >= FEW_VAL_CHUNKS:
+            return  # none at all is said by drop_leaks
+        msg = (
+            f"the validation split holds only {len(val)} chunk(s) from {len(split.val)} "
+            f"document(s): the evaluation's verdict will rest on a handful of questions and be "
+            f"weak (wide confidence intervals). Raise ingest.val_ratio (now "
+            f"{self.cfg.ingest.val_ratio:g}) or add documents, for at least {FEW_VAL_CHUNKS} "
+            "validation chunks"
+        )
+        self.warnings.append(msg)
+        log.warning(msg)
 
     def write_headings(self, documents: list[Document]) -> dict[str, Any]:
         """The validation documents' headings as queries, when there are enough of them."""
