@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,7 +17,7 @@ from typer.core import TyperGroup
 
 from embedtune.errors import EmbedtuneError
 
-__all__ = ["app", "RunDir", "ConfigFile", "run_config", "console"]
+__all__ = ["app", "RunDir", "ConfigFile", "run_config", "console", "log_to_console"]
 
 
 class UserError(ClickException):
@@ -56,6 +59,28 @@ ConfigFile = Annotated[
 def click_context() -> typer.Context | None:
     """The command being run, or None outside one (a library call)."""
     return get_current_context(silent=True)
+
+
+@contextmanager
+def log_to_console() -> Iterator[None]:
+    """embedtune's log messages (skipped files, capped chunks, models loading) as one rich line
+    each on stderr, for the length of the command (unless the caller already set up logging)."""
+    logger = logging.getLogger("embedtune")
+    if logger.handlers or logging.getLogger().handlers:
+        yield
+        return
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=console(), show_time=False, show_path=False, markup=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def console():  # noqa: ANN201 - rich is imported lazily to keep `--help` fast

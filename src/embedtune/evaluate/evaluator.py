@@ -36,7 +36,12 @@ import numpy as np
 from embedtune.artifacts import is_current, read_manifest, stage_key, write_manifest
 from embedtune.config import EvaluateConfig, PipelineConfig
 from embedtune.dataset import QADataset, load_dataset_path
-from embedtune.embeddings import EmbeddingCache, loaded_model_fingerprint, model_fingerprint
+from embedtune.embeddings import (
+    EmbeddingCache,
+    Role,
+    loaded_model_fingerprint,
+    model_fingerprint,
+)
 from embedtune.errors import InputError
 from embedtune.evaluate.metrics import paired_bootstrap
 from embedtune.evaluate.report import write_outputs
@@ -84,8 +89,15 @@ class ModelSpec:
 class _Model:
     """A model that is loaded only when some text misses the cache."""
 
-    def __init__(self, spec: ModelSpec, batch_size: int, use_cache: bool) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        batch_size: int,
+        use_cache: bool,
+        say: Callable[[str], None] = lambda _msg: None,
+    ) -> None:
         self.label = spec.label
+        self.say = say
         self.batch_size = batch_size
         self.use_cache = use_cache
         self._model: SentenceTransformer | None = None
@@ -133,7 +145,11 @@ class _Model:
             )
         return fn
 
-    def embed(self, texts: Sequence[str], role: str) -> np.ndarray:
+    def embed(self, texts: Sequence[str], role: Role, progress: str | None = None) -> np.ndarray:
+        if self._model is None and self.cache.missing(texts, role):
+            self.say(f"loading {self.name}")
+            _ = self.model  # loaded before encoding starts, so the rate measured is encoding's
+
         def encode(missing: list[str]) -> np.ndarray:
             fn = self.model.encode_query if role == "query" else self.model.encode_document
             return fn(
@@ -143,7 +159,9 @@ class _Model:
                 show_progress_bar=False,
             )
 
-        return self.cache.get_or_encode(texts, role, encode)  # type: ignore[arg-type]
+        return self.cache.get_or_encode(
+            texts, role, encode, progress=progress, block=self.batch_size
+        )
 
     def release(self) -> None:
         self._model = None  # free the weights before the next model loads
@@ -206,6 +224,7 @@ def _with_extra(ds: QADataset, extra: Mapping[str, str] | None) -> dict[str, str
 
 def _score(
     model: _Model,
+    name: str,
     ds: QADataset,
     corpus: dict[str, str],
     k_values: Sequence[int],
@@ -215,9 +234,10 @@ def _score(
     qids = list(ds.queries)
     cids = list(corpus)
     relevant = [list(dict.fromkeys(ds.relevant_docs[q])) for q in qids]
+    where = f"{model.label} on {name}"
     retrieval = score_retrieval(
-        model.embed([ds.queries[q] for q in qids], "query"),
-        model.embed([corpus[c] for c in cids], "document"),
+        model.embed([ds.queries[q] for q in qids], "query", f"{where}: queries"),
+        model.embed([corpus[c] for c in cids], "document", f"{where}: passages"),
         cids,
         relevant,
         k_values,
@@ -282,11 +302,11 @@ def evaluate_models(
     meta: dict[str, tuple[list[str], list[list[str]]]] = {}
     sources: dict[str, str] = {}
     for spec in specs:
-        handle = _Model(spec, cfg.batch_size, use_cache)
+        handle = _Model(spec, cfg.batch_size, use_cache, say)
         sources[spec.label] = handle.path
         for name, ds in datasets.items():
             say(f"{spec.label}: {name} ({len(ds.queries)} queries, {len(corpora[name])} passages)")
-            scores, qids, relevant = _score(handle, ds, corpora[name], k_values)
+            scores, qids, relevant = _score(handle, name, ds, corpora[name], k_values)
             per_dataset[name].append(scores)
             meta[name] = (qids, relevant)
         handle.release()
