@@ -51,11 +51,13 @@ from embedtune.evaluate.results import (
     EvaluateSummary,
     EvaluationResult,
     ModelScores,
+    TrainingCurves,
     Versus,
     best_model,
 )
 from embedtune.layout import RunLayout
 from embedtune.models import load_model, resolve_model
+from embedtune.records import read_json
 from embedtune.retrieval import PRIMARY_METRIC, hit_rate_curve, metric_names, score_retrieval
 
 if TYPE_CHECKING:
@@ -268,6 +270,7 @@ def evaluate_models(
     extra_corpus: Mapping[str, Mapping[str, str]] | None = None,
     use_cache: bool = True,
     progress: Callable[[str], None] | None = None,
+    training: TrainingCurves | None = None,
 ) -> EvaluationResult:
     """Evaluate ``models`` (the first is the base) on every dataset and write the reports.
 
@@ -278,6 +281,7 @@ def evaluate_models(
     - ``output_dir``: where ``metrics.json``, ``per_query.jsonl``, ``report.md`` and
       ``report.html`` go; ``None`` writes nothing.
     - ``use_cache``: read and fill the embeddings cache under ``models.cache_dir()``.
+    - ``training``: the fine-tuned model's training curves, drawn in the reports.
 
     Raises :class:`InputError` for an empty model list, an invalid dataset or a model that
     cannot load.
@@ -341,6 +345,7 @@ def evaluate_models(
         datasets=results,
         config=cfg,
         output_dir=output_dir,
+        training=training,
     )
     if output_dir is not None:
         write_outputs(evaluation, output_dir)
@@ -509,11 +514,27 @@ def run_evaluate(
     datasets = {name: load_dataset_path(p) for name, p in data_paths.items()}
     extra = {"val": QADataset.from_json(train_path).corpus} if train_path.is_file() else {}
     result = evaluate_models(
-        specs, datasets, cfg.evaluate, run.eval_dir, extra_corpus=extra, progress=progress
+        specs,
+        datasets,
+        cfg.evaluate,
+        run.eval_dir,
+        extra_corpus=extra,
+        progress=progress,
+        training=_training_curves(run)
+        if len(specs) > 1 and specs[1].label == "fine-tuned"
+        else None,
     )
     summary = _run_summary(result, cfg.model)
     write_manifest(run.eval_dir, key, {"summary": summary.to_json()})
     return summary
+
+
+def _training_curves(run: RunLayout) -> TrainingCurves | None:
+    """The fine-tuned model's training curves from RUN/train/metrics.json, when it has them."""
+    saved = read_json(run.train.metrics)
+    if not isinstance(saved, dict):
+        return None
+    return TrainingCurves.from_summary(saved, str(run.train.metrics))
 
 
 def _run_models(cfg: PipelineConfig, run: RunLayout) -> list[ModelSpec]:

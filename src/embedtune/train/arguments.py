@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
@@ -118,7 +119,9 @@ def training_arguments(
         metric_for_best_model=best_metric,
         greater_is_better=True,
         logging_steps=max(1, min(50, plan.steps_per_epoch // 4 or 1)),
-        report_to="none",
+        # The loss and validation curves always go to RUN/train/metrics.json and the report;
+        # TensorBoard gets them too where it is installed (under the checkpoints' runs/).
+        report_to="tensorboard" if find_spec("tensorboard") else "none",
         disable_tqdm=not progress_bars,
         dataloader_drop_last=False,
     )

@@ -402,6 +402,7 @@ class FineTuning:
             resumed_from=trained.resumed_from,
             warnings=self.warnings,
             verdict="no validation data: trained without model selection",
+            loss_curve=loss_curve(trained.trainer.state.log_history),
         )
         if validation is not None and base is not None:
             self.judge(summary, trained, validation, base)
@@ -486,6 +487,21 @@ class FineTuning:
             write_json_atomic(self.work.metrics, summary.to_json())
         if self.world > 1 and torch.distributed.is_initialized():
             torch.distributed.barrier()
+
+
+def loss_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """The training loss the trainer logged (every ``logging_steps``): step, epoch, loss and
+    learning rate, for the curves in RUN/train/metrics.json and the evaluation report."""
+    return [
+        {
+            "step": e["step"],
+            "epoch": round(e.get("epoch", 0.0), 4),
+            "loss": round(float(e["loss"]), 6),
+            **({"learning_rate": float(e["learning_rate"])} if "learning_rate" in e else {}),
+        }
+        for e in log_history
+        if "loss" in e and "step" in e
+    ]
 
 
 def save_model(model: SentenceTransformer, output_dir: Path) -> None:
