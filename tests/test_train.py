@@ -368,3 +368,20 @@ def test_a_missing_teacher_is_named_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match=r"train\.teacher: model path .*nope does not exist"):
         run_train(_cfg(teacher=str(tmp_path / "nope")), run)
     assert not (run / "train" / "base_metrics.json").exists()
+
+
+def test_model_card_is_sentence_transformers_own_with_embedtunes_sections(trained):
+    run, summary = trained
+    card = (run / "model" / "README.md").read_text()
+    front = card.split("---")[1]
+    assert "library_name: sentence-transformers" in front and "embedtune" in front
+    # sentence-transformers' sections, as the Hub renders them, written offline
+    assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in front
+    for section in ("## Model Details", "## Usage", "## Training Details"):
+        assert section in card, section
+    assert "MultipleNegativesRankingLoss" in card or "MatryoshkaLoss" in card
+    # embedtune's evaluation and recipe inside it, before the training details
+    ours = card.index("## embedtune")
+    assert ours < card.index("## Training Details")
+    assert summary.verdict in card[ours:]
+    SentenceTransformer(str(run / "model"), device="cpu")  # the card changes nothing else

@@ -224,8 +224,8 @@ class FineTuning:
     def load_base(self) -> SentenceTransformer:
         """The base model with the configured sequence length and prompts."""
         model = load_for_training(self.model_name)
-        # sentence-transformers' card (written into checkpoints) must never reach the hub
-        # offline; the card in the saved model is our own (train/card.py).
+        # sentence-transformers' card (in checkpoints and the saved model, with embedtune's
+        # sections: train/card.py) must never ask the Hub, which stalls or fails offline.
         model.model_card_data.local_files_only = True
         if self.cfg.max_seq_length is not None:
             model.max_seq_length = self.cfg.max_seq_length
@@ -483,7 +483,7 @@ class FineTuning:
         if trained.trainer.is_world_process_zero():
             summary.saved_by_rank = self.rank
             save_model(trained.model, self.output_dir)
-            write_model_card(self.output_dir, summary)
+            write_model_card(self.output_dir, summary, trained.model)
             write_json_atomic(self.work.metrics, summary.to_json())
         if self.world > 1 and torch.distributed.is_initialized():
             torch.distributed.barrier()
