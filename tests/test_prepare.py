@@ -151,3 +151,25 @@ def test_a_tiny_validation_split_is_called_weak_with_the_fix(tmp_path):
     larger = run_prepare(cfg, tmp_path / "run2")
     assert larger.chunks["val"] >= 10
     assert not [w for w in larger.warnings if "verdict will rest on a handful" in w]
+
+
+def test_the_default_chunk_size_is_the_models_window_without_a_warning(tmp_path):
+    from embedtune.recipe import settle
+
+    docs = _docs(tmp_path / "docs", n=2)
+    cfg = load_config(
+        overrides={"model": "all-MiniLM-L6-v2", "ingest": {"paths": [str(docs)]}}, environ={}
+    )
+    summary = run_prepare(settle(cfg), tmp_path / "run")
+    assert summary.chunking["chunk_size"] == 254  # MiniLM reads 256 tokens, 2 of them special
+    assert not [w for w in summary.warnings if "capped" in w]
+
+    chosen = settle(
+        load_config(
+            overrides={"model": "all-MiniLM-L6-v2", "ingest": {"paths": [str(docs)]}},
+            environ={"EMBEDTUNE_CHUNK__CHUNK_SIZE": "512"},
+        )
+    )
+    summary = run_prepare(chosen, tmp_path / "run2")
+    assert summary.chunking["chunk_size"] == 254
+    assert [w for w in summary.warnings if "capped to 254 tokens (chunk_size was 512)" in w]

@@ -93,7 +93,13 @@ class IngestConfig(_Section):
 class ChunkConfig(_Section):
     """Token-aware chunking with the target model's own tokenizer."""
 
-    chunk_size: int = Field(1024, gt=8, description="Tokens per chunk (llama-index default).")
+    chunk_size: int = Field(
+        1024,
+        gt=8,
+        description="Tokens per chunk. The default means the model's window, at most 1024 "
+        "(llama-index's default): 254 for all-MiniLM-L6-v2. A size you set longer than the "
+        "model reads is capped to its window, with a warning.",
+    )
     chunk_overlap: int = Field(200, ge=0, description="Tokens shared by neighbouring chunks.")
     allow_longer_than_model: bool = Field(
         False,

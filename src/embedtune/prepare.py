@@ -39,7 +39,7 @@ from pydantic import BaseModel
 
 from embedtune.artifacts import StageResult, is_current, read_manifest, stage_key, write_manifest
 from embedtune.chunk import Chunker
-from embedtune.config import PipelineConfig, dump_config
+from embedtune.config import ChunkConfig, PipelineConfig, dump_config
 from embedtune.errors import InputError
 from embedtune.ingest import (
     DocumentSplit,
@@ -236,11 +236,19 @@ class _Preparation:
         return loaded
 
     def chunk(self, split: DocumentSplit) -> tuple[Chunker, list[Chunk], list[Chunk]]:
-        # A chunk size settled down to what the model reads: said where the chunks are cut.
+        # A chunk size settled down to what the model reads: a warning when the user chose the
+        # size; left at its default, which means "the model's window, at most 1024", a note.
         resolved = self.cfg.resolved or {}
-        capped = [r.why for key, r in resolved.items() if key == "chunk.chunk_size"]
-        for note in capped:
-            log.warning(note)
+        default = ChunkConfig.model_fields["chunk_size"].default
+        capped = []
+        for key, r in resolved.items():
+            if key != "chunk.chunk_size":
+                continue
+            if r.given == default:
+                log.info("chunks of %s tokens, all that %s reads", r.value, self.cfg.model)
+            else:
+                capped.append(r.why)
+                log.warning(r.why)
         chunker = Chunker.from_config(self.cfg)
         train = chunker.chunk_documents(split.train)
         val = chunker.chunk_documents(split.val)
