@@ -27,6 +27,7 @@ from sentence_transformers.sentence_transformer.training_args import (
 
 from embedtune.config import TrainConfig
 from embedtune.errors import ConfigError, TrainingError
+from embedtune.progress import bars_shown
 
 __all__ = ["Schedule", "schedule", "training_arguments"]
 
@@ -122,6 +123,7 @@ def training_arguments(
         # The loss and validation curves always go to RUN/train/metrics.json and the report;
         # TensorBoard gets them too where it is installed (under the checkpoints' runs/).
         report_to="tensorboard" if find_spec("tensorboard") else "none",
-        disable_tqdm=not progress_bars,
+        # the step bar where a person watches; in a log, one line of loss per logging step
+        disable_tqdm=not (progress_bars and bars_shown()),
         dataloader_drop_last=False,
     )
