@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "embedtune.records",
             "embedtune.config",
             "embedtune.models",
+            "embedtune.progress",
             "embedtune.artifacts",
             "embedtune.dataset",
             "embedtune.ownership",

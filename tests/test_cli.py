@@ -113,3 +113,15 @@ def test_version_names_the_installed_release():
     assert "torch " in result.output
     # the installed metadata (pyproject) and the package agree
     assert version("embedtune") == __version__
+
+
+def test_help_imports_no_model_or_settings_library():
+    """`embedtune --help` stays fast: torch, sentence-transformers, pydantic-settings and the
+    config are imported by the commands that use them, not by the CLI's import."""
+    import subprocess
+    import sys
+
+    heavy = ["torch", "sentence_transformers", "transformers", "pydantic_settings", "pydantic"]
+    code = f"import sys, embedtune.cli; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

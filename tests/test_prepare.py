@@ -137,3 +137,39 @@ def test_cli_prepare_end_to_end(tmp_path):
     result = runner.invoke(app, ["prepare", str(tmp_path / "empty"), "--run", str(run)])
     assert result.exit_code != 0 and "no documents in" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_tiny_validation_split_is_called_weak_with_the_fix(tmp_path):
+    docs = _docs(tmp_path / "docs")
+    summary = run_prepare(_cfg([docs]), tmp_path / "run")
+    assert 0 < summary.chunks["val"] < 10
+    weak = [w for w in summary.warnings if "verdict will rest on a handful" in w]
+    assert weak and "ingest.val_ratio (now 0.2)" in weak[0] and "add documents" in weak[0]
+
+    cfg = _cfg([docs], chunk_size=64)  # shorter chunks: more of them
+    cfg.ingest.val_ratio = 0.5
+    larger = run_prepare(cfg, tmp_path / "run2")
+    assert larger.chunks["val"] >= 10
+    assert not [w for w in larger.warnings if "verdict will rest on a handful" in w]
+
+
+def test_the_default_chunk_size_is_the_models_window_without_a_warning(tmp_path):
+    from embedtune.recipe import settle
+
+    docs = _docs(tmp_path / "docs", n=2)
+    cfg = load_config(
+        overrides={"model": "all-MiniLM-L6-v2", "ingest": {"paths": [str(docs)]}}, environ={}
+    )
+    summary = run_prepare(settle(cfg), tmp_path / "run")
+    assert summary.chunking["chunk_size"] == 254  # MiniLM reads 256 tokens, 2 of them special
+    assert not [w for w in summary.warnings if "capped" in w]
+
+    chosen = settle(
+        load_config(
+            overrides={"model": "all-MiniLM-L6-v2", "ingest": {"paths": [str(docs)]}},
+            environ={"EMBEDTUNE_CHUNK__CHUNK_SIZE": "512"},
+        )
+    )
+    summary = run_prepare(chosen, tmp_path / "run2")
+    assert summary.chunking["chunk_size"] == 254
+    assert [w for w in summary.warnings if "capped to 254 tokens (chunk_size was 512)" in w]

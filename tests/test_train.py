@@ -109,6 +109,29 @@ def test_best_checkpoint_is_the_one_saved(trained):
     assert len(list((run / "train" / "checkpoints").glob("checkpoint-*"))) <= 2
 
 
+def test_training_curves_are_kept_and_drawn_in_the_evaluation_report(trained):
+    from embedtune.config import EvaluateConfig
+    from embedtune.evaluate import run_evaluate
+
+    run, summary = trained
+    metrics = json.loads((run / "train" / "metrics.json").read_text())
+    losses = metrics["loss_curve"]
+    assert [e["step"] for e in losses] == sorted(e["step"] for e in losses)
+    assert losses[-1]["step"] == summary.steps and all(e["loss"] > 0 for e in losses)
+    assert len(losses) >= 4  # logged every few steps, not once at the end
+
+    cfg = PipelineConfig(model="all-MiniLM-L6-v2", evaluate=EvaluateConfig(bootstrap_samples=100))
+    run_evaluate(cfg, run)
+    markdown = (run / "eval" / "report.md").read_text()
+    assert "## Training of the fine-tuned model" in markdown
+    for e in metrics["evaluations"]:  # every validation during training, with its score
+        assert f"| {int(e['step'])} | " in markdown and f"{e['ndcg@10']:.4f}" in markdown
+    assert f"{summary.best_step} | " in markdown and "(kept)" in markdown
+    page = (run / "eval" / "report.html").read_text()
+    assert "training loss and validation NDCG@10 by step" in page
+    assert page.count("<circle") >= len(metrics["evaluations"])
+
+
 def test_model_card_names_base_model_recipe_and_both_scores(trained):
     run, summary = trained
     card = (run / "model" / "README.md").read_text()
@@ -346,3 +369,20 @@ def test_a_missing_teacher_is_named_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match=r"train\.teacher: model path .*nope does not exist"):
         run_train(_cfg(teacher=str(tmp_path / "nope")), run)
     assert not (run / "train" / "base_metrics.json").exists()
+
+
+def test_model_card_is_sentence_transformers_own_with_embedtunes_sections(trained):
+    run, summary = trained
+    card = (run / "model" / "README.md").read_text()
+    front = card.split("---")[1]
+    assert "library_name: sentence-transformers" in front and "embedtune" in front
+    # sentence-transformers' sections, as the Hub renders them, written offline
+    assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in front
+    for section in ("## Model Details", "## Usage", "## Training Details"):
+        assert section in card, section
+    assert "MultipleNegativesRankingLoss" in card or "MatryoshkaLoss" in card
+    # embedtune's evaluation and recipe inside it, before the training details
+    ours = card.index("## embedtune")
+    assert ours < card.index("## Training Details")
+    assert summary.verdict in card[ours:]
+    SentenceTransformer(str(run / "model"), device="cpu")  # the card changes nothing else

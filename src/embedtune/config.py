@@ -1,14 +1,20 @@
 """Typed configuration: one section per pipeline stage, composed into one pipeline config.
 
 Values come from, highest priority first: CLI flags, environment variables
-(``EMBEDTUNE_<SECTION>__<KEY>``, e.g. ``EMBEDTUNE_TRAIN__EPOCHS=3``), a YAML file, the defaults
-below. A misspelt key fails at once, naming the key and the closest valid one::
+(``EMBEDTUNE_<SECTION>__<KEY>``, e.g. ``EMBEDTUNE_TRAIN__EPOCHS=3``; lists as YAML or JSON,
+``[384, 256]``), a YAML file, the defaults below. pydantic-settings reads and merges them
+(:class:`PipelineSettings`); an error names the key and where its value came from, the flag, the
+variable or the file, and a misspelt key names the closest valid one::
 
     >>> from embedtune.config import load_config
-    >>> load_config(overrides={"chunk": {"chunk_sise": 512}})
+    >>> load_config(overrides={"chunk": {"chunk_sise": 512}}, flags={"chunk.chunk_sise": "--x"})
     Traceback (most recent call last):
     ...
-    embedtune.errors.ConfigError: unknown key 'chunk.chunk_sise' (did you mean 'chunk.chunk_size'?) in the configuration
+    embedtune.errors.ConfigError: unknown key 'chunk.chunk_sise' (did you mean 'chunk.chunk_size'?) from --x
+    >>> load_config(environ={"EMBEDTUNE_TRAIN__EPOCHS": "0"})
+    Traceback (most recent call last):
+    ...
+    embedtune.errors.ConfigError: 'train.epochs': Input should be greater than 0 (got '0') from the environment variable EMBEDTUNE_TRAIN__EPOCHS
 
 Some settings are left to embedtune ("auto", or unset); :func:`embedtune.recipe.settle` resolves
 them once and records each in ``resolved``. :func:`dump_config` writes a settled configuration
@@ -20,11 +26,23 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 from embedtune.errors import ConfigError
 
@@ -38,6 +56,7 @@ __all__ = [
     "EvaluateConfig",
     "ServeConfig",
     "PipelineConfig",
+    "PipelineSettings",
     "load_config",
     "dump_config",
     "dump_default_config",
@@ -74,7 +93,13 @@ class IngestConfig(_Section):
 class ChunkConfig(_Section):
     """Token-aware chunking with the target model's own tokenizer."""
 
-    chunk_size: int = Field(1024, gt=8, description="Tokens per chunk (llama-index default).")
+    chunk_size: int = Field(
+        1024,
+        gt=8,
+        description="Tokens per chunk. The default means the model's window, at most 1024 "
+        "(llama-index's default): 254 for all-MiniLM-L6-v2. A size you set longer than the "
+        "model reads is capped to its window, with a warning.",
+    )
     chunk_overlap: int = Field(200, ge=0, description="Tokens shared by neighbouring chunks.")
     allow_longer_than_model: bool = Field(
         False,
@@ -251,6 +276,34 @@ class ServeConfig(_Section):
     max_wait_ms: float = Field(5.0, ge=0)
     max_inputs: int = Field(2048, ge=1)
     max_chars: int = Field(32768, ge=1)
+    # The admission limits below follow text-embeddings-inference (--max-concurrent-requests,
+    # refused with 429); the queue is bounded in seconds of waiting rather than in texts,
+    # because how many texts a CPU gets through varies tenfold with their length and load.
+    max_batch_tokens: int = Field(
+        2048,
+        ge=1,
+        description="Most padded tokens per model call (texts x the longest): bounds how long "
+        "one batch runs, and so how long a short request waits behind long ones. 2048 is 8 "
+        "texts of 256 tokens, about 0.3 s with MiniLM on 2 free cores; on a CPU, larger batches "
+        "of long texts are hardly faster per text.",
+    )
+    max_queue_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="New requests get 429 with Retry-After once the requests in progress would "
+        "keep them waiting about this long for their turn (in progress / recent texts per s).",
+    )
+    max_concurrent_requests: int = Field(
+        512,
+        ge=1,
+        description="Embedding requests in progress at once; more get 429 before their body "
+        "is read.",
+    )
+    max_body_bytes: int = Field(
+        16 * 2**20,
+        ge=1,
+        description="Largest request body; a larger one gets 413 before it is parsed.",
+    )
 
 
 class Resolved(_Section):
@@ -299,105 +352,214 @@ def _restore_given(data: dict[str, Any], resolved: dict[str, Resolved]) -> None:
             node[key] = r.given
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+# --------------------------------------------------------------------------- sources
+class _Environment(EnvSettingsSource):
+    """``EMBEDTUNE_TRAIN__EPOCHS=3``: pydantic-settings' environment source, reading ``environ``
+    (default ``os.environ``), with list values written as YAML (``[384, 256]``,
+    ``[a.pdf, b.md]``) as well as JSON."""
 
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None) -> None:
+        super().__init__(settings_cls)
+        if environ is not None:
+            self.env_vars = parse_env_vars(
+                environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+            )
 
-def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    """``EMBEDTUNE_TRAIN__EPOCHS=3`` -> ``{"train": {"epochs": 3}}`` (values parsed as YAML)."""
-    out: dict[str, Any] = {}
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or "__" not in name and name != f"{ENV_PREFIX}MODEL":
-            continue
-        parts = name[len(ENV_PREFIX) :].lower().split("__")
-        if parts[0] not in PipelineConfig.model_fields:
-            continue  # EMBEDTUNE_API_KEY and friends are not config keys
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
+    def decode_complex_value(self, field_name: str, field: Any, value: Any) -> Any:
         try:
-            node[parts[-1]] = yaml.safe_load(raw)
+            return yaml.safe_load(value)  # YAML reads JSON too
         except yaml.YAMLError:
-            node[parts[-1]] = raw
-    return out
+            return value  # left to validation, which names the variable
+
+
+class _YamlFile(YamlConfigSettingsSource):
+    """pydantic-settings' YAML source, with one-line errors for a file that is not a mapping."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        try:
+            loaded = yaml.safe_load(Path(file_path).read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file_path} is not valid YAML: {_yaml_problem(exc)}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                f"{file_path} must hold a mapping of sections, not {type(loaded).__name__}"
+            )
+        return loaded
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error in one line: where, and what."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
+class PipelineSettings(BaseSettings, PipelineConfig):
+    """:class:`PipelineConfig` read from its sources by pydantic-settings, highest priority
+    first: keyword arguments (the CLI's flags), environment variables, the YAML file.
+
+    :func:`load_config` is the way in; it returns a plain :class:`PipelineConfig`.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_parse_none_str="null",  # EMBEDTUNE_GENERATE__MAX_CHUNKS=null, as YAML reads it
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _Environment(settings_cls, None), _YamlFile(settings_cls)
+
+
+@dataclass
+class _Source:
+    """One source's values, and how an error in them names where they came from."""
+
+    kind: Literal["flag", "env", "file"]
+    data: dict[str, Any]
+    name: str = ""  # the file
+    flags: Mapping[str, str] = dataclass_field(default_factory=dict)  # "train.epochs" -> "--epochs"
+    environ: Mapping[str, str] = dataclass_field(default_factory=dict)
+
+    def leaf(self, loc: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The part of ``loc`` where this source gave a value (the whole list for one of its
+        items), or None when it gave none there."""
+        node: Any = self.data
+        for i, part in enumerate(loc):
+            if not isinstance(node, dict):
+                return loc[:i]
+            if part not in node:
+                return None
+            node = node[part]
+        return None if isinstance(node, dict) else loc
+
+    def leaves(self, loc: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """The keys this source set at or below ``loc``."""
+        node: Any = self.data
+        for part in loc:
+            if not isinstance(node, dict) or part not in node:
+                return []
+            node = node[part]
+        if not isinstance(node, dict):
+            return [loc]
+        return [k for key in node for k in self.leaves((*loc, key))]
+
+    def where(self, loc: tuple[Any, ...]) -> str:
+        dotted = ".".join(str(p) for p in loc)
+        if self.kind == "file":
+            return f"in {self.name}"
+        if self.kind == "flag":
+            return "from " + self.flags.get(dotted, "the overrides")
+        wanted = (ENV_PREFIX + "__".join(str(p) for p in loc)).upper()
+        found = next((n for n in self.environ if n.upper() == wanted), wanted)
+        return f"from the environment variable {found}"
 
 
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     model: type[BaseModel] = PipelineConfig
     for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        if field is None or not isinstance(field.annotation, type):
+        field_info = model.model_fields.get(str(part))
+        if field_info is None or not isinstance(field_info.annotation, type):
             return []
-        if not issubclass(field.annotation, BaseModel):
+        if not issubclass(field_info.annotation, BaseModel):
             return []
-        model = field.annotation
+        model = field_info.annotation
     return list(model.model_fields)
 
 
-def _explain(err: ValidationError, source: str) -> ConfigError:
+def _blame(loc: tuple[Any, ...], sources: Sequence[_Source]) -> str:
+    """Where the value at ``loc`` came from: the first source (by priority) that gave it; for a
+    check across a section's keys (chunk_overlap < chunk_size), where each of its keys came from.
+    """
+    for source in sources:
+        leaf = source.leaf(loc)
+        if leaf is not None:
+            return source.where(leaf)
+    found = []
+    for i, source in enumerate(sources):
+        for key in source.leaves(loc):
+            if all(s.leaf(key) is None for s in sources[:i]):
+                found.append(source.where(key))
+    return " and ".join(dict.fromkeys(found)) or "in the defaults"
+
+
+def _explain(err: ValidationError, sources: Sequence[_Source]) -> ConfigError:
     lines = []
     for e in err.errors():
         loc = tuple(e["loc"])
         dotted = ".".join(str(p) for p in loc)
+        where = _blame(loc, sources)
         if e["type"] == "extra_forbidden":
             prefix = ".".join(str(p) for p in loc[:-1])
             close = difflib.get_close_matches(str(loc[-1]), _fields_at(loc), n=1, cutoff=0.5)
-            hint = ""
             if close:
                 hint = f" (did you mean '{prefix + '.' if prefix else ''}{close[0]}'?)"
             else:
-                valid = ", ".join(_fields_at(loc))
-                hint = f" (valid keys here: {valid})"
-            lines.append(f"unknown key '{dotted}'{hint}")
+                hint = f" (valid keys here: {', '.join(_fields_at(loc))})"
+            lines.append(f"unknown key '{dotted}'{hint} {where}")
         else:
-            lines.append(f"'{dotted}': {e['msg']} (got {e.get('input')!r})")
-    where = f" in {source}" if source else ""
-    return ConfigError("; ".join(lines) + (where if len(lines) == 1 else f" [{source}]"))
+            msg = e["msg"].removeprefix("Value error, ")
+            got = "" if isinstance(e.get("input"), dict) else f" (got {e.get('input')!r})"
+            lines.append(f"'{dotted}': {msg}{got} {where}")
+    return ConfigError("; ".join(lines))
 
 
 def load_config(
     path: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    flags: Mapping[str, str] | None = None,
 ) -> PipelineConfig:
     """Build the pipeline config from a YAML file, environment variables and CLI overrides.
 
     ``overrides`` is a nested dict (``{"train": {"epochs": 2}}``) whose ``None`` values are
-    ignored, so CLI code can pass every flag and only those given take effect. A settled file
-    (one with ``resolved``, see :func:`dump_config`) comes back settled when environment and
-    flags change none of its values, else as given, to be settled again.
+    ignored, so CLI code can pass every flag and only those given take effect; ``flags`` names
+    the flag of each (``{"train.epochs": "--epochs"}``), so that an invalid value is blamed on
+    the flag, as one from the environment is on its variable and one from the file on the file.
+    ``environ`` replaces ``os.environ``. A settled file (one with ``resolved``, see
+    :func:`dump_config`) comes back settled when environment and flags change none of its
+    values, else as given, to be settled again.
     """
-    data: dict[str, Any] = {}
-    source = ""
     if path is not None:
         path = Path(path)
-        source = str(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} not found; create one with 'embedtune init'")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(
-                f"{path} must hold a mapping of sections, not {type(loaded).__name__}"
-            )
-        data = loaded
-    env = _env_overrides(dict(os.environ if environ is None else environ))
-    merged = _deep_merge(_deep_merge(data, env), _drop_none(overrides or {}))
+    given = _drop_none(overrides or {})
+    env = _Environment(PipelineSettings, environ)
+    layers = (
+        InitSettingsSource(PipelineSettings, init_kwargs=given),
+        env,
+        _YamlFile(PipelineSettings, yaml_file=path),
+    )
+    sources = [
+        _Source("flag", given, flags=flags or {}),
+        _Source("env", env(), environ=os.environ if environ is None else environ),
+        _Source("file", layers[2].yaml_data, name=str(path)),
+    ]
     try:
-        cfg = PipelineConfig.model_validate(merged)
+        settings = PipelineSettings(_build_sources=(layers, given))
     except ValidationError as exc:
-        raise _explain(exc, source or "the configuration") from None
-    if cfg.settled and merged != data:
+        raise _explain(exc, sources) from None
+    cfg = PipelineConfig.model_validate(dict(settings))
+    if cfg.settled and (sources[0].data or sources[1].data):
         # A settled file with a value changed on top: what was resolved may depend on it.
-        cfg = cfg.unsettled()
+        try:
+            as_saved = PipelineConfig.model_validate(sources[2].data)
+        except ValidationError:
+            as_saved = None
+        if as_saved != cfg:
+            cfg = cfg.unsettled()
     return cfg
 
 

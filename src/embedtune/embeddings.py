@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,6 +37,7 @@ import numpy as np
 from huggingface_hub import snapshot_download
 
 from embedtune.models import cache_dir, resolve_model
+from embedtune.progress import bar, bars_shown, record_rate, recorded_rate
 from embedtune.records import content_hash
 
 if TYPE_CHECKING:
@@ -51,6 +53,8 @@ _SMALL = 1 << 20  # files below 1 MiB are hashed every time; larger ones are mem
 _SKIP_NAMES = {"README.md", "manifest.json"}
 _FORMAT = "v1"
 _lock = threading.Lock()
+#: Fewer texts than this time the model's loading more than its speed: no rate recorded.
+_RATE_MIN_TEXTS = 32
 
 
 def text_key(role: Role, text: str) -> str:
@@ -227,30 +231,34 @@ class EmbeddingCache:
         role: Role,
         *,
         batch_size: int = 32,
-        show_progress_bar: bool | None = False,
+        progress: str | None = None,
     ) -> np.ndarray:
         """``model``'s embeddings of ``texts`` as queries (``encode_query``) or documents
         (``encode_document``, so the model's own prompts apply), read from and added to this
-        cache."""
+        cache; ``progress`` labels the bar shown while the missing texts are encoded."""
         fn = model.encode_query if role == "query" else model.encode_document
 
         def encode(missing: list[str]) -> np.ndarray:
             return fn(
-                missing,
-                batch_size=batch_size,
-                convert_to_numpy=True,
-                show_progress_bar=show_progress_bar,
+                missing, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False
             )
 
-        return self.get_or_encode(list(texts), role, encode)
+        return self.get_or_encode(list(texts), role, encode, progress=progress, block=batch_size)
 
     def get_or_encode(
         self,
         texts: Sequence[str],
         role: Role,
         encode: Callable[[list[str]], np.ndarray],
+        *,
+        progress: str | None = None,
+        block: int = 64,
     ) -> np.ndarray:
-        """Embeddings of ``texts`` (rows in the same order); only unseen texts reach ``encode``."""
+        """Embeddings of ``texts`` (rows in the same order); only unseen texts reach ``encode``.
+
+        With ``progress``, they reach it ``block`` at a time (longest first, so each block pads
+        little) under a progress bar of that label, where bars show.
+        """
         keys = [text_key(role, t) for t in texts]
         with _lock:
             index = self._load_index()
@@ -260,9 +268,11 @@ class EmbeddingCache:
                     missing[key] = text
         fresh: dict[str, np.ndarray] = {}
         if missing:
-            vectors = np.asarray(encode(list(missing.values())), dtype=np.float32)
+            t0 = time.perf_counter()
+            vectors = _encode_in_blocks(list(missing.values()), encode, progress, block)
             if vectors.ndim != 2 or vectors.shape[0] != len(missing):
                 raise ValueError(f"encoder returned shape {vectors.shape} for {len(missing)} texts")
+            self._record_rate(list(missing.values()), time.perf_counter() - t0)
             self.encoded += len(missing)
             fresh = dict(zip(missing, vectors, strict=True))
             with _lock:
@@ -278,3 +288,44 @@ class EmbeddingCache:
                 shard, row = self._index[key]  # type: ignore[index]
                 rows.append(self._shard(shard)[row])
         return np.stack(rows).astype(np.float32, copy=False)
+
+    def missing(self, texts: Sequence[str], role: Role) -> list[str]:
+        """The distinct texts of ``texts`` this cache would have to encode."""
+        index = self._load_index()
+        return list(dict.fromkeys(t for t in texts if text_key(role, t) not in index))
+
+    def _record_rate(self, texts: list[str], seconds: float) -> None:
+        """Keep this model's speed on this machine (characters a second), for estimates."""
+        if self.fingerprint is None or len(texts) < _RATE_MIN_TEXTS or seconds <= 0:
+            return
+        chars = sum(len(t) for t in texts)
+        record_rate("encode", self.fingerprint, chars_per_second=round(chars / seconds, 1))
+
+    def estimate_seconds(self, texts: Sequence[str]) -> float | None:
+        """How long encoding ``texts`` took at the rate last measured here; None: never measured."""
+        rate = recorded_rate("encode", self.fingerprint) if self.fingerprint else None
+        if not rate or not rate.get("chars_per_second"):
+            return None
+        return sum(len(t) for t in texts) / float(rate["chars_per_second"])
+
+
+def _encode_in_blocks(
+    texts: list[str],
+    encode: Callable[[list[str]], np.ndarray],
+    progress: str | None,
+    block: int,
+) -> np.ndarray:
+    if progress is None or not bars_shown() or len(texts) <= block:
+        return np.asarray(encode(texts), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out: np.ndarray | None = None
+    with bar(len(texts), progress) as shown:
+        for start in range(0, len(texts), block):
+            rows = order[start : start + block]
+            vectors = np.asarray(encode([texts[i] for i in rows]), dtype=np.float32)
+            if out is None:
+                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[rows] = vectors
+            shown.update(len(rows))
+    assert out is not None
+    return out

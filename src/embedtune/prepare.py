@@ -39,7 +39,7 @@ from pydantic import BaseModel
 
 from embedtune.artifacts import StageResult, is_current, read_manifest, stage_key, write_manifest
 from embedtune.chunk import Chunker
-from embedtune.config import PipelineConfig, dump_config
+from embedtune.config import ChunkConfig, PipelineConfig, dump_config
 from embedtune.errors import InputError
 from embedtune.ingest import (
     DocumentSplit,
@@ -57,6 +57,10 @@ from embedtune.records import Chunk, Document, write_jsonl, write_text_atomic
 from embedtune.runlock import holds_run
 
 __all__ = ["PrepareSummary", "run_prepare", "write_run_config", "PREPARE_VERSION"]
+
+#: Below this many validation chunks (about twice as many generated questions), the bootstrap
+#: intervals of the evaluation are too wide for a verdict worth the name: prepare says so.
+FEW_VAL_CHUNKS = 10
 
 log = logging.getLogger("embedtune.prepare")
 
@@ -210,6 +214,7 @@ class _Preparation:
             chunker, train, val = self.chunk(split)
         with self._timed("dedup"):
             val, dedup = self.drop_leaks(train, val)
+        self.check_validation_size(val, split)
         write_jsonl(self.run_layout.chunks_file("train"), train)
         write_jsonl(self.run_layout.chunks_file("val"), val)
         with self._timed("headings"):
@@ -239,11 +244,19 @@ class _Preparation:
         return loaded
 
     def chunk(self, split: DocumentSplit) -> tuple[Chunker, list[Chunk], list[Chunk]]:
-        # A chunk size settled down to what the model reads: said where the chunks are cut.
+        # A chunk size settled down to what the model reads: a warning when the user chose the
+        # size; left at its default, which means "the model's window, at most 1024", a note.
         resolved = self.cfg.resolved or {}
-        capped = [r.why for key, r in resolved.items() if key == "chunk.chunk_size"]
-        for note in capped:
-            log.warning(note)
+        default = ChunkConfig.model_fields["chunk_size"].default
+        capped = []
+        for key, r in resolved.items():
+            if key != "chunk.chunk_size":
+                continue
+            if r.given == default:
+                log.info("chunks of %s tokens, all that %s reads", r.value, self.cfg.model)
+            else:
+                capped.append(r.why)
+                log.warning(r.why)
         chunker = Chunker.from_config(self.cfg)
         train = chunker.chunk_documents(split.train)
         val = chunker.chunk_documents(split.val)
@@ -276,6 +289,20 @@ class _Preparation:
             self.warnings.append(msg)
             log.warning(msg)
         return kept, dedup
+
+    def check_validation_size(self, val: list[Chunk], split: DocumentSplit) -> None:
+        """Warn when the validation split is too small for evaluation to tell models apart."""
+        if not val or len(val) >= FEW_VAL_CHUNKS:
+            return  # none at all is said by drop_leaks
+        msg = (
+            f"the validation split holds only {len(val)} chunk(s) from {len(split.val)} "
+            f"document(s): the evaluation's verdict will rest on a handful of questions and be "
+            f"weak (wide confidence intervals). Raise ingest.val_ratio (now "
+            f"{self.cfg.ingest.val_ratio:g}) or add documents, for at least {FEW_VAL_CHUNKS} "
+            "validation chunks"
+        )
+        self.warnings.append(msg)
+        log.warning(msg)
 
     def write_headings(self, documents: list[Document]) -> dict[str, Any]:
         """The validation documents' headings as queries, when there are enough of them."""

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from embedtune.cli._app import ConfigFile, RunDir, app, console, default, run_config
+from embedtune.cli._app import ConfigFile, RunDir, app, console, default, log_to_console, run_config
 
 
 @app.command()
@@ -86,7 +86,12 @@ def generate(
         ),
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show calls, tokens and cost; call nothing.")
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Show calls, tokens, cost and how long each step will take here (timing a "
+            "small sample where no earlier run did); call no paid API, write no run file.",
+        ),
     ] = False,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Move the response cache aside and ask again.")
@@ -126,7 +131,8 @@ def generate(
         }
     }
     cfg = run_config(run, config, overrides)
-    report = run_generate(cfg, run, fresh=fresh, dry_run=dry_run)
+    with log_to_console():
+        report = run_generate(cfg, run, fresh=fresh, dry_run=dry_run, calibrate=dry_run)
     out = console()
     out.print(summary_table(report))
     if not dry_run:

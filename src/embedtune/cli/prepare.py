@@ -1,40 +1,15 @@
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from embedtune.cli._app import ConfigFile, RunDir, app, console, default, run_config
+from embedtune.cli._app import ConfigFile, RunDir, app, console, default, log_to_console, run_config
 
 if TYPE_CHECKING:
     from embedtune.prepare import PrepareSummary
-
-
-@contextmanager
-def _log_to_console() -> Iterator[None]:
-    """Library warnings (skipped files, capped chunks) as one rich line each on stderr, for
-    the length of the command (unless the caller already set up logging)."""
-    logger = logging.getLogger("embedtune")
-    if logger.handlers or logging.getLogger().handlers:
-        yield
-        return
-    from rich.logging import RichHandler
-
-    handler = RichHandler(console=console(), show_time=False, show_path=False, markup=False)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def _tables(summary: PrepareSummary) -> list[Any]:
@@ -186,7 +161,7 @@ def prepare(
     }
     # prepare starts a run: "auto" is resolved afresh (a teacher installed since counts)
     cfg = settle(run_config(run, config, overrides), afresh=True)
-    with _log_to_console():
+    with log_to_console():
         summary = run_prepare(cfg, run, fresh=fresh)
     layout = RunLayout(run)
     out = console()

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from embedtune.cli._app import RunDir, app, console, default, run_config
+from embedtune.cli._app import RunDir, app, console, default, log_to_console, run_config
 
 if TYPE_CHECKING:
     from embedtune.artifacts import StageResult
@@ -94,7 +94,9 @@ def run(
         state = "skipped (current)" if summary.skipped else "done"
         out.print(f"[bold]{stage}[/bold]: {state}")
 
-    _print_verdict(out, run_pipeline(cfg, run_dir, fresh=fresh, on_stage=on_stage))
+    with log_to_console():
+        result = run_pipeline(cfg, run_dir, fresh=fresh, on_stage=on_stage)
+    _print_verdict(out, result)
 
 
 def _print_verdict(out: Any, run: PipelineRun) -> None:

@@ -114,21 +114,14 @@ def serve(
                 "max_wait_ms": max_wait_ms,
                 "max_inputs": max_inputs,
                 "max_chars": max_chars,
-            }
-        },
-    )
-    s = ServeSettings.from_config(cfg.serve).model_copy(
-        update={
-            name: value
-            for name, value in {
                 "max_batch_tokens": max_batch_tokens,
                 "max_queue_seconds": max_queue_seconds,
                 "max_concurrent_requests": max_concurrent_requests,
                 "max_body_bytes": max_body_bytes,
-            }.items()
-            if value is not None
-        }
+            }
+        },
     )
+    s = ServeSettings.from_config(cfg.serve)
     if api_key is not None:
         typer.echo(
             f"note: --api-key shows in `ps` to every user of this machine; set ${s.api_key_env} "

@@ -36,7 +36,12 @@ import numpy as np
 from embedtune.artifacts import is_current, read_manifest, stage_key, write_manifest
 from embedtune.config import EvaluateConfig, PipelineConfig
 from embedtune.dataset import QADataset, load_dataset_path
-from embedtune.embeddings import EmbeddingCache, loaded_model_fingerprint, model_fingerprint
+from embedtune.embeddings import (
+    EmbeddingCache,
+    Role,
+    loaded_model_fingerprint,
+    model_fingerprint,
+)
 from embedtune.errors import InputError
 from embedtune.evaluate.metrics import paired_bootstrap
 from embedtune.evaluate.report import write_outputs
@@ -46,12 +51,14 @@ from embedtune.evaluate.results import (
     EvaluateSummary,
     EvaluationResult,
     ModelScores,
+    TrainingCurves,
     Versus,
     best_model,
 )
 from embedtune.layout import RunLayout
 from embedtune.models import load_model, resolve_model
 from embedtune.ownership import check_replaceable, mark
+from embedtune.records import read_json
 from embedtune.retrieval import PRIMARY_METRIC, hit_rate_curve, metric_names, score_retrieval
 from embedtune.runlock import holds_run
 
@@ -86,8 +93,15 @@ class ModelSpec:
 class _Model:
     """A model that is loaded only when some text misses the cache."""
 
-    def __init__(self, spec: ModelSpec, batch_size: int, use_cache: bool) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        batch_size: int,
+        use_cache: bool,
+        say: Callable[[str], None] = lambda _msg: None,
+    ) -> None:
         self.label = spec.label
+        self.say = say
         self.batch_size = batch_size
         self.use_cache = use_cache
         self._model: SentenceTransformer | None = None
@@ -135,7 +149,11 @@ class _Model:
             )
         return fn
 
-    def embed(self, texts: Sequence[str], role: str) -> np.ndarray:
+    def embed(self, texts: Sequence[str], role: Role, progress: str | None = None) -> np.ndarray:
+        if self._model is None and self.cache.missing(texts, role):
+            self.say(f"loading {self.name}")
+            _ = self.model  # loaded before encoding starts, so the rate measured is encoding's
+
         def encode(missing: list[str]) -> np.ndarray:
             fn = self.model.encode_query if role == "query" else self.model.encode_document
             return fn(
@@ -145,7 +163,9 @@ class _Model:
                 show_progress_bar=False,
             )
 
-        return self.cache.get_or_encode(texts, role, encode)  # type: ignore[arg-type]
+        return self.cache.get_or_encode(
+            texts, role, encode, progress=progress, block=self.batch_size
+        )
 
     def release(self) -> None:
         self._model = None  # free the weights before the next model loads
@@ -208,6 +228,7 @@ def _with_extra(ds: QADataset, extra: Mapping[str, str] | None) -> dict[str, str
 
 def _score(
     model: _Model,
+    name: str,
     ds: QADataset,
     corpus: dict[str, str],
     k_values: Sequence[int],
@@ -217,9 +238,10 @@ def _score(
     qids = list(ds.queries)
     cids = list(corpus)
     relevant = [list(dict.fromkeys(ds.relevant_docs[q])) for q in qids]
+    where = f"{model.label} on {name}"
     retrieval = score_retrieval(
-        model.embed([ds.queries[q] for q in qids], "query"),
-        model.embed([corpus[c] for c in cids], "document"),
+        model.embed([ds.queries[q] for q in qids], "query", f"{where}: queries"),
+        model.embed([corpus[c] for c in cids], "document", f"{where}: passages"),
         cids,
         relevant,
         k_values,
@@ -250,6 +272,7 @@ def evaluate_models(
     extra_corpus: Mapping[str, Mapping[str, str]] | None = None,
     use_cache: bool = True,
     progress: Callable[[str], None] | None = None,
+    training: TrainingCurves | None = None,
 ) -> EvaluationResult:
     """Evaluate ``models`` (the first is the base) on every dataset and write the reports.
 
@@ -260,6 +283,7 @@ def evaluate_models(
     - ``output_dir``: where ``metrics.json``, ``per_query.jsonl``, ``report.md`` and
       ``report.html`` go; ``None`` writes nothing.
     - ``use_cache``: read and fill the embeddings cache under ``models.cache_dir()``.
+    - ``training``: the fine-tuned model's training curves, drawn in the reports.
 
     Raises :class:`InputError` for an empty model list, an invalid dataset, a model that
     cannot load, or an ``output_dir`` holding files embedtune did not write.
@@ -287,11 +311,11 @@ def evaluate_models(
     meta: dict[str, tuple[list[str], list[list[str]]]] = {}
     sources: dict[str, str] = {}
     for spec in specs:
-        handle = _Model(spec, cfg.batch_size, use_cache)
+        handle = _Model(spec, cfg.batch_size, use_cache, say)
         sources[spec.label] = handle.path
         for name, ds in datasets.items():
             say(f"{spec.label}: {name} ({len(ds.queries)} queries, {len(corpora[name])} passages)")
-            scores, qids, relevant = _score(handle, ds, corpora[name], k_values)
+            scores, qids, relevant = _score(handle, name, ds, corpora[name], k_values)
             per_dataset[name].append(scores)
             meta[name] = (qids, relevant)
         handle.release()
@@ -326,6 +350,7 @@ def evaluate_models(
         datasets=results,
         config=cfg,
         output_dir=output_dir,
+        training=training,
     )
     if output_dir is not None:
         write_outputs(evaluation, output_dir)
@@ -495,11 +520,27 @@ def run_evaluate(
     datasets = {name: load_dataset_path(p) for name, p in data_paths.items()}
     extra = {"val": QADataset.from_json(train_path).corpus} if train_path.is_file() else {}
     result = evaluate_models(
-        specs, datasets, cfg.evaluate, run.eval_dir, extra_corpus=extra, progress=progress
+        specs,
+        datasets,
+        cfg.evaluate,
+        run.eval_dir,
+        extra_corpus=extra,
+        progress=progress,
+        training=_training_curves(run)
+        if len(specs) > 1 and specs[1].label == "fine-tuned"
+        else None,
     )
     summary = _run_summary(result, cfg.model)
     write_manifest(run.eval_dir, key, {"summary": summary.to_json()})
     return summary
+
+
+def _training_curves(run: RunLayout) -> TrainingCurves | None:
+    """The fine-tuned model's training curves from RUN/train/metrics.json, when it has them."""
+    saved = read_json(run.train.metrics)
+    if not isinstance(saved, dict):
+        return None
+    return TrainingCurves.from_summary(saved, str(run.train.metrics))
 
 
 def _run_models(cfg: PipelineConfig, run: RunLayout) -> list[ModelSpec]:

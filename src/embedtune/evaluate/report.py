@@ -23,6 +23,7 @@ from embedtune.evaluate.results import (
     HEADLINE_METRICS,
     DatasetResult,
     EvaluationResult,
+    TrainingCurves,
     best_model,
 )
 from embedtune.records import write_json_atomic, write_jsonl
@@ -191,7 +192,30 @@ def render_markdown(result: EvaluationResult) -> str:
             for s in ds.scores
         )
         lines += [f"Time: {timing}.", ""]
+    if result.training is not None:
+        lines += _training_markdown(result.training)
     return "\n".join(lines)
+
+
+def _training_markdown(curves: TrainingCurves) -> list[str]:
+    lines = [
+        "## Training of the fine-tuned model",
+        "",
+        "The training loss as logged, and NDCG@10 on the generated validation questions at each "
+        "evaluation during training"
+        + (f" (the base model scored {curves.base:.4f})" if curves.base is not None else "")
+        + f". From `{curves.source}`.",
+        "",
+        "| step | epoch | training loss | validation NDCG@10 |",
+        "|---:|---:|---:|---:|",
+    ]
+    for row in curves.rows():
+        loss = f"{row['loss']:.4f}" if "loss" in row else ""
+        ndcg = f"{row[PRIMARY_METRIC]:.4f}" if PRIMARY_METRIC in row else ""
+        kept = " (kept)" if ndcg and row["step"] == curves.kept_step else ""
+        epoch = f"{row['epoch']:.2f}" if row.get("epoch") is not None else ""
+        lines.append(f"| {row['step']} | {epoch} | {loss} | {ndcg}{kept} |")
+    return [*lines, ""]
 
 
 # --------------------------------------------------------------------------- SVG charts
@@ -367,6 +391,116 @@ def _hit_rate_chart(ds: DatasetResult) -> str:
     return "\n".join(out)
 
 
+def _training_chart(curves: TrainingCurves) -> str:
+    """The training loss (line, left axis) and the validation NDCG@10 (points, right axis) by
+    step, with the base model's NDCG@10 dashed."""
+    left, top, plot_w, plot_h = 50, 24, 460, 200
+    width, height = left + plot_w + 60, top + plot_h + 64
+    steps = [e["step"] for e in curves.loss] + [e["step"] for e in curves.validation]
+    x_max = max(max(steps), 1)
+    losses = [e["loss"] for e in curves.loss] or [0.0]
+    l_lo, l_hi = min(0.0, min(losses)), max(max(losses), 1e-9)
+    scores = [e[PRIMARY_METRIC] for e in curves.validation]
+    scores += [curves.base] if curves.base is not None else []
+    s_lo = max(0.0, math.floor(min(scores or [0.0]) * 10) / 10 - 0.1)
+    s_hi = min(1.0, math.ceil(max(scores or [1.0]) * 10) / 10 + 0.05)
+
+    def x(step: float) -> float:
+        return left + step / x_max * plot_w
+
+    def y_loss(v: float) -> float:
+        return top + plot_h * (1 - (v - l_lo) / (l_hi - l_lo))
+
+    def y_score(v: float) -> float:
+        return top + plot_h * (1 - (v - s_lo) / max(s_hi - s_lo, 1e-9))
+
+    out = _svg_open(width, height, "training loss and validation NDCG@10 by step")
+    out.append(
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" '
+        'stroke="#e5e7eb"/>'
+    )
+    for t in np.linspace(l_lo, l_hi, 5):
+        out.append(
+            f'<text x="{left - 4}" y="{y_loss(t) + 4:.1f}" text-anchor="end" class="axis">'
+            f"{t:.2f}</text>"
+        )
+    if scores:
+        for t in np.linspace(s_lo, s_hi, 5):
+            out.append(
+                f'<text x="{left + plot_w + 4}" y="{y_score(t) + 4:.1f}" class="axis">'
+                f"{t:.2f}</text>"
+            )
+    for t in np.linspace(0, x_max, 5):
+        out.append(
+            f'<text x="{x(t):.1f}" y="{top + plot_h + 16}" text-anchor="middle" class="axis">'
+            f"{t:.0f}</text>"
+        )
+    out.append(
+        f'<text x="{left + plot_w / 2}" y="{top + plot_h + 32}" text-anchor="middle" '
+        'class="axis">step</text>'
+    )
+    if curves.loss:
+        pts = " ".join(f"{x(e['step']):.1f},{y_loss(e['loss']):.1f}" for e in curves.loss)
+        out.append(
+            f'<polyline points="{pts}" fill="none" stroke="{_COLOURS[0]}" stroke-width="2"/>'
+        )
+    if curves.base is not None and curves.validation:
+        yb = y_score(curves.base)
+        out.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{yb:.1f}" y2="{yb:.1f}" '
+            f'stroke="{_COLOURS[2]}" stroke-dasharray="6,3"><title>base NDCG@10 '
+            f"{curves.base:.4f}</title></line>"
+        )
+    if len(curves.validation) > 1:
+        pts = " ".join(
+            f"{x(e['step']):.1f},{y_score(e[PRIMARY_METRIC]):.1f}" for e in curves.validation
+        )
+        out.append(
+            f'<polyline points="{pts}" fill="none" stroke="{_COLOURS[1]}" stroke-width="1.5"/>'
+        )
+    for e in curves.validation:
+        out.append(
+            f'<circle cx="{x(e["step"]):.1f}" cy="{y_score(e[PRIMARY_METRIC]):.1f}" r="4" '
+            f'fill="{_COLOURS[1]}"><title>step {e["step"]}: NDCG@10 '
+            f"{e[PRIMARY_METRIC]:.4f}</title></circle>"
+        )
+    ly = top + plot_h + 52
+    keys = [(_COLOURS[0], "training loss (left)"), (_COLOURS[1], "validation NDCG@10 (right)")]
+    if curves.base is not None and curves.validation:
+        keys.append((_COLOURS[2], "base NDCG@10"))
+    lx = left
+    for colour, text in keys:
+        out.append(f'<rect x="{lx}" y="{ly - 10}" width="12" height="12" fill="{colour}"/>')
+        out.append(f'<text x="{lx + 16}" y="{ly}" class="lbl">{text}</text>')
+        lx += 30 + 7 * len(text)
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _training_html(curves: TrainingCurves) -> list[str]:
+    body = [
+        "<h2>Training of the fine-tuned model</h2>",
+        '<p class="muted">The training loss as logged, and NDCG@10 on the generated validation '
+        "questions at each evaluation during training"
+        + (f" (the base model: {curves.base:.4f})" if curves.base is not None else "")
+        + f". From <code>{_e(curves.source)}</code>.</p>",
+        f'<div class="charts">{_training_chart(curves)}',
+        "<table><tr><th>step</th><th>epoch</th><th>training loss</th>"
+        "<th>validation NDCG@10</th></tr>",
+    ]
+    for row in curves.rows():
+        loss = f"{row['loss']:.4f}" if "loss" in row else ""
+        ndcg = f"{row[PRIMARY_METRIC]:.4f}" if PRIMARY_METRIC in row else ""
+        kept = " (kept)" if ndcg and row["step"] == curves.kept_step else ""
+        epoch = f"{row['epoch']:.2f}" if row.get("epoch") is not None else ""
+        body.append(
+            f'<tr><td class="num">{row["step"]}</td><td class="num">{epoch}</td>'
+            f'<td class="num">{loss}</td><td class="num">{ndcg}{kept}</td></tr>'
+        )
+    body.append("</table></div>")
+    return body
+
+
 # --------------------------------------------------------------------------- HTML
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
@@ -483,6 +617,8 @@ def render_html(result: EvaluationResult) -> str:
             for s in ds.scores
         )
         body.append(f'<p class="muted">Time: {timing}.</p>')
+    if result.training is not None:
+        body += _training_html(result.training)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

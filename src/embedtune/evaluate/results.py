@@ -22,6 +22,7 @@ __all__ = [
     "HEADLINE_METRICS",
     "ModelScores",
     "DatasetResult",
+    "TrainingCurves",
     "EvaluationResult",
     "best_model",
     "Versus",
@@ -79,6 +80,57 @@ class DatasetResult:
 
 
 @dataclass
+class TrainingCurves:
+    """How the fine-tuned model got there: the training loss as logged and the validation
+    NDCG@10 at each evaluation during training, beside the base's (read from
+    ``RUN/train/metrics.json``, written by the train stage)."""
+
+    source: str
+    loss: list[dict[str, float]]  # step, epoch, loss
+    validation: list[dict[str, float]]  # step, epoch, ndcg@10, ...
+    base: float | None = None  # the base model's NDCG@10 on the same validation
+    kept_step: int | None = None  # the evaluation whose weights were kept, when known
+    steps: int | None = None
+
+    @classmethod
+    def from_summary(cls, data: dict[str, Any], source: str) -> TrainingCurves | None:
+        """The curves of a training summary (its JSON); None when it has none."""
+        loss = [e for e in data.get("loss_curve") or [] if "step" in e and "loss" in e]
+        validation = [e for e in data.get("evaluations") or [] if PRIMARY_METRIC in e]
+        if not loss and not validation:
+            return None
+        base = (data.get("base") or {}).get(PRIMARY_METRIC)
+        keep_best = (data.get("recipe") or {}).get("keep") == "best"
+        return cls(
+            source=source,
+            loss=loss,
+            validation=validation,
+            base=base,
+            kept_step=data.get("best_step") if keep_best else data.get("steps"),
+            steps=data.get("steps"),
+        )
+
+    def rows(self, limit: int = 40) -> list[dict[str, Any]]:
+        """One row per step logged (loss, NDCG@10 or both), at most ``limit`` evenly spread
+        (every evaluation kept)."""
+        by_step: dict[int, dict[str, Any]] = {}
+        for e in self.loss:
+            by_step.setdefault(int(e["step"]), {"step": int(e["step"]), "epoch": e.get("epoch")})[
+                "loss"
+            ] = e["loss"]
+        for e in self.validation:
+            row = by_step.setdefault(int(e["step"]), {"step": int(e["step"])})
+            row["epoch"] = e.get("epoch", row.get("epoch"))
+            row[PRIMARY_METRIC] = e[PRIMARY_METRIC]
+        rows = [by_step[k] for k in sorted(by_step)]
+        if len(rows) <= limit:
+            return rows
+        every = len(rows) / limit
+        keep = {round(i * every) for i in range(limit)} | {len(rows) - 1}
+        return [r for i, r in enumerate(rows) if i in keep or PRIMARY_METRIC in r]
+
+
+@dataclass
 class EvaluationResult:
     """What :func:`evaluate_models` returns: per dataset, every model's scores and comparisons.
 
@@ -91,6 +143,7 @@ class EvaluationResult:
     datasets: dict[str, DatasetResult]
     config: EvaluateConfig
     output_dir: Path | None
+    training: TrainingCurves | None = None  # the fine-tuned model's curves, in a run
 
     @property
     def base(self) -> str:

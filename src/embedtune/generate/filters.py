@@ -184,6 +184,7 @@ def roundtrip_keep(
     top_k: int,
     batch_size: int = 64,
     cache: EmbeddingCache | None = None,
+    progress: str | None = None,
 ) -> list[int]:
     """Rank of each question's source chunk (0 = first) among ``chunk_texts``.
 
@@ -191,17 +192,19 @@ def roundtrip_keep(
     questions in batches; scores are cosine similarities (normalised embeddings, one matmul).
     With ``cache`` (the shared embedding cache of this model), embeddings are
     read from and added to it, so the evaluation of the base model later encodes nothing twice.
+    ``progress`` labels the progress bars of the two encoding passes.
     """
     if not questions:
         return []
     store = cache if cache is not None else EmbeddingCache(None)
 
-    def embed(texts: Sequence[str], role: Role) -> torch.Tensor:
-        vectors = torch.from_numpy(store.encode_with(model, texts, role, batch_size=batch_size))
-        return torch.nn.functional.normalize(vectors, dim=-1)
+    def embed(texts: Sequence[str], role: Role, what: str) -> torch.Tensor:
+        label = f"{progress}: {what}" if progress else None
+        vectors = store.encode_with(model, texts, role, batch_size=batch_size, progress=label)
+        return torch.nn.functional.normalize(torch.from_numpy(vectors), dim=-1)
 
-    docs = embed(chunk_texts, "document")
-    queries = embed(questions, "query")
+    docs = embed(chunk_texts, "document", "chunks")
+    queries = embed(questions, "query", "questions")
     ranks: list[int] = []
     src = torch.tensor(list(source_index), device=docs.device)
     for start in range(0, len(questions), 1024):

@@ -6,11 +6,20 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel
+from rich.console import Group
 from rich.table import Table
 
 from embedtune.artifacts import StageResult
+from embedtune.generate.estimate import StepEstimate
 
-__all__ = ["SplitReport", "GenerateReport", "DryRunSplit", "DryRunReport", "summary_table"]
+__all__ = [
+    "SplitReport",
+    "GenerateReport",
+    "DryRunSplit",
+    "DryRunReport",
+    "summary_table",
+    "duration",
+]
 
 
 class SplitReport(BaseModel):
@@ -69,6 +78,15 @@ class DryRunReport(BaseModel):
     completion_tokens: int
     cost_usd: float | None = None
     prices_as_of: str | None = None
+    estimate: list[StepEstimate] = []  # how long each step should take on this machine
+    warnings: list[str] = []  # what would stop the real run (an API key not set)
+
+    @property
+    def seconds(self) -> float | None:
+        """The whole run's estimated time; None when a step has no rate to go by."""
+        if any(s.seconds is None for s in self.estimate):
+            return None
+        return sum(s.seconds or 0.0 for s in self.estimate)
 
 
 def summary_table(report: GenerateReport | DryRunReport) -> Any:
@@ -100,7 +118,7 @@ def summary_table(report: GenerateReport | DryRunReport) -> Any:
     return table
 
 
-def _dry_run_table(report: DryRunReport) -> Table:
+def _dry_run_table(report: DryRunReport) -> Group:
     table = Table(title=f"generate --dry-run: {report.backend} / {report.model}")
     for col in ("split", "calls", "cached", "to call", "prompt tok", "output tok"):
         table.add_column(col, justify="right" if col != "split" else "left")
@@ -119,4 +137,31 @@ def _dry_run_table(report: DryRunReport) -> Table:
         table.caption = "offline model on this machine: no API cost"
     else:
         table.caption = "no cost estimate: not one of OpenAI's models on api.openai.com"
-    return table
+    parts: list[Any] = [table]
+    if report.estimate:
+        total = report.seconds
+        times = Table(
+            title="estimated time on this machine"
+            + (f": ~{duration(total)} in all" if total is not None else ""),
+            show_lines=False,
+        )
+        for col in ("step", "time", "how it was estimated"):
+            times.add_column(col, overflow="fold")
+        for step in report.estimate:
+            shown = "?" if step.seconds is None else f"~{duration(step.seconds)}"
+            times.add_row(step.step, shown, step.how)
+        parts.append(times)
+    parts += [f"[bold yellow]warning:[/] {w}" for w in report.warnings]
+    return Group(*parts)
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``3 min``, ``1 h 20 min``: a time estimate as a person says it::
+
+    >>> duration(42.4), duration(185), duration(4800)
+    ('42 s', '3 min', '1 h 20 min')
+    """
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"

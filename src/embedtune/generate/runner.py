@@ -29,21 +29,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from embedtune.artifacts import is_current, stage_key, write_manifest
 from embedtune.config import GenerateConfig, PipelineConfig
 from embedtune.dataset import QADataset
 from embedtune.embeddings import EmbeddingCache, model_fingerprint
 from embedtune.errors import ConfigError, GenerationError, InputError
 from embedtune.generate.cache import ResponseCache, move_aside, response_key
-from embedtune.generate.client import OpenAIBackend, is_openai_host
+from embedtune.generate.client import OpenAIBackend, is_openai_host, resolve_api_key
+from embedtune.generate.estimate import (
+    StepEstimate,
+    judge_estimate,
+    record_local_rate,
+    record_server_latency,
+    writer_estimate,
+)
 from embedtune.generate.filters import DROP_REASONS, QuestionFilter, roundtrip_keep
 from embedtune.generate.local import LocalBackend
 from embedtune.generate.prompts import PromptTemplate, load_template, parse_questions, render
 from embedtune.generate.report import DryRunReport, DryRunSplit, GenerateReport, SplitReport
 from embedtune.layout import BEIR_SPLIT, SPLITS, RunLayout
 from embedtune.models import default_device, load_model, resolve_model
+from embedtune.progress import bar
 from embedtune.recipe import settle
 from embedtune.records import Chunk, content_hash, read_chunks, read_json, write_json_atomic
 from embedtune.runlock import holds_run
@@ -158,7 +164,7 @@ def _plan(
 
 
 def _progress(total: int, desc: str) -> Any:
-    return tqdm(total=total, desc=desc, unit="call", dynamic_ncols=True, smoothing=0.1)
+    return bar(total, desc, unit="call")
 
 
 def _row(call: _Call, backend: str, model: str, reply: Any, seconds: float) -> dict[str, Any]:
@@ -346,19 +352,28 @@ def _open_caches(run: RunLayout, *, fresh: bool, dry_run: bool) -> dict[str, Res
 
 @holds_run("generate")
 def run_generate(
-    cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False, dry_run: bool = False
+    cfg: PipelineConfig,
+    run_dir: Path,
+    *,
+    fresh: bool = False,
+    dry_run: bool = False,
+    calibrate: bool = False,
 ) -> GenerateReport | DryRunReport:
     """Write questions for every chunk, filter them, and save the train/val datasets.
 
     Returns the report (also saved as ``RUN/generate/report.json``; ``skipped`` when the
-    outputs were current); with ``dry_run`` only the planned calls, approximate tokens and, for
-    OpenAI's models, an approximate cost, without calling anything or writing any file.
+    outputs were current); with ``dry_run`` only the planned calls, approximate tokens, for
+    OpenAI's models an approximate cost, the time each step should take on this machine and
+    what would stop the run (an API key not set), without calling the writer or writing to the
+    run directory. The times come from rates measured here before; with ``calibrate`` (as
+    ``embedtune generate --dry-run`` does) a step never measured is timed on a small sample
+    (see :mod:`embedtune.generate.estimate`).
     """
     job = _plan_job(settle(cfg), RunLayout(run_dir), dry_run=dry_run)
     caches = _open_caches(job.run, fresh=fresh and not dry_run, dry_run=dry_run)
     try:
         if dry_run:
-            return _dry_run_report(job, caches)
+            return _dry_run_report(job, caches, calibrate=calibrate)
         missing = [c for s in SPLITS for c in job.plans[s] if c.key not in caches[s]]
         current = is_current(job.run.generate_dir, job.key)
         if not fresh and not missing and current and all(p.is_file() for p in job.outputs):
@@ -395,13 +410,21 @@ def run_generate(
 def _call(job: _Job, missing: list[_Call], caches: dict[str, ResponseCache]) -> dict[str, float]:
     """Make the calls the cache lacks, each reply cached as it arrives; their timings."""
     start = time.perf_counter()
+    if missing and isinstance(job.backend, LocalBackend):
+        # Loaded before the bar starts, so the bar's rate and time left are the writing's.
+        log.info("loading the offline writer %s", job.backend.model)
+        job.backend.load()
     if missing:
+        writing = time.perf_counter()
         bar = _progress(len(missing), f"questions ({job.backend_name}: {job.backend.model})")
         try:
             if isinstance(job.backend, OpenAIBackend):
                 asyncio.run(_run_openai(job.backend, missing, caches, bar))
+                latencies = [caches[c.split].get(c.key) or {} for c in missing]
+                record_server_latency(job.backend, [r["seconds"] for r in latencies if r])
             else:
                 _run_local(job.backend, missing, caches, bar)
+                record_local_rate(job.backend, len(missing), time.perf_counter() - writing)
         except GenerationError as exc:
             done = sum(1 for c in missing if c.key in caches[c.split])
             raise GenerationError(
@@ -416,19 +439,23 @@ def _call(job: _Job, missing: list[_Call], caches: dict[str, ResponseCache]) -> 
     return timings
 
 
-def _dry_run_report(job: _Job, caches: dict[str, ResponseCache]) -> DryRunReport:
+def _dry_run_report(
+    job: _Job, caches: dict[str, ResponseCache], *, calibrate: bool
+) -> DryRunReport:
     g = job.g
     per_split = {}
+    missing: list[_Call] = []
     for split, calls in job.plans.items():
-        missing = [c for c in calls if c.key not in caches[split]]
+        to_call = [c for c in calls if c.key not in caches[split]]
+        missing += to_call
         q_per_call = 1 if job.template.per_question else g.questions_per_chunk
         per_split[split] = DryRunSplit(
             calls=len(calls),
-            cached=len(calls) - len(missing),
-            to_call=len(missing),
+            cached=len(calls) - len(to_call),
+            to_call=len(to_call),
             # ~4 characters a token, + chat framing
-            prompt_tokens=sum(len(c.prompt) // 4 + 8 for c in missing),
-            completion_tokens=len(missing)
+            prompt_tokens=sum(len(c.prompt) // 4 + 8 for c in to_call),
+            completion_tokens=len(to_call)
             * min(g.max_tokens, q_per_call * TOKENS_PER_QUESTION + 10),
         )
     prompt_tokens = sum(s.prompt_tokens for s in per_split.values())
@@ -441,8 +468,40 @@ def _dry_run_report(job: _Job, caches: dict[str, ResponseCache]) -> DryRunReport
         calls=sum(s.to_call for s in per_split.values()),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
+        estimate=_estimate(job, caches, missing, calibrate=calibrate),
+        warnings=_dry_run_warnings(job),
         **_cost(job, prompt_tokens, completion_tokens),
     )
+
+
+def _estimate(
+    job: _Job, caches: dict[str, ResponseCache], missing: list[_Call], *, calibrate: bool
+) -> list[StepEstimate]:
+    """How long each step should take on this machine (see :mod:`embedtune.generate.estimate`)."""
+    rows = [row for s in SPLITS for row in caches[s]]
+    steps = [writer_estimate(job.backend, missing, rows, calibrate=calibrate)]
+    if job.g.roundtrip_top_k is not None:
+        chunks = [
+            c.chunk.text for s in SPLITS for c in {c.chunk.id: c for c in job.plans[s]}.values()
+        ]
+        questions = sum(len({c.chunk.id for c in job.plans[s]}) for s in SPLITS)
+        steps.append(
+            judge_estimate(
+                job.judge, chunks, questions * job.g.questions_per_chunk, calibrate=calibrate
+            )
+        )
+    return steps
+
+
+def _dry_run_warnings(job: _Job) -> list[str]:
+    """What would stop the real run: an API key missing from its variable."""
+    if job.backend_name != "openai":
+        return []
+    try:
+        resolve_api_key(job.g)
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
 
 
 def _cost(job: _Job, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
@@ -531,6 +590,7 @@ def _roundtrip(job: _Job, questions: _Questions) -> list[_Question]:
     """Keep a question only where the judge ranks its chunk in the top k of its split; returns
     the training questions dropped (which training with a teacher still learns from)."""
     assert job.g.roundtrip_top_k is not None
+    log.info("round trip: loading %s to judge the questions", job.judge)
     model = load_model(job.judge, device=default_device())
     # Training and evaluation encode these same chunks with this same model (the base, or the
     # judge as the teacher or a baseline): share its cache.
@@ -553,6 +613,7 @@ def _roundtrip(job: _Job, questions: _Questions) -> list[_Question]:
             [index[cid] for _, _, cid in kept],
             top_k,
             cache=cache,
+            progress=f"round trip ({_short(job.judge)}, {split})",
         )
         survivors = []
         for item, rank in zip(kept, ranks, strict=True):
@@ -572,6 +633,11 @@ def _roundtrip(job: _Job, questions: _Questions) -> list[_Question]:
         }
         questions.kept[split] = survivors
     return rejected
+
+
+def _short(name: str) -> str:
+    """A model's name for a progress bar: the last part of a hub id or path."""
+    return name.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _write_datasets(job: _Job, kept: dict[str, list[_Question]], rejected: list[_Question]) -> None:

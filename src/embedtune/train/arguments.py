@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
@@ -26,6 +27,7 @@ from sentence_transformers.sentence_transformer.training_args import (
 
 from embedtune.config import TrainConfig
 from embedtune.errors import ConfigError, TrainingError
+from embedtune.progress import bars_shown
 
 __all__ = ["Schedule", "schedule", "training_arguments"]
 
@@ -118,7 +120,10 @@ def training_arguments(
         metric_for_best_model=best_metric,
         greater_is_better=True,
         logging_steps=max(1, min(50, plan.steps_per_epoch // 4 or 1)),
-        report_to="none",
-        disable_tqdm=not progress_bars,
+        # The loss and validation curves always go to RUN/train/metrics.json and the report;
+        # TensorBoard gets them too where it is installed (under the checkpoints' runs/).
+        report_to="tensorboard" if find_spec("tensorboard") else "none",
+        # the step bar where a person watches; in a log, one line of loss per logging step
+        disable_tqdm=not (progress_bars and bars_shown()),
         dataloader_drop_last=False,
     )

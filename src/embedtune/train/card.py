@@ -1,19 +1,29 @@
 """The model card (README.md) written next to a fine-tuned model.
 
-It says what a reader needs to trust or reproduce the model: the base model, the data sizes, the
-recipe, and the base model's validation scores next to the fine-tuned ones, with a verdict.
-Written by embedtune rather than sentence-transformers' generator, which looks up the base model
-and datasets on the Hugging Face Hub and so stalls or fails offline.
+sentence-transformers' own card, the one the Hugging Face Hub renders (model details, usage,
+the evaluator's metrics, training logs, hyperparameters, framework versions), generated offline
+(``local_files_only``: it never looks the base model or datasets up on the Hub), with
+embedtune's sections added: the base model's validation scores next to the fine-tuned ones with
+the verdict, the data sizes and the recipe, teacher included. Where sentence-transformers
+cannot generate its card, embedtune's sections make the card alone.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from embedtune.models import is_alias_of
 from embedtune.train.summary import TrainSummary
 
-__all__ = ["model_card", "write_model_card"]
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["model_card", "write_model_card", "embedtune_sections", "hub_id"]
+
+logger = logging.getLogger(__name__)
 
 _METRICS = ["ndcg@10", "mrr@10", "hit@1", "hit@5", "hit@10", "recall@10", "map@100"]
 
@@ -27,9 +37,8 @@ def _fmt(v: Any) -> str:
 
 
 def model_card(summary: TrainSummary) -> str:
-    """Markdown for a :func:`~embedtune.train.trainer.finetune` summary."""
+    """embedtune's card alone, for a :func:`~embedtune.train.trainer.finetune` summary."""
     r = summary.recipe
-    d = summary.data
     lines = [
         "---",
         "library_name: sentence-transformers",
@@ -50,7 +59,20 @@ def model_card(summary: TrainSummary) -> str:
         "print(model.similarity(q, d))",
         "```",
         "",
-        "## Result",
+    ]
+    return "\n".join(lines + embedtune_sections(summary, level=2))
+
+
+def embedtune_sections(summary: TrainSummary, level: int = 2) -> list[str]:
+    """embedtune's sections of the card: the result, the data and the recipe."""
+    r = summary.recipe
+    d = summary.data
+    h = "#" * level
+    lines = [
+        f"{h} Result",
+        "",
+        f"Fine-tuned from `{summary.base_model}` by embedtune, on questions generated from the "
+        "documents it is meant to search.",
         "",
         summary.verdict,
         "",
@@ -76,7 +98,7 @@ def model_card(summary: TrainSummary) -> str:
             lines.append(f"Kept: step {summary.best_step}.")
             lines.append("")
     lines += [
-        "## Data",
+        f"{h} Data",
         "",
         f"- training: {d.train_queries} queries, {d.train_chunks} chunks, "
         f"{d.train_pairs} (query, chunk) pairs"
@@ -88,7 +110,7 @@ def model_card(summary: TrainSummary) -> str:
         ),
         f"- validation: {d.val_queries} queries",
         "",
-        "## Recipe",
+        f"{h} Recipe",
         "",
         "| setting | value |",
         "|---|---|",
@@ -127,11 +149,54 @@ def model_card(summary: TrainSummary) -> str:
         "",
     ]
     if summary.warnings:
-        lines += ["## Warnings", ""] + [f"- {w}" for w in summary.warnings] + [""]
-    return "\n".join(lines)
+        lines += [f"{h} Warnings", ""] + [f"- {w}" for w in summary.warnings] + [""]
+    return lines
 
 
-def write_model_card(folder: str | Path, summary: TrainSummary) -> Path:
+def hub_id(name: str) -> str | None:
+    """The Hub id of a base model given by hub id or packaged alias; None for a local folder."""
+    for which, hub in (
+        ("minilm", "sentence-transformers/all-MiniLM-L6-v2"),
+        ("mpnet", "sentence-transformers/all-mpnet-base-v2"),
+    ):
+        if is_alias_of(name, which):
+            return hub
+    if not os.path.exists(name) and name.count("/") == 1:
+        return name
+    return None
+
+
+def _sentence_transformers_card(model: SentenceTransformer, summary: TrainSummary) -> str | None:
+    """sentence-transformers' card for ``model`` with embedtune's sections before its training
+    details; None where it cannot be generated (the reason is logged)."""
+    from sentence_transformers.base.model_card import generate_model_card
+
+    data = model.model_card_data
+    data.local_files_only = True  # never ask the Hub: offline, and nothing to leak
+    base = hub_id(summary.base_model)
+    if base:
+        data.base_model = base  # set directly: looking it up would need the Hub
+    data.model_name = f"{base or summary.base_model} fine-tuned with embedtune"
+    data.add_tags(["embedtune"])
+    try:
+        card = generate_model_card(model)
+    except Exception as exc:  # a card must never cost the model
+        logger.warning("sentence-transformers' model card failed (%s); writing embedtune's", exc)
+        return None
+    ours = "\n".join(["## embedtune", "", *embedtune_sections(summary, level=3)])
+    marker = "\n## Training Details"
+    at = card.find(marker)
+    if at < 0:
+        return card.rstrip() + "\n\n" + ours
+    return card[:at] + "\n" + ours + card[at:]
+
+
+def write_model_card(
+    folder: str | Path, summary: TrainSummary, model: SentenceTransformer | None = None
+) -> Path:
+    """README.md in ``folder``: sentence-transformers' card of ``model`` with embedtune's
+    sections, or embedtune's card alone (no model given, or the generation failed)."""
     path = Path(folder) / "README.md"
-    path.write_text(model_card(summary), encoding="utf-8")
+    text = _sentence_transformers_card(model, summary) if model is not None else None
+    path.write_text(text or model_card(summary), encoding="utf-8")
     return path

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from datasets import Dataset
 
@@ -73,21 +74,22 @@ def mine_hard_negatives(
 
     def embed(texts: list[str], role: str, prompt_name: str | None) -> torch.Tensor:
         """Normalised float32 embeddings on the CPU, read from ``cache`` when it applies."""
+        progress = f"hard negatives: {role}s"
         if use_cache:
-            vectors = cache.encode_with(model, texts, role, batch_size=batch_size)
-            return torch.nn.functional.normalize(torch.from_numpy(vectors).float(), dim=-1)
-        with torch.no_grad():
-            return (
-                model.encode(
-                    texts,
-                    prompt_name=prompt_name,
-                    batch_size=batch_size,
-                    convert_to_tensor=True,
-                    normalize_embeddings=True,
-                )
-                .float()
-                .cpu()
+            vectors = cache.encode_with(
+                model, texts, role, batch_size=batch_size, progress=progress
             )
+        else:
+
+            def encode(batch: list[str]) -> np.ndarray:
+                with torch.no_grad():
+                    return model.encode(
+                        batch, prompt_name=prompt_name, batch_size=batch_size, convert_to_numpy=True
+                    )
+
+            store = EmbeddingCache(None)  # stores nothing: prompts change the embeddings
+            vectors = store.get_or_encode(texts, role, encode, progress=progress, block=batch_size)
+        return torch.nn.functional.normalize(torch.from_numpy(vectors).float(), dim=-1)
 
     scores = (
         embed([train.queries[q] for q in qids], "query", query_prompt_name)

@@ -143,14 +143,22 @@ def reject_rows(rejects: QADataset, known: set[str]) -> Dataset | None:
     return Dataset.from_dict({"anchor": [q for q, _ in pairs], "positive": [p for _, p in pairs]})
 
 
+def _short(name: str) -> str:
+    """A model's name for a progress bar: the last part of a hub id or path."""
+    return name.rstrip("/").rsplit("/", 1)[-1]
+
+
 def _add_teacher_labels(rows: TrainingRows, cfg: TrainConfig, say: Say) -> None:
     """Encode every text column once with the teacher and attach it as each row's label."""
     assert cfg.teacher is not None
     t0 = time.perf_counter()
+    say(
+        f"loading the teacher {cfg.teacher} to encode the {rows.n_pairs + rows.n_rejects} "
+        "training rows once (texts it encoded before are read from the embedding cache)"
+    )
     teacher = load_for_training(cfg.teacher)
     if cfg.max_seq_length is not None:
         teacher.max_seq_length = cfg.max_seq_length
-    say(f"encoding {rows.n_pairs + rows.n_rejects} training rows with the teacher {cfg.teacher}")
     # Through the teacher's embedding cache: a re-run, the round trip it judged, or the teacher
     # scored as an evaluation baseline, encodes nothing twice. A shortened max_seq_length
     # changes the embeddings, so then the cache is not used.
@@ -159,7 +167,13 @@ def _add_teacher_labels(rows: TrainingRows, cfg: TrainConfig, say: Say) -> None:
 
     def labelled(data: Dataset) -> Dataset:
         columns = {name: data[name] for name in data.column_names}
-        labels = teacher_labels(teacher, columns, bf16=cfg.bf16 == "on", cache=cache)
+        labels = teacher_labels(
+            teacher,
+            columns,
+            bf16=cfg.bf16 == "on",
+            cache=cache,
+            progress=f"teacher {_short(cfg.teacher)}",
+        )
         return data.add_column("label", labels)
 
     rows.pairs = labelled(rows.pairs)

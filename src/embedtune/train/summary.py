@@ -68,7 +68,8 @@ class TrainSummary(StageResult):
     final: dict[str, float] | None = None
     best_step: int | None = None
     best_checkpoint: str | None = None
-    evaluations: list[dict[str, float]] = []
+    evaluations: list[dict[str, float]] = []  # each validation during training: step, scores
+    loss_curve: list[dict[str, float]] = []  # the training loss as logged: step, epoch, loss
     beats_base: bool | None = None
     verdict: str
     saved_by_rank: int | None = None

@@ -227,8 +227,8 @@ class FineTuning:
     def load_base(self) -> SentenceTransformer:
         """The base model with the configured sequence length and prompts."""
         model = load_for_training(self.model_name)
-        # sentence-transformers' card (written into checkpoints) must never reach the hub
-        # offline; the card in the saved model is our own (train/card.py).
+        # sentence-transformers' card (in checkpoints and the saved model, with embedtune's
+        # sections: train/card.py) must never ask the Hub, which stalls or fails offline.
         model.model_card_data.local_files_only = True
         if self.cfg.max_seq_length is not None:
             model.max_seq_length = self.cfg.max_seq_length
@@ -405,6 +405,7 @@ class FineTuning:
             resumed_from=trained.resumed_from,
             warnings=self.warnings,
             verdict="no validation data: trained without model selection",
+            loss_curve=loss_curve(trained.trainer.state.log_history),
         )
         if validation is not None and base is not None:
             self.judge(summary, trained, validation, base)
@@ -485,10 +486,25 @@ class FineTuning:
         if trained.trainer.is_world_process_zero():
             summary.saved_by_rank = self.rank
             save_model(trained.model, self.output_dir)
-            write_model_card(self.output_dir, summary)
+            write_model_card(self.output_dir, summary, trained.model)
             write_json_atomic(self.work.metrics, summary.to_json())
         if self.world > 1 and torch.distributed.is_initialized():
             torch.distributed.barrier()
+
+
+def loss_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """The training loss the trainer logged (every ``logging_steps``): step, epoch, loss and
+    learning rate, for the curves in RUN/train/metrics.json and the evaluation report."""
+    return [
+        {
+            "step": e["step"],
+            "epoch": round(e.get("epoch", 0.0), 4),
+            "loss": round(float(e["loss"]), 6),
+            **({"learning_rate": float(e["learning_rate"])} if "learning_rate" in e else {}),
+        }
+        for e in log_history
+        if "loss" in e and "step" in e
+    ]
 
 
 def save_model(model: SentenceTransformer, output_dir: Path) -> None:

@@ -20,6 +20,7 @@ from sentence_transformers.sentence_transformer.evaluation import InformationRet
 
 from embedtune.dataset import QADataset
 from embedtune.embeddings import EmbeddingCache, model_fingerprint
+from embedtune.progress import bars_shown
 from embedtune.retrieval import score_retrieval
 
 __all__ = ["PRIMARY", "Validation", "metric_names", "holds_checkpoint", "verdict"]
@@ -69,6 +70,9 @@ class Validation:
             map_at_k=[100],
             batch_size=batch_size,
             write_csv=False,
+            # sentence-transformers' own bars ("Corpus Chunks", batches) where ours show: the
+            # validation during training would otherwise pause the step bar in silence
+            show_progress_bar=bars_shown(),
             query_prompt_name=prompt_names[0],
             corpus_prompt_name=prompt_names[1],
         )
@@ -93,8 +97,12 @@ class Validation:
         queries = [self.val.queries[q] for q in qids]
         docs = [self.corpus[c] for c in cids]
         retrieval = score_retrieval(
-            cache.encode_with(model, queries, "query", batch_size=self.batch_size),
-            cache.encode_with(model, docs, "document", batch_size=self.batch_size),
+            cache.encode_with(
+                model, queries, "query", batch_size=self.batch_size, progress="base: queries"
+            ),
+            cache.encode_with(
+                model, docs, "document", batch_size=self.batch_size, progress="base: passages"
+            ),
             cids,
             [self.val.relevant_docs[q] for q in qids],
             _HIT_K,
