@@ -1,0 +1,144 @@
+"""`embedtune train` against llama-index's real ``SentenceTransformersFinetuneEngine``, on the
+same (question, passage) pairs, in one session (issues 18 and 20).
+
+llama-index lives in its own virtual environment (its pins clash with ours), made once::
+
+    python3.11 -m venv /tmp/livenv
+    /tmp/livenv/bin/pip install torch==2.13.0 llama-index-finetuning==0.4.2 'mistralai<2' \
+        datasets accelerate
+
+Then, with llama-index JSON files (``EmbeddingQAFinetuneDataset``: queries, corpus,
+relevant_docs), e.g. llama-index's own tutorial data (run-llama/finetune-embedding,
+``data/train_dataset.json`` and ``data/val_dataset.json``: GPT-written questions on two 10-K
+filings; not stored here, it has no licence)::
+
+    python benchmarks/bench_vs_llamaindex.py --train train_dataset.json --val val_dataset.json \
+        --llamaindex-python /tmp/livenv/bin/python --out /tmp/vs-li
+
+Each trainer runs as its own process on a cold embedtune cache and is timed whole, from start to
+saved model (llama-index: batch 10, 2 epochs, its evaluator every 50 steps, as its tutorial;
+embedtune: its defaults unless ``--embedtune-args`` adds flags). Then base, both fine-tuned
+models (and ``--baseline`` models) are scored by ``embedtune evaluate`` on the validation
+queries against the validation corpus, llama-index's own protocol, with 95% paired bootstrap
+intervals. Results are appended to ``benchmarks/results/vs_llamaindex.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "vs_llamaindex.jsonl"
+
+LLAMAINDEX_DRIVER = """
+import json, sys, time
+t0 = time.perf_counter()
+from llama_index.finetuning import SentenceTransformersFinetuneEngine
+from llama_index.finetuning.embeddings.common import EmbeddingQAFinetuneDataset
+train = EmbeddingQAFinetuneDataset.from_json(sys.argv[1])
+val = EmbeddingQAFinetuneDataset.from_json(sys.argv[2])
+engine = SentenceTransformersFinetuneEngine(
+    train, model_id=sys.argv[3], model_output_path=sys.argv[4], val_dataset=val,
+    batch_size=10, epochs=2, show_progress_bar=False,
+)
+t1 = time.perf_counter()
+engine.finetune()
+print(json.dumps({"setup_s": t1 - t0, "finetune_s": time.perf_counter() - t1}))
+"""
+
+
+def _timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
+    t0 = time.perf_counter()
+    with log.open("w", encoding="utf-8") as out:
+        proc = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{shlex.join(cmd[:3])} ... failed (exit {proc.returncode}); see {log}")
+    return seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--train", required=True, help="llama-index JSON training pairs")
+    ap.add_argument("--val", required=True, help="llama-index JSON validation set")
+    ap.add_argument("--llamaindex-python", required=True, help="python of llama-index's venv")
+    ap.add_argument("--out", required=True, help="a new folder for models, logs and caches")
+    ap.add_argument("--model", default="all-MiniLM-L6-v2")
+    ap.add_argument("--embedtune-args", default="", help="extra `embedtune train` flags")
+    ap.add_argument("--label", default="defaults")
+    ap.add_argument("--baseline", action="append", default=[])
+    ap.add_argument("--skip-llamaindex", action="store_true", help="reuse OUT/llamaindex")
+    args = ap.parse_args()
+
+    from embedtune.models import resolve_model
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = resolve_model(args.model)  # a folder both environments can read
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    times: dict[str, float] = {}
+
+    li_model = out / "llamaindex"
+    if not args.skip_llamaindex:
+        driver = out / "llamaindex_driver.py"
+        driver.write_text(LLAMAINDEX_DRIVER, encoding="utf-8")
+        times["llamaindex"] = _timed(
+            [args.llamaindex_python, str(driver), args.train, args.val, base, str(li_model)],
+            env,
+            out / "llamaindex.log",
+        )
+        print(f"llama-index engine: {times['llamaindex']:.0f} s", flush=True)
+
+    et_model = out / f"embedtune-{args.label}"
+    et_env = dict(env, EMBEDTUNE_CACHE=str(out / f"cache-{args.label}"))  # cold
+    times["embedtune"] = _timed(
+        [
+            sys.executable, "-m", "embedtune", "train", "--train-data", args.train,
+            "--val-data", args.val, "--model", args.model, "--output", str(et_model),
+            *shlex.split(args.embedtune_args),
+        ],
+        et_env,
+        out / f"embedtune-{args.label}.log",
+    )  # fmt: skip
+    print(f"embedtune train ({args.label}): {times['embedtune']:.0f} s", flush=True)
+
+    report = out / f"eval-{args.label}"
+    models = [args.model, str(li_model), str(et_model), *args.baseline]
+    subprocess.run(
+        [sys.executable, "-m", "embedtune", "evaluate", *[a for m in models for a in ("--model", m)],
+         "--data", args.val, "--output", str(report)],
+        env=env, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    metrics = json.loads((report / "metrics.json").read_text(encoding="utf-8"))
+    row = {
+        "label": args.label,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "commit": subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
+        "train": args.train,
+        "val": args.val,
+        "embedtune_args": args.embedtune_args,
+        "seconds": {k: round(v, 1) for k, v in times.items()},
+        "evaluation": metrics,
+    }
+    with RESULTS.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+    print((report / "report.md").read_text(encoding="utf-8"))
+    if "llamaindex" in times:
+        print(
+            f"wall time, llama-index / embedtune: {times['llamaindex'] / times['embedtune']:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
