@@ -73,9 +73,19 @@ def train(
         int | None,
         typer.Option(
             metavar="N",
-            help="Pairs per batch: each question is told apart from the other passages in its "
+            help="Passages per batch, each with all of its questions (pairs per batch with "
+            "--no-passage-batches): each question is told apart from the other passages in its "
             "batch, so larger batches teach finer distinctions.",
             show_default=default("train.batch_size"),
+        ),
+    ] = None,
+    passage_batches: Annotated[
+        bool | None,
+        typer.Option(
+            "--passage-batches/--no-passage-batches",
+            help="Encode each passage once per step for all of its questions (fewer steps "
+            "when passages have several questions); off: batches of pairs.",
+            show_default=default("train.passage_batches", flag="passage-batches"),
         ),
     ] = None,
     learning_rate: Annotated[
@@ -246,6 +256,7 @@ def train(
         "train": {
             "epochs": epochs,
             "batch_size": batch_size,
+            "passage_batches": passage_batches,
             "learning_rate": learning_rate,
             "warmup_ratio": warmup_ratio,
             "max_seq_length": max_seq_length,

@@ -28,6 +28,7 @@ from sentence_transformers.sentence_transformer.training_args import (
 from embedtune.config import TrainConfig
 from embedtune.errors import ConfigError, TrainingError
 from embedtune.progress import bars_shown
+from embedtune.train.passages import PassageBatchSampler
 
 __all__ = ["Schedule", "schedule", "training_arguments"]
 
@@ -42,12 +43,13 @@ class Schedule:
     eval_steps: int
     save_steps: int
     warning: str | None = None  # set when the batch was lowered to fit the data
+    passages: bool = False  # batch_size counts distinct chunks (embedtune.train.passages)
 
 
-def schedule(cfg: TrainConfig, sizes: list[int], world: int) -> Schedule:
+def schedule(cfg: TrainConfig, sizes: list[int], world: int, *, passages: bool = False) -> Schedule:
     """The schedule of ``sizes`` rows per dataset (the pairs first; datasets are batched apart)
-    over ``world`` processes."""
-    batch, warning = _fit_batch(cfg.batch_size, sizes[0], world)
+    over ``world`` processes; with ``passages``, ``sizes`` and the batch count distinct chunks."""
+    batch, warning = _fit_batch(cfg.batch_size, sizes[0], world, "chunks" if passages else "pairs")
     per_epoch = max(1, sum(math.ceil(n / (batch * world)) for n in sizes))
     eval_steps, save_steps = cfg.eval_steps, cfg.save_steps
     if eval_steps is None and save_steps is None:
@@ -62,10 +64,10 @@ def schedule(cfg: TrainConfig, sizes: list[int], world: int) -> Schedule:
             f"train.save_steps ({save_steps}) must be a multiple of train.eval_steps "
             f"({eval_steps}) so that every saved checkpoint has a validation score"
         )
-    return Schedule(batch, world, per_epoch, eval_steps, save_steps, warning)
+    return Schedule(batch, world, per_epoch, eval_steps, save_steps, warning, passages)
 
 
-def _fit_batch(batch: int, n_pairs: int, world: int) -> tuple[int, str | None]:
+def _fit_batch(batch: int, n_pairs: int, world: int, unit: str) -> tuple[int, str | None]:
     if batch * world <= n_pairs:
         return batch, None
     new = max(2, n_pairs // world) if n_pairs >= 2 * world else n_pairs
@@ -75,7 +77,7 @@ def _fit_batch(batch: int, n_pairs: int, world: int) -> tuple[int, str | None]:
             "training needs at least 2 per device — generate more questions"
         )
     return new, (
-        f"batch size {batch} is larger than the {n_pairs} training pairs"
+        f"batch size {batch} is larger than the {n_pairs} training {unit}"
         + (f" over {world} processes" if world > 1 else "")
         + f"; using batch size {new}"
     )
@@ -107,8 +109,9 @@ def training_arguments(
         bf16=cfg.bf16 == "on",
         use_cpu=not cuda,
         ddp_backend=("gloo" if not cuda else None) if plan.world_size > 1 else None,
-        # no batch holds the same chunk twice (it would be scored as a negative of itself)
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        # by chunk, each encoded once for all its questions; else no batch holds the same
+        # chunk twice (it would be scored as a negative of itself)
+        batch_sampler=PassageBatchSampler if plan.passages else BatchSamplers.NO_DUPLICATES,
         multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
         prompts=prompts or None,
         eval_strategy="steps" if validated else "no",

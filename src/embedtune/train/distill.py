@@ -19,19 +19,21 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 from torch import Tensor
 
 from embedtune.embeddings import EmbeddingCache
+from embedtune.train.passages import PassageRankingLoss
 
 __all__ = ["TeacherDistillLoss", "teacher_labels"]
 
 
-class TeacherDistillLoss(MultipleNegativesRankingLoss):
+class TeacherDistillLoss(PassageRankingLoss):
     """MultipleNegativesRankingLoss plus KL divergence to a teacher's in-batch distribution.
 
     Rows are (anchor, positive[, negative_1, ...]) with a ``label`` of shape
-    (n_columns, teacher_dim): the teacher's normalised embedding of each column.
+    (n_columns, teacher_dim): the teacher's normalised embedding of each column. Grouped (the
+    default, see :mod:`embedtune.train.passages`), both rankings run over the batch's distinct
+    chunks.
     """
 
     def __init__(
@@ -53,17 +55,33 @@ class TeacherDistillLoss(MultipleNegativesRankingLoss):
         loss = super().compute_loss_from_embeddings(embeddings, labels)
         if labels is None or labels.dim() != 3 or self.distill_weight == 0:
             return loss
-        loss = loss * self.contrastive_weight
         teacher = labels.detach().float()
-        t_query = F.normalize(teacher[:, 0], dim=-1)
-        t_docs = F.normalize(teacher[:, 1:].transpose(0, 1).reshape(-1, teacher.size(-1)), dim=-1)
+        docs = teacher[:, 1:].transpose(0, 1).reshape(-1, teacher.size(-1))
+        return loss * self.contrastive_weight + self._kl(embeddings, teacher[:, 0], docs)
+
+    def grouped_loss(
+        self, embeddings: list[Tensor], inverse: Tensor, first: Tensor, labels: Tensor | None
+    ) -> Tensor:
+        loss = super().grouped_loss(embeddings, inverse, first, labels)
+        if labels is None or labels.dim() != 3 or self.distill_weight == 0:
+            return loss
+        teacher = labels.detach().float()
+        # the teacher's candidates in the student's order: the distinct chunks, then negatives
+        docs = torch.cat(
+            [teacher[first, 1], teacher[:, 2:].transpose(0, 1).reshape(-1, teacher.size(-1))]
+        )
+        return loss * self.contrastive_weight + self._kl(embeddings, teacher[:, 0], docs)
+
+    def _kl(self, embeddings: list[Tensor], t_query: Tensor, t_docs: Tensor) -> Tensor:
+        """The distill term: KL of the student's in-batch distribution to the teacher's."""
+        t_query, t_docs = F.normalize(t_query, dim=-1), F.normalize(t_docs, dim=-1)
         # Under Matryoshka the student's embeddings arrive truncated; the teacher's stay whole.
         s_query = F.normalize(embeddings[0].float(), dim=-1)
         s_docs = F.normalize(torch.cat(embeddings[1:]).float(), dim=-1)
         t_logp = F.log_softmax(t_query @ t_docs.T * self.teacher_scale, dim=1)
         s_logp = F.log_softmax(s_query @ s_docs.T * self.scale, dim=1)
         kl = F.kl_div(s_logp, t_logp, log_target=True, reduction="batchmean")
-        return loss + self.distill_weight * kl
+        return self.distill_weight * kl
 
     def get_config_dict(self) -> dict[str, Any]:
         return {

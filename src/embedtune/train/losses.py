@@ -1,6 +1,7 @@
 """The loss a fine-tuning run trains with, built from ``train`` settings.
 
-- ``MultipleNegativesRankingLoss`` over (query, chunk) pairs, or its GradCache form
+- ``MultipleNegativesRankingLoss`` over (query, chunk) pairs (by default over each batch's
+  distinct chunks, :mod:`embedtune.train.passages`), or its GradCache form
   ``CachedMultipleNegativesRankingLoss`` (``loss: cached_mnrl``) for batches beyond memory;
 - with a teacher, :class:`~embedtune.train.distill.TeacherDistillLoss` (MNRL plus the KL term
   towards the teacher's in-batch ranking), and for the round trip's rejects the KL term alone;
@@ -18,6 +19,7 @@ from sentence_transformers.sentence_transformer import losses
 from embedtune.config import TrainConfig
 from embedtune.errors import ConfigError
 from embedtune.train.distill import TeacherDistillLoss
+from embedtune.train.passages import PassageRankingLoss, uses_passage_batches
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -30,9 +32,14 @@ def build_loss(
 ) -> Any:
     """The loss of the pairs; with ``kl_only`` the rejects' loss (the teacher's KL term alone)."""
     gather = world_size > 1
+    grouped = uses_passage_batches(cfg, world_size)
     if kl_only:
         loss = TeacherDistillLoss(
-            model, distill_weight=1.0, contrastive_weight=0.0, gather_across_devices=gather
+            model,
+            distill_weight=1.0,
+            contrastive_weight=0.0,
+            grouped=grouped,
+            gather_across_devices=gather,
         )
     elif cfg.teacher:
         if cfg.loss == "cached_mnrl":
@@ -41,12 +48,17 @@ def build_loss(
                 "train.teacher to null"
             )
         loss = TeacherDistillLoss(
-            model, distill_weight=cfg.distill_weight, gather_across_devices=gather
+            model,
+            distill_weight=cfg.distill_weight,
+            grouped=grouped,
+            gather_across_devices=gather,
         )
     elif cfg.loss == "cached_mnrl":
         loss = losses.CachedMultipleNegativesRankingLoss(
             model, mini_batch_size=cfg.mini_batch_size, gather_across_devices=gather
         )
+    elif grouped:
+        loss = PassageRankingLoss(model)
     else:
         loss = losses.MultipleNegativesRankingLoss(model, gather_across_devices=gather)
     if cfg.matryoshka_dims:

@@ -26,6 +26,7 @@ from embedtune.models import default_device, load_model
 from embedtune.train.data import check_dataset, pair_rows, pairs_dataset
 from embedtune.train.distill import teacher_labels
 from embedtune.train.negatives import mine_hard_negatives
+from embedtune.train.passages import passage_count
 
 __all__ = ["TrainingRows", "training_rows", "reject_rows", "load_for_training"]
 
@@ -53,6 +54,12 @@ class TrainingRows:
     def sizes(self) -> list[int]:
         """Rows per dataset the sampler batches apart."""
         return [self.n_pairs, self.n_rejects] if self.n_rejects else [self.n_pairs]
+
+    @property
+    def passage_sizes(self) -> list[int]:
+        """Distinct chunks per dataset, which passage batches take ``batch_size`` at a time."""
+        data = [self.pairs] + ([self.rejects] if self.n_rejects else [])
+        return [passage_count(d) for d in data if d is not None]
 
     def dataset(self) -> Dataset | dict[str, Dataset]:
         # Batches of their own (the multi-dataset sampler never mixes datasets in a batch), so

@@ -2,9 +2,11 @@
 
 The recipe (each piece switchable in :class:`~embedtune.config.TrainConfig`):
 
-- ``MultipleNegativesRankingLoss`` over (query, chunk) pairs with the ``NO_DUPLICATES`` batch
-  sampler, so no batch holds the same chunk twice (a duplicate would be scored as a negative of
-  itself); ``CachedMultipleNegativesRankingLoss`` (GradCache) with ``loss="cached_mnrl"`` for
+- ``MultipleNegativesRankingLoss`` over (query, chunk) pairs in passage batches: each batch
+  holds ``batch_size`` distinct chunks with all of their questions, and encodes each chunk once
+  (:mod:`~embedtune.train.passages`); with ``passage_batches: false`` pairs with the
+  ``NO_DUPLICATES`` batch sampler, so no batch holds the same chunk twice (a duplicate would be
+  scored as a negative of itself); ``CachedMultipleNegativesRankingLoss`` (GradCache) with ``loss="cached_mnrl"`` for
   batches larger than memory allows; negatives gathered across devices under DDP
   (:mod:`~embedtune.train.losses`, :mod:`~embedtune.train.arguments`);
 - optional hard negatives mined from the base model (:mod:`~embedtune.train.negatives`);
@@ -56,6 +58,7 @@ from embedtune.train.card import write_model_card
 from embedtune.train.data import check_dataset
 from embedtune.train.lora import add_lora, lora_trainer_class, merge_lora
 from embedtune.train.losses import build_loss
+from embedtune.train.passages import uses_passage_batches
 from embedtune.train.rows import TrainingRows, load_for_training, training_rows
 from embedtune.train.summary import Recipe, TrainData, TrainSummary
 from embedtune.train.validation import PRIMARY, Validation, holds_checkpoint, verdict
@@ -249,7 +252,10 @@ class FineTuning:
         )
 
     def schedule(self, rows: TrainingRows) -> Schedule:
-        plan = schedule(self.cfg, rows.sizes, self.world)
+        if uses_passage_batches(self.cfg, self.world):
+            plan = schedule(self.cfg, rows.passage_sizes, self.world, passages=True)
+        else:
+            plan = schedule(self.cfg, rows.sizes, self.world)
         if plan.warning:
             self.warnings.append(plan.warning)
             self.say("warning: " + plan.warning)
@@ -366,6 +372,7 @@ class FineTuning:
                 else ""
             )
             + f": {cfg.epochs:g} epoch(s), lr {cfg.learning_rate:g}, batch {plan.batch_size}"
+            + (" chunks with all their questions" if plan.passages else "")
             + (f" x {self.world} processes" if self.world > 1 else "")
             + f", {cfg.loss}"
             + (f", teacher {cfg.teacher}" if cfg.teacher else "")
@@ -416,7 +423,7 @@ class FineTuning:
         return Recipe(
             loss=cfg.loss,
             mini_batch_size=cfg.mini_batch_size if cfg.loss == "cached_mnrl" else None,
-            batch_sampler="no_duplicates",
+            batch_sampler="passages" if plan.passages else "no_duplicates",
             batch_size=plan.batch_size,
             world_size=self.world,
             epochs=cfg.epochs,
