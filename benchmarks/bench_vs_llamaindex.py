@@ -17,7 +17,7 @@ filings; not stored here, it has no licence)::
 
 Each trainer runs as its own process on a cold embedtune cache and is timed whole, from start to
 saved model (llama-index: batch 10, 2 epochs, its evaluator every 50 steps, as its tutorial;
-embedtune: its defaults unless ``--embedtune-args`` adds flags). Then base, both fine-tuned
+embedtune: its defaults, or each ``--variant``'s flags). Then base, both fine-tuned
 models (and ``--baseline`` models) are scored by ``embedtune evaluate`` on the validation
 queries against the validation corpus, llama-index's own protocol, with 95% paired bootstrap
 intervals. Results are appended to ``benchmarks/results/vs_llamaindex.jsonl``.
@@ -73,13 +73,19 @@ def main() -> None:
     ap.add_argument("--llamaindex-python", required=True, help="python of llama-index's venv")
     ap.add_argument("--out", required=True, help="a new folder for models, logs and caches")
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
-    ap.add_argument("--embedtune-args", default="", help="extra `embedtune train` flags")
-    ap.add_argument("--label", default="defaults")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL=FLAGS",
+        help="an `embedtune train` run with extra flags, e.g. 'pairs=--no-passage-batches' "
+        "(repeatable; default: one run 'defaults' with no extra flags)",
+    )
     ap.add_argument("--baseline", action="append", default=[])
     ap.add_argument("--skip-llamaindex", action="store_true", help="reuse OUT/llamaindex")
     args = ap.parse_args()
 
-    from embedtune.models import resolve_model
+    from embedtune.models import cache_dir, resolve_model
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,21 +104,30 @@ def main() -> None:
         )
         print(f"llama-index engine: {times['llamaindex']:.0f} s", flush=True)
 
-    et_model = out / f"embedtune-{args.label}"
-    et_env = dict(env, EMBEDTUNE_CACHE=str(out / f"cache-{args.label}"))  # cold
-    times["embedtune"] = _timed(
-        [
-            sys.executable, "-m", "embedtune", "train", "--train-data", args.train,
-            "--val-data", args.val, "--model", args.model, "--output", str(et_model),
-            *shlex.split(args.embedtune_args),
-        ],
-        et_env,
-        out / f"embedtune-{args.label}.log",
-    )  # fmt: skip
-    print(f"embedtune train ({args.label}): {times['embedtune']:.0f} s", flush=True)
+    variants = dict(v.split("=", 1) for v in args.variant) or {"defaults": ""}
+    et_models = []
+    for label, flags in variants.items():
+        et_model = out / f"embedtune-{label}"
+        # a cold embedding cache; the unpacked teacher is the user's (unpacked once per machine)
+        cold = out / f"cache-{label}"
+        cold.mkdir(exist_ok=True)
+        if not (cold / "models").exists():
+            (cold / "models").symlink_to(cache_dir() / "models", target_is_directory=True)
+        et_env = dict(env, EMBEDTUNE_CACHE=str(cold))
+        times[label] = _timed(
+            [
+                sys.executable, "-m", "embedtune", "train", "--train-data", args.train,
+                "--val-data", args.val, "--model", args.model, "--output", str(et_model),
+                *shlex.split(flags),
+            ],
+            et_env,
+            out / f"embedtune-{label}.log",
+        )  # fmt: skip
+        et_models.append(str(et_model))
+        print(f"embedtune train ({label}): {times[label]:.0f} s", flush=True)
 
-    report = out / f"eval-{args.label}"
-    models = [args.model, str(li_model), str(et_model), *args.baseline]
+    report = out / "eval"
+    models = [args.model, str(li_model), *et_models, *args.baseline]
     subprocess.run(
         [sys.executable, "-m", "embedtune", "evaluate", *[a for m in models for a in ("--model", m)],
          "--data", args.val, "--output", str(report)],
@@ -120,14 +135,13 @@ def main() -> None:
     )  # fmt: skip
     metrics = json.loads((report / "metrics.json").read_text(encoding="utf-8"))
     row = {
-        "label": args.label,
+        "variants": variants,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "commit": subprocess.run(
             ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
         ).stdout.strip(),
         "train": args.train,
         "val": args.val,
-        "embedtune_args": args.embedtune_args,
         "seconds": {k: round(v, 1) for k, v in times.items()},
         "evaluation": metrics,
     }
@@ -135,9 +149,9 @@ def main() -> None:
         f.write(json.dumps(row) + "\n")
     print((report / "report.md").read_text(encoding="utf-8"))
     if "llamaindex" in times:
-        print(
-            f"wall time, llama-index / embedtune: {times['llamaindex'] / times['embedtune']:.2f}x"
-        )
+        for label in variants:
+            ratio = times["llamaindex"] / times[label]
+            print(f"wall time, llama-index / embedtune ({label}): {ratio:.2f}x")
 
 
 if __name__ == "__main__":
