@@ -1,161 +1,117 @@
-"""Quality levers: fine-tune MiniLM on a run's generated pairs with several recipes and seeds,
-and score each against its base on the generated validation split, the R FAQ's human questions
-and an unrelated-domain set (python-faq).
+"""Quality levers: fine-tune a base model on a run's generated pairs with several recipes and
+seeds, and score each against its base on the generated validation split, the validation
+documents' headings, the R FAQ's human questions and an unrelated-domain set (python-faq).
 
-    python benchmarks/bench_quality.py --run runs/demo --recipes mnrl,distill1 --seeds 1,2,3 \
-        --alpha 1.0,0.5
+Everything measured here is product code: training is ``embedtune.train.finetune`` (what
+``embedtune train --train-data ... --val-data ...`` runs), scoring is
+``embedtune.evaluate.evaluator.evaluate_models``, and every interval is the product's
+``paired_bootstrap``. A recipe is a set of overrides of ``TrainConfig``'s fields::
 
-Recipes: ``mnrl`` (MultipleNegativesRankingLoss), ``distill<w>`` (MNRL plus KL towards the
-teacher all-mpnet-base-v2's in-batch ranking, weight w) and ``kl`` (the KL term alone). ``--alpha`` mixes the fine-tuned weights
-with the base (1.0 = fine-tuned only). Choose on "val" and "headings" (the validation
-documents' headings against their sections, RUN/chunks/val_headings.json, which prepare writes);
-the R FAQ and python-faq are for reporting only. Each result is appended to benchmarks/results/quality.jsonl.
+    python benchmarks/bench_quality.py --run runs/demo --recipes default,mnrl --seeds 1,2,3
+    python benchmarks/bench_quality.py --run runs/demo --recipes distill1 --set epochs=2 \
+        --set learning_rate=5e-5 --set weight_decay=0
+
+Recipes: ``default`` (the product's defaults: with MiniLM, mpnet teaches and the round trip's
+rejects train on the KL term), ``mnrl`` (``teacher=None``: MultipleNegativesRankingLoss alone)
+and ``distill<w>`` (``teacher=--teacher``, ``distill_weight=w``, no rejects). ``--set KEY=VALUE``
+(repeatable) overrides any TrainConfig field for every recipe; ``--epochs``, ``--lr``,
+``--batch-size`` and ``--hard-negatives`` are shortcuts for the common ones. The rejects are
+RUN/data/train_rejects.json (``generate`` writes them), or ``--rejects-data FILE``.
+
+Choose on "val" and "headings" (the validation documents' headings against their sections,
+RUN/chunks/val_headings.json, which prepare writes); the R FAQ and python-faq are for reporting
+only. Each result is appended to benchmarks/results/quality.jsonl; ``--summary`` averages rows
+that differ only in seed.
 
     python benchmarks/bench_quality.py --run runs/demo --zero-shot all-mpnet-base-v2
 
 scores other models (zero-shot, or fine-tuned folders) on the same sets without training; with
 ``--label`` each folder is also recorded as a row (its recipe and seed read from the training
 summary beside it), so ``--summary`` averages, e.g., three seeds of ``embedtune run``.
-
-    python benchmarks/bench_quality.py --run runs/demo --recipes distill1 --lr 5e-5 \
-        --kl-data runs/demo-unfiltered/data/train.json
-
-adds the questions the round trip dropped (those in the unfiltered set but not in the pairs) as
-rows that learn only the teacher's in-batch ranking, in batches of their own.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
+from typing import Any
 
-from embedtune.config import EvaluateConfig
-from embedtune.dataset import QADataset
-from embedtune.embeddings import EmbeddingCache, model_fingerprint
+import numpy as np
+
+from embedtune.config import EvaluateConfig, TrainConfig
+from embedtune.dataset import QADataset, load_dataset_path
 from embedtune.evaluate.evaluator import evaluate_models
-from embedtune.models import load_model
+from embedtune.evaluate.metrics import paired_bootstrap
+from embedtune.train import finetune
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = "all-MiniLM-L6-v2"
+TRAINER = "embedtune.train.finetune"  # rows without this key came from the retired own loop
 
 
-def train_model(train, recipe: str, seed: int, args, teacher_cache: dict):
-    """Fine-tune ``args.base``; ``teacher_cache`` keeps seed-independent work (teacher labels,
-    mined negatives) across seeds."""
-    from datasets import Dataset
-    from sentence_transformers import (
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+def recipe_overrides(recipe: str, teacher: str) -> dict[str, Any]:
+    """The TrainConfig fields a named recipe sets."""
+    if recipe == "default":
+        return {}
+    if recipe == "mnrl":
+        return {"teacher": None}
+    if recipe.startswith("distill"):
+        weight = recipe[len("distill") :] or "1"
+        try:
+            return {"teacher": teacher, "distill_weight": float(weight), "rejects": False}
+        except ValueError:
+            pass
+    raise SystemExit(f"unknown recipe {recipe!r}: use default, mnrl or distill<weight>")
 
-    from embedtune.recipe import cpu_supports_bf16
-    from embedtune.train.distill import TeacherDistillLoss, teacher_labels
 
-    model = load_model(args.base, device="cpu")
-    pairs = train.pairs()
-    rows = {"anchor": [q for q, _ in pairs], "positive": [p for _, p in pairs]}
-    if args.hard_negatives:
-        if recipe != "mnrl" and args.mine_with != "teacher":
-            raise SystemExit("--hard-negatives with a teacher recipe needs --mine-with teacher")
-        from embedtune.train.negatives import mine_hard_negatives
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs; VALUE is read as JSON where it parses (2, 5e-5, null, true)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in TrainConfig.model_fields:
+            raise SystemExit(f"--set {item!r}: give FIELD=VALUE with a TrainConfig field")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
 
-        if "negatives" not in teacher_cache:  # mined by an untrained model: the same every seed
-            miner, cache = model, None
-            if args.mine_with == "teacher":  # its embeddings of the chunks come from the cache
-                miner, cache = teacher_and_cache(args, teacher_cache)
-            teacher_cache["negatives"] = mine_hard_negatives(
-                miner, train, args.hard_negatives, args.margin, cache=cache
-            ).to_dict()
-        rows = dict(teacher_cache["negatives"])
-    if recipe.startswith(("distill", "kl")):
-        if "labels" not in teacher_cache:
-            teacher, cache = teacher_and_cache(args, teacher_cache)
-            teacher_cache["labels"] = teacher_labels(teacher, rows, cache=cache)
-        rows["label"] = teacher_cache["labels"]
-        if recipe.startswith("kl"):  # the teacher's ranking only, no contrastive term
-            loss = TeacherDistillLoss(model, distill_weight=1.0, contrastive_weight=0.0)
-        else:
-            loss = TeacherDistillLoss(model, distill_weight=float(recipe[len("distill") :] or 1))
-    else:
-        loss = MultipleNegativesRankingLoss(model)
-    train_dataset, train_loss = Dataset.from_dict(rows), loss
-    if args.kl_data:
-        if not recipe.startswith("distill"):
-            raise SystemExit("--kl-data needs a distill recipe (the teacher supplies its signal)")
-        if "kl_rows" not in teacher_cache:
-            teacher_cache["kl_rows"] = kl_only_rows(args, set(rows["anchor"]), teacher_cache)
-        # Their own batches, with the KL term only: the teacher's ranking carries the signal,
-        # and the question's own chunk (which the round trip doubted) is not asserted as positive.
-        train_dataset = {"pairs": train_dataset, "kl": Dataset.from_dict(teacher_cache["kl_rows"])}
-        kl_loss = TeacherDistillLoss(model, distill_weight=1.0, contrastive_weight=0.0)
-        train_loss = {"pairs": loss, "kl": kl_loss}
-    targs = SentenceTransformerTrainingArguments(
-        output_dir=str(args.work / "ckpt"),
-        num_train_epochs=args.epochs,
-        per_device_train_batch_size=args.batch_size,
-        learning_rate=args.lr,
-        warmup_steps=0.1,
-        seed=seed,
-        data_seed=seed,
-        bf16=cpu_supports_bf16(),  # emulated bf16 on a CPU without it is slower than fp32
-        use_cpu=True,
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
-        multi_dataset_batch_sampler=args.kl_sampler,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-    )
+
+def train_config(recipe: str, seed: int, args) -> TrainConfig:
+    """The recipe's overrides, then the shortcuts, then ``--set``, on the product's defaults."""
+    shortcuts = {
+        "epochs": args.epochs,
+        "learning_rate": args.lr,
+        "batch_size": args.batch_size,
+        "hard_negatives": args.hard_negatives,
+    }
+    fields = {
+        **recipe_overrides(recipe, args.teacher),
+        **{k: v for k, v in shortcuts.items() if v is not None},
+        **parse_settings(args.set),
+        "seed": seed,
+    }
+    return TrainConfig(**fields)
+
+
+def train_model(
+    train: QADataset,
+    val: QADataset | None,
+    rejects: QADataset | None,
+    recipe: str,
+    seed: int,
+    args,
+) -> tuple[Path, dict[str, Any]]:
+    """Fine-tune ``args.base`` with the product's trainer; the saved folder and its summary."""
+    out = args.work / f"{recipe}-s{seed}"
     t0 = time.time()
-    SentenceTransformerTrainer(
-        model=model, args=targs, train_dataset=train_dataset, loss=train_loss
-    ).train()
-    return model, time.time() - t0
-
-
-def teacher_and_cache(args, teacher_cache: dict):
-    """The teacher, loaded once per process, and its embedding cache."""
-    if "teacher" not in teacher_cache:
-        teacher_cache["teacher"] = (
-            load_model(args.teacher, device="cpu"),
-            EmbeddingCache(model_fingerprint(args.teacher)),
-        )
-    return teacher_cache["teacher"]
-
-
-def kl_only_rows(args, known: set[str], teacher_cache: dict) -> dict[str, list]:
-    """(question, its chunk, teacher label) for --kl-data's questions not already trained on:
-    given a run's unfiltered questions, these are the ones the filters (the round trip) dropped."""
-    from embedtune.train.distill import teacher_labels
-
-    extra = QADataset.from_json(args.kl_data).pairs()
-    rows = {"anchor": [], "positive": []}
-    for query, passage in extra:
-        if query not in known:
-            known.add(query)  # one row per question, like the filtered set
-            rows["anchor"].append(query)
-            rows["positive"].append(passage)
-    teacher, cache = teacher_and_cache(args, teacher_cache)
-    rows["label"] = teacher_labels(teacher, rows, cache=cache)
-    print(f"--kl-data: {len(rows['anchor'])} questions for the KL term only")
-    return rows
-
-
-def mix_with_base(model, alpha: float, base_name: str = BASE):
-    base = load_model(base_name, device="cpu").state_dict()
-    tuned = model.state_dict()
-    mixed = copy.deepcopy(model)
-    mixed.load_state_dict(
-        {
-            k: (1 - alpha) * base[k] + alpha * v if v.is_floating_point() else v
-            for k, v in tuned.items()
-        }
+    summary = finetune(
+        args.base, train, val, train_config(recipe, seed, args), out, rejects=rejects
     )
-    return mixed
+    return out, {"train_s": round(time.time() - t0, 1), "steps": summary.steps}
 
 
 GROUP_KEYS = (
@@ -169,19 +125,26 @@ GROUP_KEYS = (
     "hard_negatives",
     "mine_with",
     "kl_data",
+    "settings",
+    "trainer",
 )
+
+
+def seed_mean_interval(per_query: list[list[float]], samples: int = 2000) -> tuple[float, float]:
+    """95% interval of the seed-averaged per-query difference, by the product's paired
+    bootstrap (the differences against zero: the base's scores are already subtracted)."""
+    mean = np.mean(per_query, axis=0)
+    c = paired_bootstrap({"d": np.zeros_like(mean)}, {"d": mean}, samples=samples)["d"]
+    return c.ci_low, c.ci_high
 
 
 def summarize(path: Path, samples: int = 2000) -> None:
     """Per recipe (rows differing only in seed): mean and range of the NDCG@10 difference over
     seeds, and a 95% paired bootstrap interval of the seed-averaged per-query difference."""
-    import numpy as np
-
     groups: dict[tuple, list[dict]] = {}
     for line in path.read_text().splitlines():
         row = json.loads(line)
         groups.setdefault(tuple(row.get(k) for k in GROUP_KEYS), []).append(row)
-    rng = np.random.default_rng(0)
     print(" | ".join(GROUP_KEYS) + " | seeds | set: mean Δ [min, max] (CI of the seed mean)")
     for key, rows in groups.items():
         cells = []
@@ -193,59 +156,55 @@ def summarize(path: Path, samples: int = 2000) -> None:
             text = f"{name} {np.mean(diffs):+.4f} [{min(diffs):+.4f}, {max(diffs):+.4f}]"
             per_query = [h["per_query_diff"] for h in have if "per_query_diff" in h]
             if per_query and len({len(p) for p in per_query}) == 1:
-                mean = np.mean(per_query, axis=0)
-                idx = rng.integers(0, len(mean), size=(samples, len(mean)))
-                lo, hi = np.percentile(mean[idx].mean(axis=1), [2.5, 97.5])
+                lo, hi = seed_mean_interval(per_query, samples)
                 text += f" ({lo:+.4f}, {hi:+.4f})"
             cells.append(text)
         print(" | ".join(str(k) for k in key) + f" | {len(rows)} | " + "; ".join(cells))
 
 
-def main() -> None:
+def limit_pairs(ds: QADataset, n: int | None) -> QADataset:
+    """The first ``n`` queries of ``ds`` (all when ``n`` is None), with the whole corpus."""
+    if not n or len(ds.queries) <= n:
+        return ds
+    keep = list(ds.queries)[:n]
+    return QADataset(
+        queries={q: ds.queries[q] for q in keep},
+        corpus=ds.corpus,
+        relevant_docs={q: ds.relevant_docs[q] for q in keep},
+        metadata=ds.metadata,
+    )
+
+
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", help="a run directory with data/train.json, val.json")
     ap.add_argument("--rfaq", default=str(REPO.parent / "shared/data/r-faq"))
     ap.add_argument("--pyfaq", default=str(REPO / ".embedtune-data/python-faq"))
-    ap.add_argument("--recipes", default="mnrl,distill1")
+    ap.add_argument("--recipes", default="default,mnrl", help="default, mnrl, distill<weight>")
     ap.add_argument("--seeds", default="1,2,3")
-    ap.add_argument("--alpha", default="1.0")
-    ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--lr", type=float, default=2e-5)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--epochs", type=float, help="TrainConfig.epochs (default: the product's)")
+    ap.add_argument("--lr", type=float, help="TrainConfig.learning_rate")
+    ap.add_argument("--batch-size", type=int, help="TrainConfig.batch_size")
+    ap.add_argument("--hard-negatives", type=int, help="TrainConfig.hard_negatives")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="any TrainConfig field for every recipe, e.g. weight_decay=0 or max_seq_length=128",
+    )
     ap.add_argument("--base", default=BASE, help="the model to fine-tune and compare against")
-    ap.add_argument("--teacher", default="all-mpnet-base-v2")
+    ap.add_argument("--teacher", default="all-mpnet-base-v2", help="the distill recipes' teacher")
     ap.add_argument(
-        "--hard-negatives",
-        type=int,
-        default=0,
-        help="this many negatives per pair, mined by --mine-with (teacher recipes: teacher only)",
-    )
-    ap.add_argument("--margin", type=float, default=0.1, help="hard negatives' margin")
-    ap.add_argument(
-        "--mine-with",
-        choices=("base", "teacher"),
-        default="base",
-        help="the model that mines hard negatives (teacher: also for distill recipes, whose "
-        "KL term then sees the teacher's ranking of confusable chunks)",
+        "--train-data", type=Path, help="train on this llama-index JSON instead of RUN/data"
     )
     ap.add_argument(
-        "--train-data",
+        "--rejects-data",
         type=Path,
-        help="train on this llama-index JSON instead of RUN/data/train.json",
+        help="the round trip's rejects (llama-index JSON) instead of RUN/data/train_rejects.json; "
+        "with a teacher and rejects on, those not among the pairs train on the KL term alone",
     )
-    ap.add_argument(
-        "--kl-data",
-        type=Path,
-        help="llama-index JSON of more questions (e.g. the run's unfiltered ones): those not in "
-        "the training pairs are trained with the teacher's KL term only, in batches of their own",
-    )
-    ap.add_argument(
-        "--kl-sampler",
-        choices=("proportional", "round_robin"),
-        default="proportional",
-        help="how --kl-data's batches interleave with the pairs' (round_robin: equal numbers, "
-        "stopping when the pairs run out)",
-    )
+    ap.add_argument("--limit", type=int, help="train on the first N questions only (smoke runs)")
     ap.add_argument("--label", default="", help="a name for the training data in the results")
     ap.add_argument("--work", type=Path, default=Path("/tmp/embedtune-quality"))
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/quality.jsonl")
@@ -263,25 +222,44 @@ def main() -> None:
         type=Path,
         help="headings set instead of RUN/chunks/val_headings.json (skipped when neither exists)",
     )
-    args = ap.parse_args()
+    return ap
+
+
+def load_sets(args, ap: argparse.ArgumentParser) -> tuple[QADataset, dict[str, QADataset]]:
+    """The training set and the evaluation sets by name (val, headings, rfaq, pyfaq)."""
+    run = Path(args.run) if args.run else None
+    if run is None and not (args.train_data and args.val_data):
+        ap.error("give --run (a run directory with data/), or --train-data and --val-data")
+    train = load_dataset_path(args.train_data or run / "data/train.json")
+    train = limit_pairs(train, args.limit)
+    sets = {"val": load_dataset_path(args.val_data or run / "data/val.json")}
+    headings = args.headings or (run / "chunks/val_headings.json" if run else None)
+    if headings is not None and headings.is_file():
+        sets["headings"] = QADataset.from_json(headings)
+    for name, path in (("rfaq", args.rfaq), ("pyfaq", args.pyfaq)):
+        if path and Path(path).is_dir():
+            sets[name] = QADataset.from_beir(path)
+    return train, sets
+
+
+def load_rejects(args, ap: argparse.ArgumentParser) -> QADataset | None:
+    path = args.rejects_data or (Path(args.run) / "data/train_rejects.json" if args.run else None)
+    if args.rejects_data and not args.rejects_data.is_file():
+        ap.error(f"--rejects-data {args.rejects_data}: no such file (a llama-index JSON)")
+    if path is None or not path.is_file() or not json.loads(path.read_text()).get("queries"):
+        return None
+    rejects = load_dataset_path(path)
+    rejects.metadata["source"] = str(path)
+    return rejects
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = parser()
+    args = ap.parse_args(argv)
     if args.summary:
         summarize(args.out)
         return
-
-    if not args.run:
-        ap.error("--run is required (a run directory with data/train.json and data/val.json)")
-    run = Path(args.run)
-    if args.kl_data and not args.kl_data.is_file():
-        ap.error(f"--kl-data {args.kl_data}: no such file (a llama-index JSON of questions)")
-    train = QADataset.from_json(args.train_data or run / "data/train.json")
-    sets = {"val": QADataset.from_json(args.val_data or run / "data/val.json")}
-    headings = args.headings or run / "chunks/val_headings.json"
-    if headings.is_file():
-        sets["headings"] = QADataset.from_json(headings)
-    for name, path in (("rfaq", args.rfaq), ("pyfaq", args.pyfaq)):
-        if Path(path).is_dir():
-            sets[name] = QADataset.from_beir(path)
-    pairs = train.pairs()
+    train, sets = load_sets(args, ap)
     ecfg = EvaluateConfig(corpus="split", bootstrap_samples=1000)
     if args.zero_shot:
         result = evaluate_models([args.base, *args.zero_shot], sets, ecfg, None)
@@ -295,27 +273,20 @@ def main() -> None:
             for i, model_path in enumerate(args.zero_shot, 1):
                 write_row(args.out, _folder_row(model_path, i, args.label), result, i)
         return
-    teacher_cache: dict = {}
-    print(f"{len(pairs)} training pairs; evaluation sets: {', '.join(sets)}")
-    print(f"{'recipe':<10} {'seed':>4} {'alpha':>5} " + " ".join(f"{n + ' Δ':>22}" for n in sets))
+    rejects = load_rejects(args, ap)
+    settings = " ".join(sorted(args.set)) or None
+    data = args.label or str(args.train_data or args.run)
+    print(f"{len(train.pairs())} training pairs; evaluation sets: {', '.join(sets)}")
+    print(f"{'recipe':<10} {'seed':>4} " + " ".join(f"{n + ' Δ':>22}" for n in sets))
     for recipe in args.recipes.split(","):
         for seed in map(int, args.seeds.split(",")):
-            model, seconds = train_model(train, recipe, seed, args, teacher_cache)
-            for alpha in map(float, args.alpha.split(",")):
-                candidate = mix_with_base(model, alpha, args.base) if alpha < 1 else model
-                path = args.work / f"{recipe}-s{seed}-a{alpha}"
-                candidate.save(str(path))
-                result = evaluate_models([args.base, str(path)], sets, ecfg, None)
-                row = {"recipe": recipe, "seed": seed, "alpha": alpha, "epochs": args.epochs,
-                       "lr": args.lr, "batch_size": args.batch_size, "pairs": len(pairs),
-                       "hard_negatives": args.hard_negatives or None,
-                       **({"mine_with": args.mine_with} if args.hard_negatives else {}),
-                       **({"kl_data": f"{args.kl_data}:{args.kl_sampler}"}
-                          if args.kl_data else {}),
-                       **({"base_model": args.base} if args.base != BASE else {}),
-                       "data": args.label or str(args.train_data or run), "train_s": round(seconds, 1)}  # fmt: skip
-                cells = write_row(args.out, row, result)
-                print(f"{recipe:<10} {seed:>4} {alpha:>5} " + " ".join(f"{x:>22}" for x in cells))
+            path, timing = train_model(train, sets["val"], rejects, recipe, seed, args)
+            result = evaluate_models([args.base, str(path)], sets, ecfg, None)
+            row = {**_folder_row(str(path), seed, data), "recipe": recipe, **timing,
+                   "settings": settings, "trainer": TRAINER,
+                   **({"base_model": args.base} if args.base != BASE else {})}  # fmt: skip
+            cells = write_row(args.out, row, result)
+            print(f"{recipe:<10} {seed:>4} " + " ".join(f"{x:>22}" for x in cells))
 
 
 def write_row(out: Path, row: dict, result, index: int = 1) -> list[str]:
@@ -336,12 +307,13 @@ def write_row(out: Path, row: dict, result, index: int = 1) -> list[str]:
 
 
 def _folder_row(model_path: str, index: int, label: str) -> dict:
-    """A results row for a model trained elsewhere, from its training summary where present
-    (``embedtune train`` writes it next to the model: RUN/train/metrics.json)."""
+    """A results row for a fine-tuned folder, from its training summary where present
+    (``embedtune train`` writes it next to the model: RUN/train/metrics.json, or
+    <output>.train/metrics.json)."""
     folder = Path(model_path)
     metrics = {}
-    for candidate in (folder.parent / "train" / "metrics.json",
-                      folder.with_name(folder.name + ".train") / "metrics.json"):  # fmt: skip
+    for candidate in (folder.with_name(folder.name + ".train") / "metrics.json",
+                      folder.parent / "train" / "metrics.json"):  # fmt: skip
         if candidate.is_file():
             metrics = json.loads(candidate.read_text())
             break

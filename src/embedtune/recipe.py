@@ -7,7 +7,7 @@ when a command has read its configuration; the stages read the settled values an
 nothing again, and ``RUN/config.yaml`` keeps them with a ``resolved`` section that says what each
 setting was given as and why it became what it is.
 
-The choices follow what the benchmarks measured (see BENCHMARKS.md, the default recipe): the
+The choices follow what the benchmarks measured (measured: BENCHMARKS.md, Quality): the
 packaged all-mpnet-base-v2 teaches the default base all-MiniLM-L6-v2, the one pairing measured to
 pay off, and no other base gets a teacher unless one is named (a teacher must be stronger than
 its student); 2 epochs at 5e-5 with a teacher, 1 epoch at 2e-5 (sentence-transformers' usual)

@@ -391,8 +391,8 @@ def recommend_base(ds: DatasetResult, fine_tuned: str = "fine-tuned") -> dict[st
 
     Only as good as the data it is given: questions from a 135M generator ranked
     all-mpnet-base-v2 below MiniLM on the R manuals' validation split, while people's questions
-    ranked it above (see BENCHMARKS.md); so the run gives a recommendation per evaluation set,
-    and a set of real users' questions (``--eval-data``) is the better judge.
+    ranked it above (benchmarks/journal/quality-levers.md); so the run gives a recommendation per
+    evaluation set, and a set of real users' questions (``--eval-data``) is the better judge.
     """
     best = best_model(ds)
     if best is None or best == fine_tuned:

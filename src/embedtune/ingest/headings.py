@@ -2,9 +2,9 @@
 
 A 135M generator's questions make a poor judge: on the R manuals, the generated validation split
 ranked recipes against what people's questions showed, and rated all-mpnet-base-v2 no better
-than MiniLM where people's questions rate it clearly better (see BENCHMARKS.md, issue 7). Most
-documents carry a second set of queries for free: their headings, written by
-the authors to say what each section answers. A heading is the query, the section's body (the
+than MiniLM where people's questions rate it clearly better (benchmarks/journal/quality-levers.md).
+Most documents carry a second set of queries for free: their headings, written by the authors to
+say what each section answers. A heading is the query, the section's body (the
 heading itself removed) is its one relevant passage, and every other section is a distractor; the
 R FAQ and Python FAQ evaluation sets are built the same way, by hand.
 

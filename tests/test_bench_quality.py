@@ -1,0 +1,61 @@
+"""benchmarks/bench_quality.py measures product code: a tiny recipe run trains with
+embedtune.train.finetune, scores with the evaluator, and its row summarises."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from test_train_data import make_sets
+
+_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_quality.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_quality", _SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_quality"] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("bench_quality", None)
+
+
+def test_recipes_are_overrides_of_the_product_config(bench):
+    args = bench.parser().parse_args(["--recipes", "distill2", "--lr", "5e-5", "--set", "epochs=3"])
+    cfg = bench.train_config("distill2", 7, args)
+    assert (cfg.teacher, cfg.distill_weight, cfg.rejects) == ("all-mpnet-base-v2", 2.0, False)
+    assert (cfg.learning_rate, cfg.epochs, cfg.seed) == (5e-5, 3, 7)
+    assert bench.train_config("mnrl", 1, args).teacher is None
+    with pytest.raises(SystemExit, match="TrainConfig field"):
+        bench.parse_settings(["epoch=2"])
+
+
+def test_a_recipe_trains_with_the_product_and_its_row_summarises(bench, tmp_path, capsys):
+    train, val = make_sets(n_train=14, n_val=4)
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    train.to_json(run / "data" / "train.json")
+    val.to_json(run / "data" / "val.json")
+    out = tmp_path / "quality.jsonl"
+    bench.main(
+        ["--run", str(run), "--recipes", "mnrl", "--seeds", "1", "--epochs", "1",
+         "--batch-size", "7", "--set", "bf16=off", "--set", "max_seq_length=48",
+         "--rfaq", "", "--pyfaq", "", "--work", str(tmp_path / "work"), "--out", str(out),
+         "--label", "tiny"]
+    )  # fmt: skip
+    row = json.loads(out.read_text())
+    assert row["trainer"] == "embedtune.train.finetune"
+    assert (row["recipe"], row["seed"], row["steps"], row["pairs"]) == ("mnrl", 1, 2, 14)
+    assert (tmp_path / "work" / "mnrl-s1" / "modules.json").is_file()
+    assert len(row["val"]["per_query_diff"]) == 4
+    lo, hi = row["val"]["ci"]
+    assert lo <= row["val"]["diff"] <= hi
+
+    capsys.readouterr()
+    bench.main(["--summary", "--out", str(out)])
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("tiny | None | mnrl") and f"val {row['val']['diff']:+.4f}" in line
