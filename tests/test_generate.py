@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from embedtune.config import load_config
+from embedtune.config import GenerateConfig, load_config
 from embedtune.dataset import QADataset
 from embedtune.errors import ConfigError, GenerationError, InputError
 from embedtune.generate import run_generate
@@ -325,6 +325,21 @@ def test_a_chunk_budget_writes_for_a_sample_and_judges_within_it(tmp_path, minil
     assert len(small) == 4 and small < large and len(large) == 6
     saved = QADataset.from_json(run / "data" / "train.json")
     assert len(saved.corpus) == 10
+
+
+def test_the_validation_budget_is_its_own_and_never_above_the_split_budget(tmp_path, minilm_path):
+    """A verdict needs a few hundred questions: validation is capped by val_max_chunks even
+    when every training chunk is written for, and by max_chunks when that is smaller."""
+    assert GenerateConfig().val_max_chunks == 250 and GenerateConfig().max_chunks is None
+    run = make_run(tmp_path, n_train=6, n_val=5)
+    with FakeOpenAI() as server:
+        cfg = config(server, roundtrip_top_k=5, roundtrip_model=minilm_path)
+        cfg.generate.val_max_chunks = 3
+        report = run_generate(cfg, run)
+        assert report.splits["train"].chunks_used == 6 and report.splits["val"].chunks_used == 3
+        cfg.generate.max_chunks = 2
+        report = run_generate(cfg, run)
+        assert report.splits["train"].chunks_used == 2 and report.splits["val"].chunks_used == 2
 
 
 def _with_an_off_topic_question(prompt: str) -> str:

@@ -62,8 +62,9 @@ def generate(
         int | None,
         typer.Option(
             metavar="N",
-            help="The validation split's budget, if not --max-chunks.",
-            show_default=False,
+            help="Write for at most this many validation chunks (and at most --max-chunks): "
+            "a verdict needs a few hundred questions, not one per chunk.",
+            show_default=default("generate.val_max_chunks", when_unset="--max-chunks"),
         ),
     ] = None,
     prompt_file: Annotated[

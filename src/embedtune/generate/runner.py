@@ -124,7 +124,10 @@ def _select(chunks: list[Chunk], max_chunks: int | None, seed: int) -> list[Chun
 
 
 def _split_budget(g: GenerateConfig, split: str) -> int | None:
-    return g.val_max_chunks if split == "val" and g.val_max_chunks is not None else g.max_chunks
+    """Chunks to write for: ``max_chunks``; for validation also at most ``val_max_chunks``."""
+    if split == "val" and g.val_max_chunks is not None:
+        return min(g.val_max_chunks, g.max_chunks or g.val_max_chunks)
+    return g.max_chunks
 
 
 def scaled_top_k(top_k: int, searched: int, split_size: int) -> int:
