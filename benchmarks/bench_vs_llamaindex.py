@@ -57,7 +57,8 @@ print(json.dumps({"setup_s": t1 - t0, "finetune_s": time.perf_counter() - t1}))
 def _timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
     t0 = time.perf_counter()
     with log.open("w", encoding="utf-8") as out:
-        proc = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        # in the output folder: the engine writes its evaluator's checkpoints/ into the cwd
+        proc = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{shlex.join(cmd[:3])} ... failed (exit {proc.returncode}); see {log}")
@@ -87,7 +88,8 @@ def main() -> None:
 
     from embedtune.models import cache_dir, resolve_model
 
-    out = Path(args.out)
+    out = Path(args.out).resolve()
+    args.train, args.val = str(Path(args.train).resolve()), str(Path(args.val).resolve())
     out.mkdir(parents=True, exist_ok=True)
     base = resolve_model(args.model)  # a folder both environments can read
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
