@@ -50,13 +50,13 @@ from embedtune.serve.service import EmbeddingService, version
 from embedtune.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+    from embedtune.serve.backends import Encoder
 
 __all__ = ["create_app", "serve", "served_name", "ApiError"]
 
 
 def create_app(
-    model: SentenceTransformer,
+    model: Encoder,
     settings: ServeConfig | None = None,
     *,
     model_name: str,
