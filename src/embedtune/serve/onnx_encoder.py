@@ -130,8 +130,9 @@ class OnnxEncoder:
             texts = [prefix + t for t in texts]
         order = np.argsort([-len(t) for t in texts], kind="stable")
         out = np.empty((len(texts), self.get_embedding_dimension()), dtype=np.float32)
-        for start in range(0, len(texts), max(1, batch_size)):
-            rows = order[start : start + batch_size]
+        step = max(1, batch_size)
+        for start in range(0, len(texts), step):
+            rows = order[start : start + step]
             out[rows] = self._run([texts[i] for i in rows])
         if normalize_embeddings:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
