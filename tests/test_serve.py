@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 
 import httpx
 import numpy as np
@@ -130,6 +131,29 @@ def test_api_key_required_on_every_route_but_health(_minilm_session):
         assert c.get("/health").status_code == 200
         ok = c.post("/embed", json={"inputs": "x"}, headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_pages_work_offline_with_the_key(_minilm_session, page):
+    """The pages load Swagger UI / ReDoc from the server itself, not a CDN: every URL the page
+    names is on the server and answers 200 (with the key, which the page and its files need)."""
+    app = create_app(_minilm_session, ServeConfig(), model_name="m", api_key="s3cret")
+    key = {"Authorization": "Bearer s3cret"}
+    with TestClient(app) as c:
+        assert c.get(page).status_code == 401
+        r = c.get(page, headers=key)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        html = r.text
+        assert not re.findall(r"(?:https?:)?//[^\s\"'<>]+", html), "the page names another host"
+        urls = re.findall(r"""(?:src|href|spec-url)=["']([^"']+)["']""", html)
+        urls += re.findall(r"""\burl: ?["']([^"']+)["']""", html)  # Swagger UI's schema
+        assert any(u.endswith(".js") for u in urls) and "/openapi.json" in urls
+        for url in urls:
+            assert url.startswith("/"), url
+            assert c.get(url).status_code == 401, f"{url} is served without the key"
+            got = c.get(url, headers=key)
+            assert got.status_code == 200 and got.content, url
+        assert '"validatorUrl": null' in html or page == "/redoc"
 
 
 def test_api_key_from_the_configured_environment_variable(_minilm_session, monkeypatch):

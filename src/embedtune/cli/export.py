@@ -34,7 +34,7 @@ def export(
         str,
         typer.Option(
             metavar="[auto|avx512_vnni|avx512|avx2|arm64]",
-            help="int8 kernels: auto picks this CPU's.",
+            help="CPU the int8 file is named for (ONNX Runtime picks kernels as it runs): auto is this one.",
         ),
     ] = "auto",
     fresh: Annotated[

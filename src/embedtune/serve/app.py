@@ -8,6 +8,8 @@ Routes (see :mod:`embedtune.serve.routes`):
 - ``POST /embed``: text-embeddings-inference's shape; too-long inputs get 413 unless
   ``"truncate": true``.
 - ``GET /v1/models``, ``GET /health``, ``GET /info``, ``GET /metrics`` (Prometheus text).
+- ``GET /docs`` (Swagger UI) and ``GET /redoc``: the API's pages, whose scripts and styles the
+  server serves itself, so they work offline; ``GET /openapi.json``, the schema.
 
 Concurrent requests share model calls, fairly (see :mod:`embedtune.serve.batcher`). With an API
 key (``$EMBEDTUNE_API_KEY``, or the variable named by ``serve.api_key_env``) every route but
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from embedtune.config import ServeConfig
 from embedtune.models import default_device
@@ -50,13 +53,16 @@ from embedtune.serve.service import EmbeddingService, version
 from embedtune.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+    from embedtune.serve.backends import Encoder
 
-__all__ = ["create_app", "serve", "served_name", "ApiError"]
+__all__ = ["create_app", "serve", "served_name", "ApiError", "DOCS_ASSETS"]
+
+#: Where the API pages' scripts, styles and icon are served (behind the key, as the pages are).
+DOCS_ASSETS = "/docs/assets"
 
 
 def create_app(
-    model: SentenceTransformer,
+    model: Encoder,
     settings: ServeConfig | None = None,
     *,
     model_name: str,
@@ -76,11 +82,16 @@ def create_app(
         finally:
             await service.close()
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI's and ReDoc's files served from the fastapi-offline
+    # package, not FastAPI's CDN, so the pages work where the server has no internet; the
+    # validator badge, which would send the schema's URL to swagger.io, is off.
+    app = FastAPIOffline(
         title="embedtune",
         summary=f"Embeddings from {model_name}",
         version=version(),
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.service = service
     app.state.metrics = service.metrics

@@ -1,9 +1,9 @@
 """Load a model for serving with PyTorch or with an ONNX export of it.
 
-``torch`` loads the model as trained. ``onnx`` and ``onnx-int8`` load the files that
+``torch`` loads the model as trained. ``onnx`` and ``onnx-int8`` run the files that
 ``embedtune export`` wrote into ``MODEL/onnx/`` (``model.onnx`` and ``model_qint8_<cpu>.onnx``)
-through sentence-transformers' ONNX backend, which needs the onnx extra (``pip install -e
-'.[onnx]'`` in embedtune's clone: it is not on a package index)::
+with ONNX Runtime and the model's own tokenizer (:class:`~embedtune.serve.onnx_encoder.
+OnnxEncoder`); they need the onnx extra (``pip install -e '.[onnx]'`` in embedtune's clone)::
 
     >>> model = load_backend("all-MiniLM-L6-v2", "torch")
     >>> model.encode(["What is R?"]).shape
@@ -16,13 +16,18 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from embedtune.errors import InputError
 from embedtune.models import load_model, resolve_model
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+    from embedtune.serve.onnx_encoder import OnnxEncoder
+
+    #: What serving runs: the PyTorch model, or an ONNX export with the same ``encode``.
+    Encoder: TypeAlias = SentenceTransformer | OnnxEncoder
 
 __all__ = ["Backend", "BACKENDS", "load_backend", "onnx_file", "require_onnx", "cpu_int8_config"]
 
@@ -32,13 +37,16 @@ BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
 ONNX_INSTALL_HINT = "pip install -e '.[onnx]'"
 
 
-def require_onnx() -> None:
-    """Raise InputError naming the install command when ONNX Runtime or Optimum is missing."""
-    missing = [m for m in ("onnxruntime", "optimum.onnxruntime") if not _importable(m)]
+def require_onnx(*, export: bool = False) -> None:
+    """Raise InputError naming the install command when what the ONNX backends (or, with
+    ``export``, the export: PyTorch's exporter and ONNX Runtime's quantizer) need is missing."""
+    needed = ("onnxruntime", "onnx", "onnxscript") if export else ("onnxruntime",)
+    missing = [m for m in needed if not _importable(m)]
     if missing:
+        what = "ONNX export" if export else "the ONNX backends"
         raise InputError(
-            f"the ONNX backends need {' and '.join(missing)}, which are not installed; run "
-            f"`{ONNX_INSTALL_HINT}` in embedtune's clone (it is not on a package index)"
+            f"{what} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+            f"not installed; run `{ONNX_INSTALL_HINT}` in embedtune's clone"
         )
 
 
@@ -92,10 +100,9 @@ def onnx_file(model_dir: str | Path, backend: Backend) -> Path:
     )
 
 
-def load_backend(
-    model: str, backend: Backend = "torch", *, device: str = "cpu"
-) -> SentenceTransformer:
-    """Load ``model`` (alias, hub id or folder) to run with ``backend``."""
+def load_backend(model: str, backend: Backend = "torch", *, device: str = "cpu") -> Encoder:
+    """Load ``model`` (alias, hub id or folder) to run with ``backend``; the ONNX backends run
+    on the CPU whatever ``device`` says."""
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if backend == "torch":
@@ -108,11 +115,6 @@ def load_backend(
             f"{model!r}; run `embedtune export {model} --output DIR` and serve DIR"
         )
     file = onnx_file(path, backend)
-    from sentence_transformers import SentenceTransformer
+    from embedtune.serve.onnx_encoder import OnnxEncoder
 
-    return SentenceTransformer(
-        path,
-        backend="onnx",
-        device=device,
-        model_kwargs={"file_name": f"onnx/{file.name}"},
-    )
+    return OnnxEncoder(path, file.relative_to(path))

@@ -26,7 +26,7 @@ from embedtune.serve.metrics import ServeMetrics
 from embedtune.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+    from embedtune.serve.backends import Encoder
 
 __all__ = ["EmbeddingService", "Embedded", "version"]
 
@@ -48,7 +48,7 @@ class EmbeddingService:
 
     def __init__(
         self,
-        model: SentenceTransformer,
+        model: Encoder,
         settings: ServeSettings,
         model_name: str,
         *,
@@ -185,7 +185,7 @@ class EmbeddingService:
         return [len(ids) for ids in enc["input_ids"]]
 
 
-def _model_info(model: SentenceTransformer) -> tuple[int, int | None, dict[str, str]]:
+def _model_info(model: Encoder) -> tuple[int, int | None, dict[str, str]]:
     dim = model.get_embedding_dimension()
     if dim is None:
         dim = int(model.encode(["probe"], convert_to_numpy=True).shape[1])
