@@ -1,6 +1,6 @@
 """LoRA adapters: trained alone while the model's own weights stay frozen, merged before saving.
 
-peft is an optional dependency (``pip install embedtune[lora]``), imported only when
+peft is an optional dependency (``pip install -e '.[lora]'`` in a clone), imported only when
 ``train.lora`` is set. peft's ``inject_adapter_in_model`` rather than ``model.add_adapter``:
 transformers 5.24's adapter integration demands peft >= 0.22, newer than PyPI offers (0.21.2).
 The merged model loads without peft.
@@ -31,7 +31,7 @@ def add_lora(model: SentenceTransformer, rank: int) -> None:
         from peft import LoraConfig, inject_adapter_in_model
     except ImportError:
         raise ConfigError(
-            "train.lora needs peft, which is not installed; run `pip install embedtune[lora]`"
+            "train.lora needs peft, which is not installed; run `pip install 'peft~=0.21'` (in a clone: `pip install -e '.[lora]'`)"
         ) from None
     hf = model.transformers_model
     if hf is None:
