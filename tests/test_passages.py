@@ -120,7 +120,13 @@ def test_a_run_takes_one_step_per_batch_of_chunks(tmp_path):
     pairs = sum(len(v) for v in train.relevant_docs.values())
     assert pairs == 2 * chunks
     cfg = TrainConfig(
-        epochs=1, batch_size=7, max_seq_length=32, teacher=None, bf16="off", keep="last"
+        epochs=1,
+        batch_size=7,
+        max_seq_length=32,
+        teacher=None,
+        bf16="off",
+        keep="last",
+        passage_batches=True,
     )
     summary = finetune("all-MiniLM-L6-v2", train, val, cfg, tmp_path / "model")
     assert summary.steps == -(-chunks // 7)  # not one step per 7 pairs: half as many

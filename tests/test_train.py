@@ -268,7 +268,7 @@ def test_batch_larger_than_the_data_is_clamped_with_a_warning(tmp_path):
         "--batch-size", "64", "--epochs", "1", "--max-seq-length", "32",
     )  # fmt: skip
     assert out.exit_code == 0, out.output
-    assert "batch size 64 is larger than the 6 training chunks; using batch size 6" in out.output
+    assert "batch size 64 is larger than the 6 training pairs; using batch size 6" in out.output
     assert "ndcg@10" in out.output
     metrics = json.loads((tmp_path / "model.train" / "metrics.json").read_text())
     assert metrics["recipe"]["batch_size"] == 6 and metrics["steps"] == 1

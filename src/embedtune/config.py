@@ -193,10 +193,12 @@ class TrainConfig(_Section):
     seed: int = 42
     loss: Literal["mnrl", "cached_mnrl"] = "mnrl"
     passage_batches: bool = Field(
-        True,
+        False,
         description="Batch by chunk: batch_size counts distinct chunks, each with all of its "
-        "questions, and each chunk is encoded once per step (off: batch_size pairs, no chunk "
-        "twice in a batch). Off where training spans devices or uses Matryoshka or cached_mnrl.",
+        "questions, and each chunk is encoded once per step (training 1.32x faster at two "
+        "questions per chunk, but slightly lower gains in every comparison so far: BENCHMARKS.md, "
+        "Train). Off: batch_size pairs, no chunk twice in a batch. Ignored where training spans "
+        "devices or uses Matryoshka or cached_mnrl.",
     )
     mini_batch_size: int = Field(16, ge=1, description="cached_mnrl: sub-batch held in memory.")
     hard_negatives: int = Field(0, ge=0, description="Hard negatives mined per query; 0 = off.")

@@ -73,8 +73,8 @@ def train(
         int | None,
         typer.Option(
             metavar="N",
-            help="Passages per batch, each with all of its questions (pairs per batch with "
-            "--no-passage-batches): each question is told apart from the other passages in its "
+            help="Pairs per batch (passages, each with all of its questions, with "
+            "--passage-batches): each question is told apart from the other passages in its "
             "batch, so larger batches teach finer distinctions.",
             show_default=default("train.batch_size"),
         ),
@@ -83,8 +83,9 @@ def train(
         bool | None,
         typer.Option(
             "--passage-batches/--no-passage-batches",
-            help="Encode each passage once per step for all of its questions (fewer steps "
-            "when passages have several questions); off: batches of pairs.",
+            help="Encode each passage once per step for all of its questions: training 1.32x "
+            "faster at two questions per passage, gains slightly lower so far; off: batches "
+            "of pairs.",
             show_default=default("train.passage_batches", flag="passage-batches"),
         ),
     ] = None,

@@ -1,7 +1,7 @@
 """The loss a fine-tuning run trains with, built from ``train`` settings.
 
-- ``MultipleNegativesRankingLoss`` over (query, chunk) pairs (by default over each batch's
-  distinct chunks, :mod:`embedtune.train.passages`), or its GradCache form
+- ``MultipleNegativesRankingLoss`` over (query, chunk) pairs (with ``passage_batches``
+  over each batch's distinct chunks, :mod:`embedtune.train.passages`), or its GradCache form
   ``CachedMultipleNegativesRankingLoss`` (``loss: cached_mnrl``) for batches beyond memory;
 - with a teacher, :class:`~embedtune.train.distill.TeacherDistillLoss` (MNRL plus the KL term
   towards the teacher's in-batch ranking), and for the round trip's rejects the KL term alone;

@@ -2,11 +2,10 @@
 
 The recipe (each piece switchable in :class:`~embedtune.config.TrainConfig`):
 
-- ``MultipleNegativesRankingLoss`` over (query, chunk) pairs in passage batches: each batch
-  holds ``batch_size`` distinct chunks with all of their questions, and encodes each chunk once
-  (:mod:`~embedtune.train.passages`); with ``passage_batches: false`` pairs with the
-  ``NO_DUPLICATES`` batch sampler, so no batch holds the same chunk twice (a duplicate would be
-  scored as a negative of itself); ``CachedMultipleNegativesRankingLoss`` (GradCache) with ``loss="cached_mnrl"`` for
+- ``MultipleNegativesRankingLoss`` over (query, chunk) pairs with the ``NO_DUPLICATES`` batch
+  sampler, so no batch holds the same chunk twice (a duplicate would be scored as a negative of
+  itself), or with ``passage_batches`` batches of ``batch_size`` distinct chunks with all of
+  their questions, each chunk encoded once (:mod:`~embedtune.train.passages`); ``CachedMultipleNegativesRankingLoss`` (GradCache) with ``loss="cached_mnrl"`` for
   batches larger than memory allows; negatives gathered across devices under DDP
   (:mod:`~embedtune.train.losses`, :mod:`~embedtune.train.arguments`);
 - optional hard negatives mined from the base model (:mod:`~embedtune.train.negatives`);
