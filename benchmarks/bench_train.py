@@ -41,6 +41,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+# the script's folder is on sys.path when it runs: one copy of the query limit for both benches
+from bench_quality import limit_pairs  # noqa: E402
+
 from embedtune.config import TrainConfig  # noqa: E402
 from embedtune.dataset import QADataset, load_dataset_path  # noqa: E402
 from embedtune.models import load_model, resolve_model  # noqa: E402
@@ -115,17 +118,6 @@ def load_data(args) -> tuple[QADataset, QADataset, str]:
     n = args.limit or args.synthetic
     train, val = synthetic_pairs(Path(args.data) / "r-manuals", n)
     return train, val, f"synthetic ICT pairs ({n}) from the R manuals, R-FAQ.pdf excluded"
-
-
-def limit_pairs(ds: QADataset, n: int | None) -> QADataset:
-    if not n or len(ds.queries) <= n:
-        return ds
-    keep = list(ds.queries)[:n]
-    return QADataset(
-        queries={q: ds.queries[q] for q in keep},
-        corpus=ds.corpus,
-        relevant_docs={q: ds.relevant_docs[q] for q in keep},
-    )
 
 
 # ------------------------------------------------------------------------------- scoring
