@@ -171,6 +171,7 @@ def test_an_export_never_replaces_onnx_files_it_did_not_write(tmp_path):
     assert (model / "onnx" / "model_O4.onnx").read_bytes() == b"an optimised one"
 
 
+@needs_onnx  # without onnxruntime the backend says to install it first, before reading the folder
 def test_an_export_from_before_encoder_json_is_refused_with_the_fix(tmp_path):
     """Folders exported by Optimum (embedtune before this exporter) hold a graph without the
     model's pooling and no encoder.json: serving one says to export again."""
