@@ -282,3 +282,26 @@ def test_a_folder_is_served_under_its_name_never_its_path(tmp_path):
     assert served_name("sentence-transformers/all-MiniLM-L6-v2") == (
         "sentence-transformers/all-MiniLM-L6-v2"
     )
+
+
+def test_the_loaded_model_is_left_out_of_garbage_collections_while_serving(
+    monkeypatch, _minilm_session
+):
+    """Full collections over the model's objects stopped the server 0.3 s at a time (issue 16)."""
+    import gc
+
+    import uvicorn
+
+    import embedtune.serve.backends as backends
+
+    seen: dict[str, int] = {}
+    monkeypatch.setattr(backends, "load_backend", lambda *a, **k: _minilm_session)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **k: seen.update(frozen=gc.get_freeze_count()))
+    from embedtune.serve.app import serve
+
+    try:
+        serve("all-MiniLM-L6-v2", ServeConfig(backend="torch"))
+    finally:
+        gc.unfreeze()
+    # Every object alive when serving began, the model's included, is frozen.
+    assert seen["frozen"] > len(list(_minilm_session.parameters()))
