@@ -130,6 +130,8 @@ def test_filter_counts_every_reason_and_strips_numbering():
             "This sentence is a long remark without any question mark in it at all",
             "Which formula does lm take? And what does it return?",
             "Why does lm drop rows with NA? In the context of R, missing values are skipped",
+            # Judged after the cut, as a reply that stopped at its "?" is: too short.
+            "Why NA? Because the data frame has missing values in some of its rows",
         ],
     )
     assert f.dropped == {
@@ -137,7 +139,7 @@ def test_filter_counts_every_reason_and_strips_numbering():
         "empty": 1,
         "answer": 2,
         "not_a_question": 1,
-        "too_short": 1,
+        "too_short": 2,
         "too_long": 1,
         "mentions_context": 1,
         "duplicate_in_chunk": 1,
@@ -151,6 +153,7 @@ def test_filter_counts_every_reason_and_strips_numbering():
         "Why does lm drop rows with NA?",
     ]
     assert f.cleaned == {"numbering_stripped": 2, "cut_after_question": 2}
+    assert f.clean("Why NA?") == f.clean("Why NA? Because the data frame has missing values")
 
 
 def test_roundtrip_ranks_the_source_chunk(minilm):

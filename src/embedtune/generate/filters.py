@@ -114,15 +114,16 @@ class QuestionFilter:
         text = stripped
         if not text:
             return None, "empty"
+        if "?" in text and not text.endswith("?") or text.count("?") > 1:
+            # "What is X? What is Y?" or "What is X? In R, X is ...": the question ends at the
+            # first "?"; what follows is another question or the model answering itself. Cut
+            # first, then judged: a reply that stopped at its "?" is judged the same way.
+            text = text[: text.index("?") + 1]
+            self._last_cleanup = "cut_after_question"
         if _PREAMBLE.match(text) and (text.endswith(":") or not text.endswith("?")):
             return None, "preamble"
         if len(text) < self.min_chars:
             return None, "too_short"
-        if "?" in text and not text.endswith("?") or text.count("?") > 1:
-            # "What is X? What is Y?" or "What is X? In R, X is ...": the question ends at the
-            # first "?"; what follows is another question or the model answering itself.
-            text = text[: text.index("?") + 1]
-            self._last_cleanup = "cut_after_question"
         if len(text) > self.max_chars:
             return None, "too_long"
         if "?" not in text and len(text.split()) > 10:
