@@ -179,3 +179,31 @@ def test_local_batches_keep_a_chunks_calls_together():
     for chunk in chunks:  # 3 calls per chunk, batches of 8: a chunk never straddles two batches
         assert sum(any(c.chunk.id == chunk.id for c in b) for b in batches) == 1
     assert len(batches) == 5  # 2 chunks (6 calls) per batch, not 4 when 8 calls are split
+
+
+def test_a_question_stops_at_its_question_mark_and_keeps_what_the_filter_keeps():
+    import torch
+
+    from embedtune.generate.filters import QuestionFilter
+    from embedtune.generate.prompts import load_template, render
+
+    backend = _tiny_backend()
+    with torch.no_grad():  # make "?" likely, so replies go on after it unless they stop there
+        backend._model.lm_head.weight[backend._tok.convert_tokens_to_ids("?")] *= 3
+    template = load_template(None, "local")
+    prompts = [render(template, PASSAGES[c], 1, i) for c in ("t0", "t1", "v0") for i in range(2)]
+    backend.stop_at_question_mark = False
+    on = backend.complete_batch(prompts)
+    assert any("?" in r.text[:-1] for r in on)  # some reply went on after its "?"
+    backend.stop_at_question_mark = True
+    stopped = backend.complete_batch(prompts)
+    for full, short in zip(on, stopped, strict=True):
+        if "?" in full.text:
+            assert short.text == full.text[: full.text.index("?") + 1]
+        else:
+            assert short.text == full.text
+    written = sum(r.usage["completion_tokens"] for r in stopped)
+    assert written < sum(r.usage["completion_tokens"] for r in on)
+    # The question filter, which cuts at the first "?", keeps the same questions either way.
+    f = QuestionFilter()
+    assert [f.clean(r.text)[0] for r in stopped] == [f.clean(r.text)[0] for r in on]

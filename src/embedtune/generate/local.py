@@ -6,7 +6,8 @@ dequantised on load, which takes ~15-30 s); llama-cpp-python would need a ~5 min
 for the same measured speed on this model, so it is not used. Speed comes from batching: many
 prompts decoded together with left padding, prompts sorted by length so a batch pads little,
 the text of a chunk read once for all the questions asked about it (a shared key/value cache),
-greedy decoding stopped at the first newline with finished replies leaving the batch,
+greedy decoding stopped at the first newline or question mark with finished replies leaving the
+batch,
 ``torch.inference_mode``::
 
     backend = LocalBackend(cfg.generate)
@@ -44,6 +45,10 @@ log = logging.getLogger("embedtune.generate")
 LOCAL_MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: Greedy decoding from a 135M model repeats itself without it.
 REPETITION_PENALTY = 1.1
+#: Where one question ends. The 135M model often goes on after its question on the same line
+#: (answering it, or asking another) until ``max_new_tokens``; the question filter keeps only the
+#: text up to the first "?", so decoding stops there (see BENCHMARKS.md, generate).
+QUESTION_STOPS = ["\n", "?"]
 
 
 def _cpu_has_bf16() -> bool:
@@ -86,6 +91,8 @@ class LocalBackend:
         self.share_prefixes = True
         # A question that is written leaves the batch (see _greedy).
         self.drop_finished = True
+        # ... as soon as its "?" is written (QUESTION_STOPS), not at the end of its line.
+        self.stop_at_question_mark = True
         # The template's opening, the same in every prompt, is read once per batch.
         self.share_template = True
         self._stop: Any = None
@@ -95,12 +102,18 @@ class LocalBackend:
 
     def sampling(self) -> dict[str, Any]:
         """The settings that shape a reply (part of the cache key)."""
+        # Stopping at the "?" too is not in the key: replies stored before it went on after
+        # their "?", which the question filter cuts, so they give the same questions and stay
+        # valid (a key change would ask every call again).
         return {
             "decoding": "greedy",
             "max_new_tokens": self.max_new_tokens,
             "stop": "newline" if self.per_question else None,
             "dtype": self.dtype,
         }
+
+    def _stops(self) -> list[str]:
+        return QUESTION_STOPS if self.stop_at_question_mark else ["\n"]
 
     def load(self) -> None:
         if self._model is not None:
@@ -155,7 +168,7 @@ class LocalBackend:
             "repetition_penalty": REPETITION_PENALTY,
         }
         if self.per_question:
-            kwargs.update(stop_strings=["\n"], tokenizer=self._tok)
+            kwargs.update(stop_strings=self._stops(), tokenizer=self._tok)
         return kwargs
 
     def _reply(self, prefix: str, new_tokens: Any, prompt_tokens: int) -> Completion:
@@ -216,7 +229,7 @@ class LocalBackend:
 
     def _greedy(self, input_ids: Any, attention_mask: Any, cache: Any) -> list[Any]:
         """transformers' greedy ``generate`` with this backend's settings, but a row that has
-        finished (end of turn, a newline, or ``max_new_tokens``) leaves the batch.
+        finished (end of turn, a newline or "?", or ``max_new_tokens``) leaves the batch.
 
         ``generate`` computes every row until the slowest one stops, while a batch's replies
         differ in length several-fold, so much of its decoding goes to rows that have finished
@@ -228,10 +241,11 @@ class LocalBackend:
         if cache is None:
             cache = DynamicCache()
         stop = None
-        if self.per_question:  # one question per call ends at its line's end
-            if self._stop is None:
-                self._stop = StopStringCriteria(tok, ["\n"])
-            stop = self._stop
+        if self.per_question:  # one question per call ends at its "?" or its line's end
+            stops = self._stops()
+            if self._stop is None or self._stop[0] != stops:
+                self._stop = (stops, StopStringCriteria(tok, stops))
+            stop = self._stop[1]
         eos = model.generation_config.eos_token_id
         eos_ids = torch.tensor(
             eos if isinstance(eos, list) else [eos if eos is not None else -1], device=self.device
