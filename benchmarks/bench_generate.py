@@ -267,11 +267,13 @@ def bench_local(data: Path, n_chunks: int, batch_sizes: list[int]) -> dict:
 
 def bench_prefix(data: Path, n_chunks: int, kinds: list[int], dtype: str) -> dict:
     """transformers' ``generate`` on whole prompts against the backend's own paths: a chunk's
-    text read once (shared beginnings), and finished replies leaving the batch. The same calls,
-    batched as the runner batches them (a chunk's calls together), one pass each in one
-    process; the replies must be the same text."""
+    text read once (shared beginnings), finished replies leaving the batch, and a question
+    stopping at its "?". The same calls, batched as the runner batches them (a chunk's calls
+    together), one pass each in one process; the replies must be the same text (up to the "?"
+    in the last mode) and give the question filter the same questions."""
     import torch
 
+    from embedtune.generate.filters import QuestionFilter
     from embedtune.generate.local import LocalBackend
     from embedtune.generate.prompts import load_template, render
     from embedtune.generate.runner import _Call, _local_batches
@@ -283,12 +285,14 @@ def bench_prefix(data: Path, n_chunks: int, kinds: list[int], dtype: str) -> dic
     template = load_template(None, "local")
     out: dict = {"cpu_threads": torch.get_num_threads(), "dtype": backend.dtype, "rows": []}
     backend.complete_batch([render(template, chunks[0].text, 1, 0)])  # warm-up
-    modes = {  # (share_prefixes, drop_finished, share_template)
-        "generate() on whole prompts (before)": (False, False, False),
-        "own loop: finished rows leave": (False, True, False),
-        "+ a chunk's text read once": (True, True, False),
-        "+ the template's opening read once per batch (default)": (True, True, True),
+    modes = {  # (share_prefixes, drop_finished, share_template, stop_at_question_mark)
+        "generate() on whole prompts (before)": (False, False, False, False),
+        "own loop: finished rows leave": (False, True, False, False),
+        "+ a chunk's text read once": (True, True, False, False),
+        "+ the template's opening read once per batch": (True, True, True, False),
+        "+ a question stops at its '?' (default)": (True, True, True, True),
     }
+    question = QuestionFilter(g.min_question_chars, g.max_question_chars).clean
     for k in kinds:
         calls = [
             _Call("train", c, i, f"{c.id}/{i}", render(template, c.text, 1, i))
@@ -298,15 +302,20 @@ def bench_prefix(data: Path, n_chunks: int, kinds: list[int], dtype: str) -> dic
         batches = _local_batches(calls, backend.batch_size)
         reference: list[str] = []
         before = 0.0
-        for label, (share, drop, opening) in modes.items():
+        for label, (share, drop, opening, stop_q) in modes.items():
             backend.share_prefixes, backend.drop_finished = share, drop
-            backend.share_template = opening
+            backend.share_template, backend.stop_at_question_mark = opening, stop_q
             start = time.perf_counter()
-            texts = [r.text for b in batches for r in backend.complete_batch([c.prompt for c in b])]
+            replies = [r for b in batches for r in backend.complete_batch([c.prompt for c in b])]
             seconds = time.perf_counter() - start
+            texts = [r.text for r in replies]
             if not reference:
                 reference, before = texts, seconds
             same = sum(a == b for a, b in zip(reference, texts, strict=True))
+            # Stopping at the "?" shortens replies; what matters is the question the filter keeps.
+            kept_same = sum(
+                question(a) == question(b) for a, b in zip(reference, texts, strict=True)
+            )
             row = {
                 "questions_per_chunk": k,
                 "mode": label,
@@ -314,10 +323,13 @@ def bench_prefix(data: Path, n_chunks: int, kinds: list[int], dtype: str) -> dic
                 "seconds": round(seconds, 1),
                 "speedup": round(before / seconds, 2),
                 "identical_replies": f"{same}/{len(calls)}",
+                "identical_kept_questions": f"{kept_same}/{len(calls)}",
+                "new_tokens": sum(r.usage["completion_tokens"] for r in replies),
             }
             out["rows"].append(row)
             print(f"  {k} per chunk, {len(calls)} calls, {label}: {seconds:.1f} s = "
-                  f"{row['speedup']}x; same replies {same}")  # fmt: skip
+                  f"{row['speedup']}x; same replies {same}, same kept questions {kept_same}, "
+                  f"{row['new_tokens']} tokens written")  # fmt: skip
     return out
 
 
@@ -373,7 +385,8 @@ def _table(results: dict) -> None:
     if "prefix" in results:
         pre = results["prefix"]
         t = Table(title=f"local backend paths, {pre['dtype']}, {pre['cpu_threads']} threads")
-        for col in ("per chunk", "mode", "calls", "seconds", "speedup", "same replies"):
+        cols = ("per chunk", "mode", "calls", "seconds", "speedup", "same replies", "same kept")
+        for col in cols:
             t.add_column(col, justify="left" if col == "mode" else "right")
         for r in pre["rows"]:
             t.add_row(
@@ -383,6 +396,7 @@ def _table(results: dict) -> None:
                 str(r["seconds"]),
                 f"{r['speedup']}x",
                 r["identical_replies"],
+                r.get("identical_kept_questions", "-"),
             )
         console.print(t)
 

