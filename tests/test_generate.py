@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from embedtune.config import GenerateConfig, load_config
@@ -20,6 +21,7 @@ from embedtune.generate import run_generate
 from embedtune.generate.cache import ResponseCache
 from embedtune.generate.filters import QuestionFilter, roundtrip_keep
 from embedtune.generate.prompts import load_template, parse_questions, render, to_messages
+from embedtune.generate.report import summary_table
 from embedtune.records import Chunk, write_jsonl
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -328,6 +330,10 @@ def test_a_chunk_budget_writes_for_a_sample_and_judges_within_it(tmp_path, minil
     assert len(small) == 4 and small < large and len(large) == 6
     saved = QADataset.from_json(run / "data" / "train.json")
     assert len(saved.corpus) == 10
+    console = Console(width=120, record=True)
+    console.print(summary_table(report))  # the user sees that a sample was written for
+    shown = console.export_text()
+    assert "4 of 10" in shown and "2 of 4" in shown
 
 
 def test_the_validation_budget_is_its_own_and_never_above_the_split_budget(tmp_path, minilm_path):

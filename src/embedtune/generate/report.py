@@ -103,7 +103,8 @@ def summary_table(report: GenerateReport | DryRunReport) -> Any:
         drops = sorted(s.dropped.items(), key=lambda kv: -kv[1])[:3]
         table.add_row(
             split,
-            str(s.chunks_used),
+            # a budget (generate.max_chunks) writes for a sample: say of how many
+            f"{s.chunks_used} of {s.chunks}" if s.chunks_used < s.chunks else str(s.chunks),
             str(s.calls),
             str(s.new_calls),
             str(s.raw_questions),
