@@ -570,6 +570,15 @@ def t_torn_rejects(env: Env) -> list[str]:
     return ["train", "--run", str(env.run), "--teacher", "all-MiniLM-L6-v2"]
 
 
+def t_device_unknown(env: Env) -> list[str]:
+    return [*_train_on(GOOD)(env), "--device", "gpu"]
+
+
+def t_device_missing(env: Env) -> list[str]:
+    env.monkeypatch.setenv("EMBEDTUNE_DEVICE", "cuda:7")  # no GPU here, or fewer than 8
+    return _train_on(GOOD)(env)
+
+
 TRAIN_JSON = "{inputs}/train.json"
 TRAIN = [
     Case("training data missing", t_missing_data, 2, "{inputs}/nope.json not found"),
@@ -593,6 +602,10 @@ TRAIN = [
     Case("output is a folder embedtune did not write", t_output_is_a_user_folder, 2,
          "the output folder {inputs}/Documents already exists and was not written by embedtune"),
     Case("base model missing", t_missing_model, 2, "{inputs}/no-such-model"),
+    Case("a device torch does not know", t_device_unknown, 2,
+         "Invalid value for '--device': 'gpu' is not a device; use auto, cpu, cuda, cuda:N or mps"),
+    Case("EMBEDTUNE_DEVICE names a GPU the machine lacks", t_device_missing, 2,
+         "EMBEDTUNE_DEVICE: 'cuda:7' asks for "),
     Case("run without generated data", t_run_without_data, 2,
          "{run}/data/train.json not found; run `embedtune generate --run {run}` first"),
     Case("BEIR training set with empty qrels", t_beir_empty_qrels, 2,

@@ -125,3 +125,29 @@ def test_help_imports_no_model_or_settings_library():
     code = f"import sys, embedtune.cli; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_device_reaches_every_stage_for_the_command_and_no_further(monkeypatch, tmp_path):
+    import embedtune.train as train_stage
+
+    seen: list[str | None] = []
+
+    def fake_run_train(*args, **kwargs):
+        import os
+
+        seen.append(os.environ.get("EMBEDTUNE_DEVICE"))
+        raise SystemExit(0)
+
+    monkeypatch.delenv("EMBEDTUNE_DEVICE", raising=False)
+    monkeypatch.setattr(train_stage, "run_train", fake_run_train)
+    (tmp_path / "data").mkdir()
+    result = runner.invoke(app, ["train", "--run", str(tmp_path), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert seen == ["cpu"]  # models.default_device() reads it in every stage
+    import os
+
+    assert "EMBEDTUNE_DEVICE" not in os.environ  # restored when the command ends
+
+    bad = runner.invoke(app, ["evaluate", "--run", str(tmp_path), "--device", "gpu"])
+    assert bad.exit_code == 2
+    assert "Invalid value for '--device': 'gpu' is not a device; use auto, cpu" in bad.output

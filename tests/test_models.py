@@ -170,9 +170,19 @@ def test_one_variable_moves_every_stage_to_a_device(monkeypatch):
 
     monkeypatch.delenv("EMBEDTUNE_DEVICE", raising=False)
     assert default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a machine with 2 GPUs
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setenv("EMBEDTUNE_DEVICE", "cuda:1")
     assert default_device() == "cuda:1"
     assert default_device("cpu") == "cpu"  # an explicit setting wins
+    with pytest.raises(
+        InputError,
+        match=r"EMBEDTUNE_DEVICE: 'cuda:2' asks for GPU 2, but torch sees 2 \(cuda:0 to cuda:1\)",
+    ):
+        monkeypatch.setenv("EMBEDTUNE_DEVICE", "cuda:2")
+        default_device()
+    with pytest.raises(InputError, match="--device: 'tpu' is not a device; use auto, cpu"):
+        default_device("tpu")
     monkeypatch.setenv("EMBEDTUNE_DEVICE", "cpu")
     writer = LocalBackend(load_config(environ={}).generate)
     assert writer.device == "cpu" and writer.dtype in ("float32", "bfloat16")

@@ -48,3 +48,19 @@ def test_the_base_scored_through_the_cache_matches_the_evaluator(minilm):
     assert 0 < direct["ndcg@10"] < 1 and direct.keys() <= cached.keys()
     for name, value in direct.items():
         assert cached[name] == pytest.approx(value, abs=1e-4), name
+
+
+def test_training_stays_on_the_cpu_when_told_to_on_a_machine_with_a_gpu(monkeypatch, tmp_path):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    plan = schedule(TrainConfig(), [100], world=1)
+
+    def args() -> object:
+        return training_arguments(
+            TrainConfig(), plan, tmp_path, prompts={}, best_metric=None, progress_bars=False
+        )
+
+    monkeypatch.setenv("EMBEDTUNE_DEVICE", "cpu")
+    assert args().use_cpu is True  # else the trainer moves the model to the GPU

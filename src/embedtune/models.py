@@ -209,19 +209,47 @@ def resolve_model(name: str) -> str:
 
 
 def default_device(setting: str | None = None) -> str:
-    """Where models run: ``setting``, else ``$EMBEDTUNE_DEVICE``, else "auto", which is the GPU
-    when torch sees one (``cuda``) and the CPU otherwise. Every stage asks here, so one variable
-    moves the writer, the judge, training, evaluation and serving together::
+    """Where models run: ``setting`` (``--device``), else ``$EMBEDTUNE_DEVICE``, else "auto",
+    which is the GPU when torch sees one (``cuda``) and the CPU otherwise. Every stage asks
+    here, so one setting moves the writer, the judge, training, evaluation and serving together::
 
         >>> default_device("cpu")
         'cpu'
-    """
-    choice = (setting or os.environ.get("EMBEDTUNE_DEVICE") or "auto").strip().lower()
-    if choice != "auto":
-        return choice
+
+    A device torch does not know, or one this machine lacks, is an :class:`InputError` that says
+    which to use instead (rather than torch's error deep inside the first model that loads)."""
+    given = setting or os.environ.get("EMBEDTUNE_DEVICE")
+    source = "--device" if setting else "EMBEDTUNE_DEVICE"
+    choice = (given or "auto").strip().lower()
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(choice)
+    except (RuntimeError, ValueError):
+        raise InputError(
+            f"{source}: {given!r} is not a device; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(
+                f"{source}: {given!r} asks for a GPU, but torch {torch.__version__} sees none "
+                "(a CPU build, or no driver); use auto or cpu"
+            )
+        if device.index is not None and device.index >= count:
+            raise InputError(
+                f"{source}: {given!r} asks for GPU {device.index}, but torch sees {count} "
+                f"(cuda:0 to cuda:{count - 1})"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"{source}: {given!r} asks for Apple's GPU, which this machine lacks")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise InputError(
+            f"{source}: {given!r} is not supported; use auto, cpu, cuda, cuda:N or mps"
+        )
+    return choice
 
 
 def load_model(name: str, **kwargs: Any) -> SentenceTransformer:

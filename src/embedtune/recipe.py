@@ -30,7 +30,13 @@ from pathlib import Path
 
 from embedtune.config import ChunkConfig, GenerateConfig, PipelineConfig, Resolved, TrainConfig
 from embedtune.errors import InputError
-from embedtune.models import ModelWindow, is_alias_of, is_installed, model_window
+from embedtune.models import (
+    ModelWindow,
+    default_device,
+    is_alias_of,
+    is_installed,
+    model_window,
+)
 
 __all__ = [
     "AUTO_TEACHER",
@@ -205,7 +211,7 @@ def bf16_support() -> tuple[bool, str]:
     """Whether ``train.bf16: auto`` trains in bf16 autocast here, and why."""
     import torch  # lazy: only a command that settles the configuration pays for it
 
-    if torch.cuda.is_available():
+    if default_device().startswith("cuda"):
         on = torch.cuda.is_bf16_supported()
         return on, "the GPU " + ("supports" if on else "does not support") + " bf16"
     # On CPU, on where the CPU has native bf16: faster per step, with the validation scores of

@@ -4,6 +4,7 @@ style of help (uppercase placeholders such as DIR, N, MODEL; defaults read from 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -23,6 +24,7 @@ __all__ = [
     "app",
     "RunDir",
     "ConfigFile",
+    "Device",
     "run_config",
     "console",
     "default",
@@ -133,6 +135,43 @@ ConfigFile = Annotated[
         "-c",
         metavar="FILE",
         help="YAML config (default: RUN/config.yaml if present; see `embedtune init`).",
+    ),
+]
+
+
+def _pin_device(ctx: typer.Context, value: str | None) -> str | None:
+    """--device checked at once (a bad name fails before any model loads) and set as
+    ``$EMBEDTUNE_DEVICE`` for the command, which every stage reads (models.default_device)."""
+    if value is None:
+        return None
+    from embedtune.models import default_device
+
+    try:
+        chosen = default_device(value)
+    except EmbedtuneError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--device: ")) from None
+    before = os.environ.get("EMBEDTUNE_DEVICE")
+    os.environ["EMBEDTUNE_DEVICE"] = chosen
+
+    def restore() -> None:
+        if before is None:
+            os.environ.pop("EMBEDTUNE_DEVICE", None)
+        else:
+            os.environ["EMBEDTUNE_DEVICE"] = before
+
+    ctx.call_on_close(restore)
+    return chosen
+
+
+Device = Annotated[
+    str | None,
+    typer.Option(
+        "--device",
+        metavar="DEVICE",
+        callback=_pin_device,
+        help="Where models run: auto (the GPU when torch sees one), cpu, cuda, cuda:N or mps. "
+        "Training uses the first visible GPU (choose with CUDA_VISIBLE_DEVICES).",
+        show_default=Shown("$EMBEDTUNE_DEVICE, else auto"),
     ),
 ]
 

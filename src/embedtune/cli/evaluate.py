@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from embedtune.cli._app import ConfigFile, Shown, app, console, default, run_config
+from embedtune.cli._app import ConfigFile, Device, Shown, app, console, default, run_config
 
 if TYPE_CHECKING:
     from embedtune.evaluate import EvaluateSummary
@@ -102,6 +102,7 @@ def evaluate(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="With --run: evaluate again even if current.")
     ] = False,
+    device: Device = None,
 ) -> None:
     """Score models on retrieval data: base first, then each model with a 95% interval and a
     verdict (better / worse / no clear difference) on NDCG@10.

@@ -4,7 +4,16 @@ from typing import Annotated
 
 import typer
 
-from embedtune.cli._app import ConfigFile, RunDir, app, console, default, log_to_console, run_config
+from embedtune.cli._app import (
+    ConfigFile,
+    Device,
+    RunDir,
+    app,
+    console,
+    default,
+    log_to_console,
+    run_config,
+)
 
 
 @app.command()
@@ -97,6 +106,7 @@ def generate(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Move the response cache aside and ask again.")
     ] = False,
+    device: Device = None,
 ) -> None:
     """Write questions for each chunk with an LLM and save train/val datasets.
 

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from embedtune.cli._app import RunDir, app, console, default, log_to_console, run_config
+from embedtune.cli._app import Device, RunDir, app, console, default, log_to_console, run_config
 
 if TYPE_CHECKING:
     from embedtune.artifacts import StageResult
@@ -59,6 +59,7 @@ def run(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Redo every stage, ignoring cached work.")
     ] = False,
+    device: Device = None,
 ) -> None:
     """Run the whole pipeline: prepare, generate, train, evaluate.
 

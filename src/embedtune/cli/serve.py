@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from embedtune.cli._app import ConfigFile, app
+from embedtune.cli._app import ConfigFile, Device, app
 
 
 @app.command()
@@ -77,6 +77,7 @@ def serve(
         typer.Option(min=1, help="Largest request body before 413 [default: 16 MiB]."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+    device: Device = None,
 ) -> None:
     """Serve embeddings over HTTP, in OpenAI's and text-embeddings-inference's APIs.
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from embedtune.cli._app import ConfigFile, app, default, run_config
+from embedtune.cli._app import ConfigFile, Device, app, default, run_config
 from embedtune.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -233,6 +233,7 @@ def train(
             "discarded, and the old model stays until the new one replaces it.",
         ),
     ] = False,
+    device: Device = None,
 ) -> None:
     """Fine-tune the embedding model on the generated questions.
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
-import torch
 from sentence_transformers import SentenceTransformerTrainingArguments
 from sentence_transformers.sentence_transformer.training_args import (
     BatchSamplers,
@@ -27,6 +26,7 @@ from sentence_transformers.sentence_transformer.training_args import (
 
 from embedtune.config import TrainConfig
 from embedtune.errors import ConfigError, TrainingError
+from embedtune.models import default_device
 from embedtune.progress import bars_shown
 from embedtune.train.passages import PassageBatchSampler
 
@@ -94,7 +94,8 @@ def training_arguments(
 ) -> SentenceTransformerTrainingArguments:
     """sentence-transformers' arguments for ``cfg`` on ``plan``; ``best_metric`` is the
     validation metric that picks the best checkpoint (None: no validation data)."""
-    cuda = torch.cuda.is_available()
+    device = default_device()
+    cuda = device.startswith("cuda")
     validated = best_metric is not None
     return SentenceTransformerTrainingArguments(
         output_dir=str(checkpoints),
@@ -107,7 +108,7 @@ def training_arguments(
         seed=cfg.seed,
         data_seed=cfg.seed,
         bf16=cfg.bf16 == "on",
-        use_cpu=not cuda,
+        use_cpu=device == "cpu",  # else the GPU torch picks (cuda: the first visible)
         ddp_backend=("gloo" if not cuda else None) if plan.world_size > 1 else None,
         # by chunk, each encoded once for all its questions; else no batch holds the same
         # chunk twice (it would be scored as a negative of itself)
