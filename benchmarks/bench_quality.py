@@ -42,8 +42,8 @@ import numpy as np
 
 from embedtune.config import EvaluateConfig, TrainConfig
 from embedtune.dataset import QADataset, load_dataset_path
-from embedtune.evaluate.evaluator import evaluate_models
-from embedtune.evaluate.metrics import paired_bootstrap
+from embedtune.evaluate.evaluator import evaluate_models, run_verdict
+from embedtune.evaluate.metrics import paired_bootstrap, verdict
 from embedtune.train import finetune
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,6 +160,40 @@ def summarize(path: Path, samples: int = 2000) -> None:
                 text += f" ({lo:+.4f}, {hi:+.4f})"
             cells.append(text)
         print(" | ".join(str(k) for k in key) + f" | {len(rows)} | " + "; ".join(cells))
+    rows = [row for group in groups.values() for row in group]
+    for human in ("rfaq", "headings"):
+        print_agreement(rows, human)
+
+
+def run_says(row: dict, human: str) -> str:
+    """The verdict ``embedtune run`` gives for ``row``, from the validation sets it judges on
+    (the generated questions and, unless ``human`` is the set being checked, the headings)."""
+    names = {"val": "val", **({"headings": "val-headings"} if human != "headings" else {})}
+    return run_verdict({names[n]: verdict(*row[n]["ci"]) for n in names if n in row})[0]
+
+
+def print_agreement(rows: list[dict], human: str) -> None:
+    """How often the run's verdict agrees with people's questions (issue 20): a table of the
+    run's verdict against ``human``'s, over every trained row that has both."""
+    pairs = [(run_says(r, human), verdict(*r[human]["ci"]), r[human]["diff"]) for r in rows
+             if "val" in r and human in r and "ci" in r["val"]]  # fmt: skip
+    if not pairs:
+        return
+    same = sum(run == people for run, people, _ in pairs)
+    signed = sum(run == "better" and diff > 0 or run == "worse" and diff < 0
+                 for run, _, diff in pairs)  # fmt: skip
+    decided = sum(run in ("better", "worse") for run, _, _ in pairs)
+    judged = "val" if human == "headings" else "val + headings"
+    print(f"\nthe run's verdict ({judged}) against {human}, {len(pairs)} trained rows: same "
+          f"verdict {same}/{len(pairs)}; where the run decided, the sign agrees "
+          f"{signed}/{decided}")  # fmt: skip
+    kinds = ("better", "no clear difference", "worse", "mixed")
+    print(f"{'run says':>22} | " + " | ".join(f"{human} {k}" for k in kinds[:3]))
+    for run in kinds:
+        counts = [sum(r == run and p == k for r, p, _ in pairs) for k in kinds[:3]]
+        if any(counts):
+            print(f"{run:>22} | " + " | ".join(f"{c:>{len(human) + 1 + len(k)}}"
+                                               for c, k in zip(counts, kinds[:3], strict=True)))  # fmt: skip
 
 
 def limit_pairs(ds: QADataset, n: int | None) -> QADataset:

@@ -59,3 +59,24 @@ def test_a_recipe_trains_with_the_product_and_its_row_summarises(bench, tmp_path
     bench.main(["--summary", "--out", str(out)])
     line = capsys.readouterr().out.splitlines()[-1]
     assert line.startswith("tiny | None | mnrl") and f"val {row['val']['diff']:+.4f}" in line
+
+
+def test_the_summary_says_how_often_the_runs_verdict_matches_peoples(bench, tmp_path, capsys):
+    def row(seed: int, val: list[float], headings: list[float], rfaq: float) -> dict:
+        sets = {"val": val, "headings": headings, "rfaq": [rfaq - 0.01, rfaq + 0.01]}
+        return {"recipe": "default", "seed": seed, "data": "x"} | {
+            name: {"diff": sum(ci) / 2, "ci": ci} for name, ci in sets.items()
+        }
+
+    rows = [
+        row(1, [0.01, 0.03], [-0.01, 0.01], 0.02),  # run: better; people: better
+        row(2, [-0.01, 0.01], [0.01, 0.02], -0.005),  # run: better (headings); people: worse sign
+        row(3, [-0.01, 0.01], [-0.01, 0.01], 0.0),  # no clear difference on both
+    ]
+    out = tmp_path / "quality.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bench.main(["--summary", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert "against rfaq, 3 trained rows: same verdict 2/3; where the run decided, the sign " \
+        "agrees 1/2" in text  # fmt: skip
+    assert "against headings, 3 trained rows: same verdict 1/3" in text  # val alone there
