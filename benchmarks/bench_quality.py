@@ -148,7 +148,8 @@ def summarize(path: Path, samples: int = 2000) -> None:
     print(" | ".join(GROUP_KEYS) + " | seeds | set: mean Δ [min, max] (CI of the seed mean)")
     for key, rows in groups.items():
         cells = []
-        for name in ("val", "headings", "rfaq", "pyfaq"):
+        names = [k for k in dict.fromkeys(k for r in rows for k in r) if _is_set(rows, k)]
+        for name in names:
             have = [r[name] for r in rows if name in r]
             if not have:
                 continue
@@ -161,8 +162,15 @@ def summarize(path: Path, samples: int = 2000) -> None:
             cells.append(text)
         print(" | ".join(str(k) for k in key) + f" | {len(rows)} | " + "; ".join(cells))
     rows = [row for group in groups.values() for row in group]
-    for human in ("rfaq", "headings"):
-        print_agreement(rows, human)
+    humans = [k for k in dict.fromkeys(k for r in rows for k in r) if _is_set(rows, k)]
+    for human in humans:
+        if human not in ("val", "pyfaq"):  # people's questions on the documents' domain
+            print_agreement(rows, human)
+
+
+def _is_set(rows: list[dict], key: str) -> bool:
+    """Whether ``key`` of the rows is a scored set (a dict with a diff), not a setting."""
+    return any(isinstance(r.get(key), dict) and "diff" in r[key] for r in rows)
 
 
 def run_says(row: dict, human: str) -> str:
@@ -250,6 +258,14 @@ def parser() -> argparse.ArgumentParser:
         help="score these models (zero-shot, or already fine-tuned folders) against the base on "
         "the same sets instead of training",
     )
+    ap.add_argument(
+        "--eval",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="another human-written set (BEIR folder or llama-index JSON) to score, under NAME, "
+        "e.g. cvs=.embedtune-data/cvs/faq; repeat it",
+    )
     ap.add_argument("--val-data", type=Path, help="validation set instead of RUN/data/val.json")
     ap.add_argument(
         "--headings",
@@ -273,6 +289,11 @@ def load_sets(args, ap: argparse.ArgumentParser) -> tuple[QADataset, dict[str, Q
     for name, path in (("rfaq", args.rfaq), ("pyfaq", args.pyfaq)):
         if path and Path(path).is_dir():
             sets[name] = QADataset.from_beir(path)
+    for item in args.eval:
+        name, _, path = item.partition("=")
+        if not (name and path) or name in sets:
+            ap.error(f"--eval {item!r}: expected NAME=PATH with a new NAME (not {', '.join(sets)})")
+        sets[name] = load_dataset_path(Path(path))
     return train, sets
 
 

@@ -80,3 +80,19 @@ def test_the_summary_says_how_often_the_runs_verdict_matches_peoples(bench, tmp_
     assert "against rfaq, 3 trained rows: same verdict 2/3; where the run decided, the sign " \
         "agrees 1/2" in text  # fmt: skip
     assert "against headings, 3 trained rows: same verdict 1/3" in text  # val alone there
+
+
+def test_another_human_set_is_scored_and_summarised_under_its_name(bench, tmp_path, capsys):
+    train, val = make_sets(n_train=14, n_val=4)
+    val.to_json(tmp_path / "val.json")
+    train.to_json(tmp_path / "train.json")
+    out = tmp_path / "quality.jsonl"
+    bench.main(
+        ["--train-data", str(tmp_path / "train.json"), "--val-data", str(tmp_path / "val.json"),
+         "--eval", f"cvs={tmp_path / 'val.json'}", "--rfaq", "", "--pyfaq", "",
+         "--zero-shot", "all-MiniLM-L6-v2", "--out", str(out)]
+    )  # fmt: skip
+    assert "cvs" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main(["--train-data", str(tmp_path / "train.json"), "--val-data",
+                    str(tmp_path / "val.json"), "--eval", "val=x.json", "--zero-shot"])  # fmt: skip
