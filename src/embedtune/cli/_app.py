@@ -19,6 +19,7 @@ from typer._click.globals import get_current_context
 from typer.core import TyperCommand, TyperGroup
 
 from embedtune.errors import EmbedtuneError
+from embedtune.models import default_device
 
 __all__ = [
     "app",
@@ -144,8 +145,6 @@ def _pin_device(ctx: typer.Context, value: str | None) -> str | None:
     ``$EMBEDTUNE_DEVICE`` for the command, which every stage reads (models.default_device)."""
     if value is None:
         return None
-    from embedtune.models import default_device
-
     try:
         chosen = default_device(value)
     except EmbedtuneError as exc:
