@@ -309,6 +309,28 @@ def test_hard_negatives_are_mined_through_the_base_models_embedding_cache(tmp_pa
     assert cache.get_or_encode(list(train.queries.values()), "query", never).shape[0] == 28
 
 
+def test_a_shortened_window_keeps_its_own_embedding_cache(tmp_path, monkeypatch):
+    """At another max_seq_length the embeddings differ: mining encodes into a cache of that
+    length (so a re-run at it encodes nothing again) and never into the model's own."""
+    from embedtune.embeddings import EmbeddingCache, model_fingerprint
+
+    monkeypatch.setenv("EMBEDTUNE_CACHE", str(tmp_path / "cache"))
+    train, _ = make_sets()
+    cfg = _cfg(hard_negatives=1, max_seq_length=48, query_prompt=None, matryoshka_dims=None,
+               epochs=1)  # fmt: skip
+    run_train(cfg, _run_dir(tmp_path / "run"))
+    texts = list(train.corpus.values())
+
+    def never(missing: list[str]) -> np.ndarray:
+        raise AssertionError(f"{len(missing)} training texts were not in the cache")
+
+    at_48 = EmbeddingCache(model_fingerprint("all-MiniLM-L6-v2", max_seq_length=48))
+    assert at_48.get_or_encode(texts, "document", never).shape[0] == 28
+    own = EmbeddingCache(model_fingerprint("all-MiniLM-L6-v2"))
+    own.get_or_encode(texts, "document", lambda missing: np.zeros((len(missing), 384)))
+    assert own.encoded == 28  # nothing at 48 tokens was stored as the full window's
+
+
 def test_keep_last_saves_the_end_of_training_not_the_best_checkpoint(tmp_path):
     run = _run_dir(tmp_path / "run")
     summary = run_train(_cfg(keep="last", matryoshka_dims=None), run)

@@ -124,17 +124,21 @@ def _hub_snapshot(name: str) -> Path | None:
         return None
 
 
-def model_fingerprint(name: str) -> str | None:
+def model_fingerprint(name: str, *, max_seq_length: int | None = None) -> str | None:
     """A fingerprint of a model given by alias, local path or hub id; None when it cannot be
-    determined without downloading (a hub id not yet in the local hub cache)."""
+    determined without downloading (a hub id not yet in the local hub cache). A model read at
+    another ``max_seq_length`` than its own gives other embeddings, so it gets a fingerprint,
+    and a cache, of its own."""
     path = resolve_model(name)
     if os.path.isdir(path):
-        return "dir-" + _folder_fingerprint(Path(path))
-    snapshot = _hub_snapshot(path)
-    if snapshot is None:
-        return None
-    # The snapshot folder is named after the commit, which pins every file's content.
-    return "hub-" + content_hash(path, snapshot.name, length=24)
+        fingerprint = "dir-" + _folder_fingerprint(Path(path))
+    else:
+        snapshot = _hub_snapshot(path)
+        if snapshot is None:
+            return None
+        # The snapshot folder is named after the commit, which pins every file's content.
+        fingerprint = "hub-" + content_hash(path, snapshot.name, length=24)
+    return fingerprint if max_seq_length is None else f"{fingerprint}-len{max_seq_length}"
 
 
 def loaded_model_fingerprint(model: SentenceTransformer) -> str:

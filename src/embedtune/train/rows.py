@@ -123,8 +123,8 @@ def _with_hard_negatives(
 ) -> Dataset:
     say(f"mining {cfg.hard_negatives} hard negative(s) per pair with the base model")
     # The round trip encoded the training chunks and questions with the base through its
-    # embedding cache; read them back unless the sequence length differs from the model's.
-    fingerprint = model_fingerprint(model_name) if cfg.max_seq_length is None else None
+    # embedding cache; read them back (another sequence length has a cache of its own).
+    fingerprint = model_fingerprint(model_name, max_seq_length=cfg.max_seq_length)
     return mine_hard_negatives(
         model,
         train,
@@ -167,9 +167,9 @@ def _add_teacher_labels(rows: TrainingRows, cfg: TrainConfig, say: Say) -> None:
     if cfg.max_seq_length is not None:
         teacher.max_seq_length = cfg.max_seq_length
     # Through the teacher's embedding cache: a re-run, the round trip it judged, or the teacher
-    # scored as an evaluation baseline, encodes nothing twice. A shortened max_seq_length
-    # changes the embeddings, so then the cache is not used.
-    fingerprint = model_fingerprint(cfg.teacher) if cfg.max_seq_length is None else None
+    # scored as an evaluation baseline, encodes nothing twice. Another max_seq_length changes
+    # the embeddings, so it has a cache of its own (shared by re-runs at that length).
+    fingerprint = model_fingerprint(cfg.teacher, max_seq_length=cfg.max_seq_length)
     cache = EmbeddingCache(fingerprint) if fingerprint else None
 
     def labelled(data: Dataset) -> Dataset:
