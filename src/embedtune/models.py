@@ -253,8 +253,11 @@ def default_device(setting: str | None = None) -> str:
 
 
 def load_model(name: str, **kwargs: Any) -> SentenceTransformer:
-    """Load a sentence-transformers model by alias, hub id or path, with a clear error."""
+    """Load a sentence-transformers model by alias, hub id or path, with a clear error; on
+    :func:`default_device` unless ``device`` is given."""
     from sentence_transformers import SentenceTransformer
+
+    kwargs.setdefault("device", default_device())
 
     path = resolve_model(name)
     if os.path.isdir(path) and not (

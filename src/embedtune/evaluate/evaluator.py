@@ -56,7 +56,7 @@ from embedtune.evaluate.results import (
     best_model,
 )
 from embedtune.layout import RunLayout
-from embedtune.models import default_device, load_model, resolve_model
+from embedtune.models import load_model, resolve_model
 from embedtune.ownership import check_replaceable, mark
 from embedtune.records import read_json
 from embedtune.retrieval import PRIMARY_METRIC, hit_rate_curve, metric_names, score_retrieval
@@ -179,7 +179,7 @@ def _describe(model: SentenceTransformer) -> str:
 
 def _load(name: str) -> SentenceTransformer:
     try:
-        return load_model(name, device=default_device())
+        return load_model(name)
     except InputError:
         raise
     except Exception as exc:  # transformers raises many types for a broken folder

@@ -48,7 +48,7 @@ from embedtune.generate.local import LocalBackend
 from embedtune.generate.prompts import PromptTemplate, load_template, parse_questions, render
 from embedtune.generate.report import DryRunReport, DryRunSplit, GenerateReport, SplitReport
 from embedtune.layout import BEIR_SPLIT, SPLITS, RunLayout
-from embedtune.models import default_device, load_model, resolve_model
+from embedtune.models import load_model, resolve_model
 from embedtune.progress import bar
 from embedtune.recipe import settle
 from embedtune.records import Chunk, content_hash, read_chunks, read_json, write_json_atomic
@@ -594,7 +594,7 @@ def _roundtrip(job: _Job, questions: _Questions) -> list[_Question]:
     the training questions dropped (which training with a teacher still learns from)."""
     assert job.g.roundtrip_top_k is not None
     log.info("round trip: loading %s to judge the questions", job.judge)
-    model = load_model(job.judge, device=default_device())
+    model = load_model(job.judge)
     # Training and evaluation encode these same chunks with this same model (the base, or the
     # judge as the teacher or a baseline): share its cache.
     cache = EmbeddingCache(model_fingerprint(job.judge))

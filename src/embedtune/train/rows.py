@@ -22,7 +22,7 @@ from embedtune.config import TrainConfig
 from embedtune.dataset import QADataset
 from embedtune.embeddings import EmbeddingCache, model_fingerprint
 from embedtune.errors import EmbedtuneError, InputError
-from embedtune.models import default_device, load_model
+from embedtune.models import load_model
 from embedtune.train.data import check_dataset, pair_rows, pairs_dataset
 from embedtune.train.distill import teacher_labels
 from embedtune.train.negatives import mine_hard_negatives
@@ -79,7 +79,7 @@ class TrainingRows:
 def load_for_training(name: str) -> SentenceTransformer:
     """A model to train or teach with, on the GPU when there is one, with a clear error."""
     try:
-        return load_model(name, device=default_device())
+        return load_model(name)
     except EmbedtuneError:
         raise
     except Exception as exc:  # transformers raises many types for a folder that is no model
