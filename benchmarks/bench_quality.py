@@ -148,8 +148,7 @@ def summarize(path: Path, samples: int = 2000) -> None:
     print(" | ".join(GROUP_KEYS) + " | seeds | set: mean Δ [min, max] (CI of the seed mean)")
     for key, rows in groups.items():
         cells = []
-        names = [k for k in dict.fromkeys(k for r in rows for k in r) if _is_set(rows, k)]
-        for name in names:
+        for name in set_names(rows):
             have = [r[name] for r in rows if name in r]
             if not have:
                 continue
@@ -162,15 +161,15 @@ def summarize(path: Path, samples: int = 2000) -> None:
             cells.append(text)
         print(" | ".join(str(k) for k in key) + f" | {len(rows)} | " + "; ".join(cells))
     rows = [row for group in groups.values() for row in group]
-    humans = [k for k in dict.fromkeys(k for r in rows for k in r) if _is_set(rows, k)]
-    for human in humans:
+    for human in set_names(rows):
         if human not in ("val", "pyfaq"):  # people's questions on the documents' domain
             print_agreement(rows, human)
 
 
-def _is_set(rows: list[dict], key: str) -> bool:
-    """Whether ``key`` of the rows is a scored set (a dict with a diff), not a setting."""
-    return any(isinstance(r.get(key), dict) and "diff" in r[key] for r in rows)
+def set_names(rows: list[dict]) -> list[str]:
+    """The scored sets among the rows' keys (a dict with a diff, not a setting), in order."""
+    keys = dict.fromkeys(k for r in rows for k in r)
+    return [k for k in keys if any(isinstance(r.get(k), dict) and "diff" in r[k] for r in rows)]
 
 
 def run_says(row: dict, human: str) -> str:
