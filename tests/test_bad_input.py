@@ -406,6 +406,16 @@ def g_unknown_model(env: Env) -> list[str]:
     return _generate(env, "--model", "no-such-model")
 
 
+def g_writer_unknown(env: Env) -> list[str]:
+    _chunked(env)
+    return _generate(env, "--backend", "local", "--local-model", "gemma-7b")
+
+
+def g_writer_file_missing(env: Env) -> list[str]:
+    _chunked(env)
+    return _generate(env, "--backend", "local", "--local-model", str(env.inputs / "w.gguf"))
+
+
 def g_prompt_missing(env: Env) -> list[str]:
     _chunked(env)
     return _generate(env, "--prompt-file", str(env.inputs / "prompt.txt"))
@@ -483,6 +493,12 @@ GENERATE = [
          ("chunks",)),
     Case("model unknown to the server", g_unknown_model, 2,
          "model 'no-such-model' was not found at {url} (404)", ("chunks",)),
+    Case("offline writer unknown", g_writer_unknown, 2,
+         "generate.local_model: 'gemma-7b' is neither a known offline writer (smollm2, "
+         "gemma3-270m) nor a GGUF file", ("chunks",)),
+    Case("offline writer's GGUF file missing", g_writer_file_missing, 2,
+         "generate.local_model: {inputs}/w.gguf not found; give the path to a .gguf file",
+         ("chunks",)),
     Case("prompt file missing", g_prompt_missing, 2,
          "generate.prompt_file {inputs}/prompt.txt not found", ("chunks",)),
     Case("prompt file without placeholders", g_prompt_without_placeholders, 2,

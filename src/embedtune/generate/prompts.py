@@ -30,6 +30,7 @@ from embedtune.errors import ConfigError
 
 __all__ = [
     "to_messages",
+    "to_passages",
     "PromptTemplate",
     "load_template",
     "render",
@@ -128,6 +129,30 @@ def to_messages(prompt: str) -> list[dict[str, str]]:
     for role, content in zip(parts[1::2], parts[2::2], strict=True):
         messages.append({"role": role, "content": content.strip()})
     return messages
+
+
+def to_passages(messages: list[dict[str, str]]) -> str:
+    """Chat messages as plain text for a base model, which has no chat template.
+
+    A base model continues text rather than following turns, and asked in the chat's words it
+    copies the worked example or writes vague questions; shown passages each followed by the
+    question it answers, it writes one about the last passage. So: the system message opens,
+    each user turn becomes ``Passage:`` and its text, without its last paragraph (the
+    instruction, "Write one question ..."), and each assistant turn ``Question:`` and its text.
+    The reply's prefix (a last assistant turn) ends the text, where the model goes on.
+    """
+    parts: list[str] = []
+    for m in messages:
+        content = m["content"].strip()
+        if m["role"] == "system":
+            parts.append(content + "\n\n")
+        elif m["role"] == "user":
+            passage, _, instruction = content.rpartition("\n\n")
+            parts.append(f"Passage: {passage or instruction}\n")
+        else:
+            parts.append(f"Question: {content}\n\n")
+    text = "".join(parts)
+    return text.rstrip("\n") if messages[-1]["role"] == "assistant" else text + "Question: "
 
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
