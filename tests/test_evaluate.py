@@ -271,6 +271,12 @@ def test_model_that_cannot_load_is_named(tmp_path):
         evaluate_models([str(not_a_model)], {"d": small_dataset()}, _cfg(), None)
     with pytest.raises(InputError, match="does not exist"):
         evaluate_models([str(tmp_path / "missing")], {"d": small_dataset()}, _cfg(), None)
+    # A report folder is claimed only once there is a report: a failed load leaves none behind.
+    with pytest.raises(InputError, match="does not exist"):
+        evaluate_models(
+            [str(tmp_path / "missing")], {"d": small_dataset()}, _cfg(), tmp_path / "eval"
+        )
+    assert not (tmp_path / "eval").exists()
 
 
 # --------------------------------------------------------------------------- run dir

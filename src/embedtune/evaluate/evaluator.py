@@ -299,8 +299,7 @@ def evaluate_models(
     for name, ds in datasets.items():
         ds.validate_references(f"dataset {name!r}")
     if output_dir is not None:  # reports replace metrics.json, report.md...: only in our folder
-        check_replaceable(output_dir, "the report folder")
-        mark(output_dir, "eval")
+        check_replaceable(output_dir, "the report folder")  # claimed once there is a report
 
     corpora = {
         name: _with_extra(ds, (extra_corpus or {}).get(name) if cfg.corpus == "full" else None)
@@ -353,6 +352,7 @@ def evaluate_models(
         training=training,
     )
     if output_dir is not None:
+        mark(output_dir, "eval")
         write_outputs(evaluation, output_dir)
     return evaluation
 
