@@ -28,6 +28,12 @@ that differ only in seed.
 scores other models (zero-shot, or fine-tuned folders) on the same sets without training; with
 ``--label`` each folder is also recorded as a row (its recipe and seed read from the training
 summary beside it), so ``--summary`` averages, e.g., three seeds of ``embedtune run``.
+
+    python benchmarks/bench_quality.py --compare s12-cvs-gemma s11-cvs-2ep
+
+sets two groups of rows side by side (their ``--label``, e.g. the same recipe on two writers'
+questions): on each set both were scored on, except the generated validation split (each run
+writes its own), the difference of the seed-averaged gains with its paired bootstrap interval.
 """
 
 from __future__ import annotations
@@ -166,6 +172,34 @@ def summarize(path: Path, samples: int = 2000) -> None:
             print_agreement(rows, human)
 
 
+def compare(path: Path, label_a: str, label_b: str, samples: int = 2000) -> None:
+    """Group ``label_a`` against group ``label_b`` (rows' ``data``): per shared set, each seed
+    mean gain and their difference, with the paired bootstrap interval of the per-query
+    difference between the two seed means (the same questions, so a paired test)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    groups = {}
+    for label in (label_a, label_b):
+        mine = [r for r in rows if r.get("data") == label]
+        keys = {tuple(r.get(k) for k in GROUP_KEYS if k != "data") for r in mine}
+        if len(keys) != 1:
+            raise SystemExit(f"--compare {label}: {len(mine)} rows in {len(keys)} groups of "
+                             f"{path}; give the label of one group (see --summary)")  # fmt: skip
+        groups[label] = mine
+    print(f"{label_a} ({len(groups[label_a])} seeds) against {label_b} "
+          f"({len(groups[label_b])} seeds): NDCG@10 gain over the base")  # fmt: skip
+    print(f"{'set':>10} | {label_a:>14} | {label_b:>14} | difference (95% CI)")
+    for name in set_names(rows):
+        per = {k: [r[name]["per_query_diff"] for r in g if "per_query_diff" in r.get(name, {})]
+               for k, g in groups.items()}  # fmt: skip
+        lengths = {len(p) for ps in per.values() for p in ps}
+        if name == "val" or not all(per.values()) or len(lengths) != 1:
+            continue  # the generated split differs per run; or not scored on both
+        a, b = (np.mean(per[k], axis=0) for k in (label_a, label_b))
+        lo, hi = seed_mean_interval([a - b], samples)
+        print(f"{name:>10} | {a.mean():>+14.4f} | {b.mean():>+14.4f} | "
+              f"{a.mean() - b.mean():+.4f} ({lo:+.4f}, {hi:+.4f})")  # fmt: skip
+
+
 def set_names(rows: list[dict]) -> list[str]:
     """The scored sets among the rows' keys (a dict with a diff, not a setting), in order."""
     keys = dict.fromkeys(k for r in rows for k in r)
@@ -251,6 +285,12 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/quality.jsonl")
     ap.add_argument("--summary", action="store_true", help="summarise --out and exit")
     ap.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("LABEL_A", "LABEL_B"),
+        help="two groups of --out (by --label) side by side on the sets both have, and exit",
+    )
+    ap.add_argument(
         "--zero-shot",
         nargs="*",
         metavar="MODEL",
@@ -312,6 +352,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.summary:
         summarize(args.out)
+        return
+    if args.compare:
+        compare(args.out, *args.compare)
         return
     train, sets = load_sets(args, ap)
     ecfg = EvaluateConfig(corpus="split", bootstrap_samples=1000)

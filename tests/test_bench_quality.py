@@ -96,3 +96,32 @@ def test_another_human_set_is_scored_and_summarised_under_its_name(bench, tmp_pa
     with pytest.raises(SystemExit):
         bench.main(["--train-data", str(tmp_path / "train.json"), "--val-data",
                     str(tmp_path / "val.json"), "--eval", "val=x.json", "--zero-shot"])  # fmt: skip
+
+
+def test_compare_sets_two_writers_side_by_side_on_the_same_questions(bench, tmp_path, capsys):
+    def row(data: str, seed: int, cvs: list[float], val: list[float]) -> dict:
+        sets = {"cvs": cvs, "val": val}
+        return {"recipe": "default", "seed": seed, "data": data, "epochs": 2.0} | {
+            name: {"diff": sum(d) / len(d), "ci": [-1, 1], "per_query_diff": d}
+            for name, d in sets.items()
+        }
+
+    rows = [
+        row("gemma", 1, [0.2, 0.1, 0.0, 0.1], [0.5]),
+        row("gemma", 2, [0.2, 0.1, 0.2, 0.1], [0.5]),
+        row("smol", 1, [0.0, 0.0, -0.1, 0.0], [0.1, 0.2]),
+    ]
+    out = tmp_path / "quality.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bench.main(["--compare", "gemma", "smol", "--out", str(out)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("gemma (2 seeds) against smol (1 seeds)")
+    cvs = next(line for line in lines if line.strip().startswith("cvs"))
+    assert "+0.1250" in cvs and "-0.0250" in cvs and "+0.1500 (" in cvs
+    assert not any(line.strip().startswith("val") for line in lines)  # each run's own questions
+
+    out.write_text(
+        out.read_text() + json.dumps(row("smol", 2, [0, 0, 0, 0], [0]) | {"epochs": 1.0})
+    )
+    with pytest.raises(SystemExit, match="smol: 2 rows in 2 groups"):
+        bench.main(["--compare", "gemma", "smol", "--out", str(out)])
