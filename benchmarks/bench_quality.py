@@ -117,7 +117,19 @@ def train_model(
     summary = finetune(
         args.base, train, val, train_config(recipe, seed, args), out, rejects=rejects
     )
-    return out, {"train_s": round(time.time() - t0, 1), "steps": summary.steps}
+    timing = {"train_s": round(time.time() - t0, 1), "steps": summary.steps}
+    return out, {**timing, "bf16": summary.recipe.bf16, "cpu": cpu_name()}
+
+
+def cpu_name() -> str | None:
+    """The CPU's model name (rows from different machines differ in speed and, with bf16, in
+    numbers); None where /proc/cpuinfo is missing."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return None
+    names = [line.partition(":")[2].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")]  # fmt: skip
+    return names[0] if names else None
 
 
 GROUP_KEYS = (

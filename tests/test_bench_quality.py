@@ -50,6 +50,7 @@ def test_a_recipe_trains_with_the_product_and_its_row_summarises(bench, tmp_path
     row = json.loads(out.read_text())
     assert row["trainer"] == "embedtune.train.finetune"
     assert (row["recipe"], row["seed"], row["steps"], row["pairs"]) == ("mnrl", 1, 2, 14)
+    assert row["bf16"] is False and "cpu" in row  # --set bf16=off; the machine is recorded
     assert (tmp_path / "work" / "mnrl-s1" / "modules.json").is_file()
     assert len(row["val"]["per_query_diff"]) == 4
     lo, hi = row["val"]["ci"]
