@@ -153,12 +153,14 @@ def main() -> None:
 
     import torch
 
-    peak = {"float32": round(matmul_peak("float32"), 1)}
     flags = cpu_flags()
+    peak = {"float32": round(matmul_peak("float32"), 1)}
+    if flags["avx512_bf16"] or flags["amx_bf16"]:  # the writer and training run in bf16 there
+        peak["bfloat16"] = round(matmul_peak("bfloat16"), 1)
     print(
         f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-        f"flags {', '.join(f for f, on in flags.items() if on)}; fp32 matmul peak "
-        f"{peak['float32']} GFLOP/s",
+        f"flags {', '.join(f for f, on in flags.items() if on)}; matmul peak "
+        + ", ".join(f"{dtype} {gf} GFLOP/s" for dtype, gf in peak.items()),
         flush=True,
     )
 
@@ -235,14 +237,17 @@ def main() -> None:
             }
             for name, ds in (result.get("datasets") or {}).items()
         },
-        "verdict": _read(run / "result.json").get("verdict"),
+        # the stages run one by one, so no RUN/result.json: the verdict `embedtune run` would
+        # write is evaluate's, over the run's own validation sets
+        "verdict": result.get("verdict"),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
 
     w, t = row["writer"], row["train"]
-    print(f"\n| stage | seconds | work | rate | GFLOP/s (peak {peak['float32']}) |")
+    peaks = " / ".join(f"{gf} {dtype}" for dtype, gf in peak.items())
+    print(f"\n| stage | seconds | work | rate | GFLOP/s (peak {peaks}) |")
     print("|---|---:|---|---|---:|")
     print(f"| prepare | {times['prepare']:.0f} | | | |")
     print(
