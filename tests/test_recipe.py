@@ -6,7 +6,7 @@ import pytest
 
 from embedtune import recipe
 from embedtune.config import PipelineConfig, TrainConfig, dump_config, load_config
-from embedtune.recipe import AUTO_TEACHER, resolve_train, settle
+from embedtune.recipe import AUTO_TEACHER, cpu_supports_bf16, resolve_train, settle
 
 
 @pytest.fixture()
@@ -104,3 +104,19 @@ def test_settling_afresh_resolves_again(monkeypatch):
     monkeypatch.setattr(recipe, "is_installed", lambda which: True)  # `make setup-mpnet`
     assert settle(before).train.teacher is None  # settled: read as it is
     assert settle(before, afresh=True).train.teacher == AUTO_TEACHER
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [
+        ("fpu sse2 avx2 avx512f avx512bw avx512_bf16 avx512_vnni", True),
+        ("fpu avx2 amx_bf16 amx_tile", True),
+        ("fpu sse2 avx2 fma f16c", False),  # AMD EPYC of sessions 5-12: float32
+        ("fpu avx512f avx512_fp16", False),  # fp16 is not bf16
+    ],
+)
+def test_bf16_is_native_only_where_the_cpu_says_so(tmp_path, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    assert cpu_supports_bf16(cpuinfo) is native
+    assert cpu_supports_bf16(tmp_path / "missing") is False  # no /proc: float32, no error

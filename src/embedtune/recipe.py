@@ -25,6 +25,7 @@ round trip, are read back from the shared cache by training::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -198,13 +199,14 @@ def fit_chunks(
     return limit, overlap, why
 
 
-def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16)."""
+def cpu_supports_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16): training's
+    ``bf16: auto`` and the offline writer's ``local_dtype: auto`` both follow it."""
     try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore")
+        flags = cpuinfo.read_text(encoding="utf-8", errors="ignore")
     except OSError:
         return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+    return bool(re.search(r"\b(?:avx512_bf16|amx_bf16)\b", flags))
 
 
 def bf16_support() -> tuple[bool, str]:

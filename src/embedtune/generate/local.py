@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,6 +36,7 @@ from embedtune.config import GenerateConfig
 from embedtune.generate.client import Completion
 from embedtune.generate.prompts import to_messages, to_passages
 from embedtune.models import LOCAL_WRITERS, default_device, writer_gguf_path
+from embedtune.recipe import cpu_supports_bf16
 
 __all__ = ["LocalBackend", "LOCAL_MODEL_NAME", "resolve_dtype", "shared_prefix_groups"]
 
@@ -52,14 +51,6 @@ REPETITION_PENALTY = 1.1
 QUESTION_STOPS = ["\n", "?"]
 
 
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return bool(re.search(r"\b(?:avx512_bf16|amx_bf16)\b", flags))
-
-
 def resolve_dtype(setting: str, device: str = "cpu") -> str:
     """'bfloat16' or 'float32'; 'auto' picks bfloat16 where the hardware computes it natively.
 
@@ -71,7 +62,7 @@ def resolve_dtype(setting: str, device: str = "cpu") -> str:
         return setting
     if device.startswith("cuda"):
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    return "bfloat16" if _cpu_has_bf16() else "float32"
+    return "bfloat16" if cpu_supports_bf16() else "float32"
 
 
 def writer_label(local_model: str) -> str:
