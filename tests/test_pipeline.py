@@ -107,3 +107,23 @@ def test_run_goes_from_documents_to_a_verdict_and_skips_when_current(tmp_path, m
         assert val["baselines"]["minilm"]["diff"] == 0  # the base itself, zero-shot
         # a baseline no better than the base is never recommended
         assert "recommendation" not in third.output
+
+
+def test_run_passes_the_offline_writer_on_and_names_it_when_it_is_missing(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, paragraphs in TOPICS.items():
+        (docs / name).write_text(f"# {name}\n\n" + "\n\n".join((p + " ") * 4 for p in paragraphs))
+    run = tmp_path / "run"
+    writer = tmp_path / "writer.gguf"
+    result = CliRunner().invoke(
+        app, ["run", "--docs", str(docs), "--run", str(run), "--local-model", str(writer)]
+    )
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert f"generate.local_model: {writer} not found; give the path to a .gguf file" in text
+    assert "Traceback" not in result.output
+    assert yaml.safe_load((run / "config.yaml").read_text())["generate"]["local_model"] == str(
+        writer
+    )
+    assert (run / "chunks" / "train.jsonl").is_file()  # prepare's work stays for the re-run

