@@ -153,9 +153,11 @@ def main() -> None:
 
     import torch
 
+    from embedtune.recipe import cpu_supports_bf16
+
     flags = cpu_flags()
     peak = {"float32": round(matmul_peak("float32"), 1)}
-    if flags["avx512_bf16"] or flags["amx_bf16"]:  # the writer and training run in bf16 there
+    if cpu_supports_bf16():  # the product's own check: the writer and training run in bf16
         peak["bfloat16"] = round(matmul_peak("bfloat16"), 1)
     print(
         f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
