@@ -416,6 +416,12 @@ def g_writer_file_missing(env: Env) -> list[str]:
     return _generate(env, "--backend", "local", "--local-model", str(env.inputs / "w.gguf"))
 
 
+def g_writer_not_gguf(env: Env) -> list[str]:
+    _chunked(env)
+    (env.inputs / "w.gguf").write_bytes(b"not a model")
+    return _generate(env, "--backend", "local", "--local-model", str(env.inputs / "w.gguf"))
+
+
 def g_prompt_missing(env: Env) -> list[str]:
     _chunked(env)
     return _generate(env, "--prompt-file", str(env.inputs / "prompt.txt"))
@@ -498,6 +504,9 @@ GENERATE = [
          "gemma3-270m) nor a GGUF file", ("chunks",)),
     Case("offline writer's GGUF file missing", g_writer_file_missing, 2,
          "generate.local_model: {inputs}/w.gguf not found; give the path to a .gguf file",
+         ("chunks",)),
+    Case("offline writer's file is not a GGUF model", g_writer_not_gguf, 2,
+         "generate.local_model: {inputs}/w.gguf cannot be loaded as a GGUF language model",
          ("chunks",)),
     Case("prompt file missing", g_prompt_missing, 2,
          "generate.prompt_file {inputs}/prompt.txt not found", ("chunks",)),

@@ -33,6 +33,7 @@ from transformers.generation.stopping_criteria import StopStringCriteria
 from transformers.utils import logging as hf_logging
 
 from embedtune.config import GenerateConfig
+from embedtune.errors import InputError
 from embedtune.generate.client import Completion
 from embedtune.generate.prompts import to_messages, to_passages
 from embedtune.models import LOCAL_WRITERS, default_device, writer_gguf_path
@@ -133,6 +134,12 @@ class LocalBackend:
             model = AutoModelForCausalLM.from_pretrained(
                 str(path.parent), gguf_file=path.name, dtype=dtype
             )
+        except (ValueError, OSError, KeyError, EOFError) as e:  # not, or not wholly, a GGUF model
+            raise InputError(
+                f"generate.local_model: {path} cannot be loaded as a GGUF language model ({e}); "
+                "give a complete .gguf file of a model transformers reads (e.g. llama, gemma3, "
+                "qwen2), or one of the offline writers smollm2, gemma3-270m"
+            ) from e
         finally:
             hf_logging.set_verbosity(verbosity)
             hf_logging.enable_progress_bar()
