@@ -383,6 +383,27 @@ def test_auto_judge_is_the_training_teacher(tmp_path, minilm_path):
     assert report.splits["train"].roundtrip["model"] == minilm_path
 
 
+def test_a_bfloat16_judge_shares_its_embeddings_with_the_teacher_and_not_with_evaluation(
+    tmp_path, minilm_path
+):
+    """Where the judge encodes in bf16 (roundtrip_dtype), its chunk embeddings go to the cache
+    the bf16 teacher reads its labels from; the float32 cache that evaluation reads stays as it
+    was, so no reported score comes from bf16 embeddings."""
+    from embedtune.embeddings import EmbeddingCache, model_fingerprint
+
+    run = make_run(tmp_path, n_train=6, n_val=3)
+    with FakeOpenAI() as server:
+        cfg = config(server, roundtrip_top_k=2, roundtrip_model=minilm_path)
+        cfg.generate.roundtrip_dtype = "bfloat16"
+        report = run_generate(cfg, run)
+    assert report.splits["train"].kept > 0
+    texts = [json.loads(line)["text"] for line in (run / "chunks" / "train.jsonl").open()]
+    bf16 = EmbeddingCache(model_fingerprint(minilm_path, dtype="bfloat16"))
+    fp32 = EmbeddingCache(model_fingerprint(minilm_path))
+    assert bf16.missing(texts, "document") == []
+    assert len(fp32.missing(texts, "document")) == len(texts)
+
+
 def test_bad_roundtrip_model_fails_before_any_call(tmp_path):
     run = make_run(tmp_path, n_train=2, n_val=1)
     with FakeOpenAI() as server:

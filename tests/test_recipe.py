@@ -59,6 +59,20 @@ def test_round_trip_judge_follows_the_teacher(mpnet_installed):
     assert settle(named).generate.roundtrip_model == "my/judge"
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_the_judge_encodes_in_bf16_where_training_does(mpnet_installed, monkeypatch, native):
+    """roundtrip_dtype: auto follows the same hardware check as train.bf16: auto, so the round
+    trip's embeddings are the ones the teacher's labels read back; a given dtype stays."""
+    monkeypatch.setattr(recipe, "bf16_support", lambda: (native, "checked"))
+    cfg = settle(PipelineConfig())
+    assert cfg.generate.roundtrip_dtype == ("bfloat16" if native else "float32")
+    assert cfg.train.bf16 == ("on" if native else "off")
+    assert cfg.resolved["generate.roundtrip_dtype"].why.startswith("checked")
+    given = settle(PipelineConfig(generate={"roundtrip_dtype": "float32"}))
+    assert given.generate.roundtrip_dtype == "float32"
+    assert "generate.roundtrip_dtype" not in given.resolved
+
+
 def test_auto_teacher_steps_aside_for_cached_mnrl(mpnet_installed):
     t, resolved = resolve_train("all-MiniLM-L6-v2", TrainConfig(loss="cached_mnrl"))
     assert t.teacher is None and "cached_mnrl" in resolved["train.teacher"].why

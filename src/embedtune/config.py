@@ -164,6 +164,13 @@ class GenerateConfig(_Section):
         "model than the base); 'auto' = the training teacher when train.teacher gives one, "
         "else the base model; None = the base model.",
     )
+    roundtrip_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="The round-trip judge's weights; 'auto' = bfloat16 where the CPU has "
+        "AVX512-BF16 or AMX or the GPU has bf16 (3x faster, 8 of 3,095 decisions changed: "
+        "BENCHMARKS.md, round trip), else float32. The teacher's labels follow train.bf16 alike; "
+        "evaluation always encodes in float32.",
+    )
     min_question_chars: int = Field(12, ge=1)
     max_question_chars: int = Field(300, ge=10)
     seed: int = 42

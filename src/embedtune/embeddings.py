@@ -124,11 +124,14 @@ def _hub_snapshot(name: str) -> Path | None:
         return None
 
 
-def model_fingerprint(name: str, *, max_seq_length: int | None = None) -> str | None:
+def model_fingerprint(
+    name: str, *, max_seq_length: int | None = None, dtype: str = "float32"
+) -> str | None:
     """A fingerprint of a model given by alias, local path or hub id; None when it cannot be
     determined without downloading (a hub id not yet in the local hub cache). A model read at
-    another ``max_seq_length`` than its own gives other embeddings, so it gets a fingerprint,
-    and a cache, of its own."""
+    another ``max_seq_length`` than its own, or with other weights than float32 (``dtype``:
+    the teacher's and the judge's bfloat16), gives other embeddings, so it gets a fingerprint,
+    and a cache, of its own: the evaluation's float32 embeddings never mix with them."""
     path = resolve_model(name)
     if os.path.isdir(path):
         fingerprint = "dir-" + _folder_fingerprint(Path(path))
@@ -138,7 +141,11 @@ def model_fingerprint(name: str, *, max_seq_length: int | None = None) -> str | 
             return None
         # The snapshot folder is named after the commit, which pins every file's content.
         fingerprint = "hub-" + content_hash(path, snapshot.name, length=24)
-    return fingerprint if max_seq_length is None else f"{fingerprint}-len{max_seq_length}"
+    if max_seq_length is not None:
+        fingerprint += f"-len{max_seq_length}"
+    if dtype != "float32":
+        fingerprint += f"-{dtype}"
+    return fingerprint
 
 
 def loaded_model_fingerprint(model: SentenceTransformer) -> str:

@@ -259,12 +259,16 @@ def default_device(setting: str | None = None) -> str:
     return choice
 
 
-def load_model(name: str, **kwargs: Any) -> SentenceTransformer:
+def load_model(name: str, *, dtype: str = "float32", **kwargs: Any) -> SentenceTransformer:
     """Load a sentence-transformers model by alias, hub id or path, with a clear error; on
-    :func:`default_device` unless ``device`` is given."""
+    :func:`default_device` unless ``device`` is given, with weights in ``dtype`` ("float32" or
+    "bfloat16", for a model that only encodes: the judge, the teacher)."""
+    import torch
     from sentence_transformers import SentenceTransformer
 
     kwargs.setdefault("device", default_device())
+    if dtype != "float32":
+        kwargs["model_kwargs"] = {**kwargs.get("model_kwargs", {}), "dtype": getattr(torch, dtype)}
 
     path = resolve_model(name)
     if os.path.isdir(path) and not (

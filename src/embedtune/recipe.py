@@ -2,7 +2,7 @@
 
 A configuration leaves some choices to embedtune: ``train.teacher: auto``, ``train.epochs`` and
 ``train.learning_rate`` left unset, ``train.bf16: auto``, ``generate.roundtrip_model: auto``,
-and a ``chunk.chunk_size`` longer than the model reads. :func:`settle` makes these choices once,
+``generate.roundtrip_dtype: auto``, and a ``chunk.chunk_size`` longer than the model reads. :func:`settle` makes these choices once,
 when a command has read its configuration; the stages read the settled values and resolve
 nothing again, and ``RUN/config.yaml`` keeps them with a ``resolved`` section that says what each
 setting was given as and why it became what it is.
@@ -13,7 +13,8 @@ pay off, and no other base gets a teacher unless one is named (a teacher must be
 its student); 2 epochs at 5e-5 with a teacher, 1 epoch at 2e-5 (sentence-transformers' usual)
 without. The teacher judges generation's round trip too, so the questions kept for training are
 those the teacher finds their chunk for, and its embeddings of the chunks, computed once by the
-round trip, are read back from the shared cache by training::
+round trip, are read back from the shared cache by training. Where the hardware has native bf16
+both encode with bfloat16 weights (a cache of their own: evaluation encodes in float32)::
 
     >>> from embedtune.config import TrainConfig
     >>> train, resolved = resolve_train("BAAI/bge-base-en-v1.5", TrainConfig(bf16="off"))
@@ -45,6 +46,7 @@ __all__ = [
     "resolve_train",
     "resolve_teacher",
     "resolve_judge",
+    "judge_dtype",
     "resolve_chunks",
     "fit_chunks",
     "bf16_support",
@@ -148,12 +150,28 @@ def resolve_judge(
 ) -> tuple[GenerateConfig, dict[str, Resolved]]:
     """``generate.roundtrip_model: auto`` resolved: the training teacher when there is one, so
     the questions kept are those the teacher answers, else the base model."""
-    if cfg.roundtrip_model != "auto":
-        return cfg, {}
-    judge = teacher or base
-    why = "the training teacher judges" if teacher else "no teacher: the base model judges"
-    resolved = {"generate.roundtrip_model": Resolved(given="auto", value=judge, why=why)}
-    return cfg.model_copy(update={"roundtrip_model": judge}), resolved
+    resolved: dict[str, Resolved] = {}
+    update: dict[str, str | None] = {}
+    if cfg.roundtrip_model == "auto":
+        judge = teacher or base
+        why = "the training teacher judges" if teacher else "no teacher: the base model judges"
+        resolved["generate.roundtrip_model"] = Resolved(given="auto", value=judge, why=why)
+        update["roundtrip_model"] = judge
+    if cfg.roundtrip_dtype == "auto":
+        dtype, why = judge_dtype()
+        resolved["generate.roundtrip_dtype"] = Resolved(given="auto", value=dtype, why=why)
+        update["roundtrip_dtype"] = dtype
+    return (cfg.model_copy(update=update) if update else cfg), resolved
+
+
+def judge_dtype() -> tuple[str, str]:
+    """The dtype ``generate.roundtrip_dtype: auto`` loads the judge in here, and why: bfloat16
+    where the hardware computes it natively, as ``train.bf16: auto`` decides for the teacher, so
+    the round trip and the teacher's labels share one embedding cache."""
+    on, why = bf16_support()
+    if on:
+        return "bfloat16", why + ": the judge encodes 3x faster, its decisions barely change"
+    return "float32", why
 
 
 def resolve_chunks(model: str, cfg: ChunkConfig) -> tuple[ChunkConfig, dict[str, Resolved]]:

@@ -204,11 +204,13 @@ def judge_estimate(
     chunk_texts: Sequence[str],
     questions: int,
     *,
+    dtype: str = "float32",
     calibrate: bool = True,
 ) -> StepEstimate:
     """How long the round trip's ``judge`` takes to encode ``chunk_texts`` (those its embedding
-    cache lacks) and about ``questions`` questions; calibrated on a sample when never measured."""
-    cache = EmbeddingCache(model_fingerprint(judge))
+    cache lacks) and about ``questions`` questions with ``dtype`` weights; calibrated on a sample
+    when never measured."""
+    cache = EmbeddingCache(model_fingerprint(judge, dtype=dtype))
     chunks = cache.missing(chunk_texts, "document")
     step = (
         f"round trip: {judge} encodes {len(chunks):,} chunk(s)"
@@ -233,7 +235,7 @@ def judge_estimate(
     if not calibrate or not chunks:
         return StepEstimate(step=step, how="no rate measured here yet")
     t0 = time.perf_counter()
-    model = load_model(judge, device="cpu")
+    model = load_model(judge, device="cpu", dtype=dtype)
     load = time.perf_counter() - t0
     sample = sorted(chunks, key=len)[len(chunks) // 2 :][:CALIBRATION_TEXTS]  # middling and up
     model.encode_document(sample[:1])  # the first call pays for warming up: not timed

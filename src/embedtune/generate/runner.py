@@ -50,7 +50,7 @@ from embedtune.generate.report import DryRunReport, DryRunSplit, GenerateReport,
 from embedtune.layout import BEIR_SPLIT, SPLITS, RunLayout
 from embedtune.models import load_model, resolve_model
 from embedtune.progress import bar
-from embedtune.recipe import settle
+from embedtune.recipe import judge_dtype, settle
 from embedtune.records import Chunk, content_hash, read_chunks, read_json, write_json_atomic
 from embedtune.runlock import holds_run
 
@@ -490,7 +490,11 @@ def _estimate(
         questions = sum(len({c.chunk.id for c in job.plans[s]}) for s in SPLITS)
         steps.append(
             judge_estimate(
-                job.judge, chunks, questions * job.g.questions_per_chunk, calibrate=calibrate
+                job.judge,
+                chunks,
+                questions * job.g.questions_per_chunk,
+                dtype=_judge_dtype(job.g),
+                calibrate=calibrate,
             )
         )
     return steps
@@ -593,11 +597,12 @@ def _roundtrip(job: _Job, questions: _Questions) -> list[_Question]:
     """Keep a question only where the judge ranks its chunk in the top k of its split; returns
     the training questions dropped (which training with a teacher still learns from)."""
     assert job.g.roundtrip_top_k is not None
-    log.info("round trip: loading %s to judge the questions", job.judge)
-    model = load_model(job.judge)
-    # Training and evaluation encode these same chunks with this same model (the base, or the
-    # judge as the teacher or a baseline): share its cache.
-    cache = EmbeddingCache(model_fingerprint(job.judge))
+    dtype = _judge_dtype(job.g)
+    log.info("round trip: loading %s (%s) to judge the questions", job.judge, dtype)
+    model = load_model(job.judge, dtype=dtype)
+    # The teacher's labels encode these same chunks with this same model and dtype: share its
+    # cache (evaluation encodes in float32, which has a cache of its own).
+    cache = EmbeddingCache(model_fingerprint(job.judge, dtype=dtype))
     rejected: list[_Question] = []
     for split in SPLITS:
         kept = questions.kept[split]
@@ -636,6 +641,12 @@ def _roundtrip(job: _Job, questions: _Questions) -> list[_Question]:
         }
         questions.kept[split] = survivors
     return rejected
+
+
+def _judge_dtype(g: GenerateConfig) -> str:
+    """The judge's weights: the settled ``generate.roundtrip_dtype`` ("auto" from a caller that
+    did not settle its configuration is resolved here)."""
+    return judge_dtype()[0] if g.roundtrip_dtype == "auto" else g.roundtrip_dtype
 
 
 def _short(name: str) -> str:

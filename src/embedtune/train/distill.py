@@ -98,17 +98,16 @@ def teacher_labels(
     *,
     query_column: str = "anchor",
     batch_size: int = 32,
-    bf16: bool = False,
     cache: EmbeddingCache | None = None,
     progress: str = "teacher labels",
 ) -> list[list[list[float]]]:
     """The teacher's normalised embedding of every text column, one (n_columns, dim) per row.
 
     Each distinct text is encoded once; queries through ``encode_query`` and passages through
-    ``encode_document`` so the teacher's own prompts apply. With ``cache`` (the embedding cache
-    of the teacher's fingerprint) texts the teacher encoded before, in an evaluation or an
-    earlier run, are read back; they are then encoded in float32 like the evaluation's, so the
-    cache never holds two precisions of one model. ``progress`` labels the progress bars.
+    ``encode_document`` so the teacher's own prompts apply, in the teacher's own dtype. With
+    ``cache`` (the embedding cache of the teacher's fingerprint, which names that dtype) texts
+    the teacher encoded before, in the round trip or an earlier run, are read back.
+    ``progress`` labels the progress bars.
     """
     store = cache if cache is not None else EmbeddingCache(None)  # None: stores nothing
     names = list(columns)
@@ -125,11 +124,9 @@ def teacher_labels(
         )
         if not texts:
             continue
-        # Cached embeddings are float32, like the evaluation's: one precision per model.
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and cache is None):
-            vectors = store.encode_with(
-                teacher, texts, role, batch_size=batch_size, progress=f"{progress}: {role}s"
-            )
+        vectors = store.encode_with(
+            teacher, texts, role, batch_size=batch_size, progress=f"{progress}: {role}s"
+        )
         vectors = vectors.astype(np.float32)
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         encoded[role] = dict(zip(texts, vectors, strict=True))
