@@ -71,6 +71,13 @@ def test_model_loads_and_its_embeddings_moved(trained, minilm):
     assert summary.steps == 8  # 28 pairs / batch 7 = 4 steps per epoch, 2 epochs
 
 
+def test_the_saved_config_keeps_the_models_own_attention_dropout(trained):
+    run, summary = trained
+    assert summary.recipe.attention_dropout == 0.0  # trained without it (the default)
+    saved = json.loads((run / "model" / "config.json").read_text())
+    assert saved["attention_probs_dropout_prob"] == 0.1
+
+
 def test_best_checkpoint_is_the_one_saved(trained):
     run, summary = trained
     metrics = json.loads((run / "train" / "metrics.json").read_text())

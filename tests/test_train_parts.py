@@ -64,3 +64,20 @@ def test_training_stays_on_the_cpu_when_told_to_on_a_machine_with_a_gpu(monkeypa
 
     monkeypatch.setenv("EMBEDTUNE_DEVICE", "cpu")
     assert args().use_cpu is True  # else the trainer moves the model to the GPU
+
+
+def test_training_drops_no_attention_weights_but_keeps_the_models_own_config():
+    """train.attention_dropout: 0 builds the attention layers without dropout (torch's fused
+    attention then runs), leaves the hidden layers' dropout as it was, and the config the
+    fine-tuned model is saved with still says the model's own rate."""
+    from embedtune.train.rows import load_for_training
+
+    def rates(model, layer: str) -> set[float]:
+        return {m.dropout.p for m in model.modules() if type(m).__name__ == layer}
+
+    model = load_for_training("all-MiniLM-L6-v2", attention_dropout=0.0)
+    assert rates(model, "BertSelfAttention") == {0.0}
+    assert rates(model, "BertSelfOutput") == {0.1}
+    assert model.transformers_model.config.attention_probs_dropout_prob == 0.1
+    own = load_for_training("all-MiniLM-L6-v2", attention_dropout=None)
+    assert rates(own, "BertSelfAttention") == {0.1}

@@ -134,6 +134,7 @@ def embedtune_sections(summary: TrainSummary, level: int = 2) -> list[str]:
         "matryoshka_dims",
         "lora",
         "bf16",
+        "attention_dropout",
         "distill_weight",
         "keep",
     ):

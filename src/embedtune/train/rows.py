@@ -76,11 +76,31 @@ class TrainingRows:
         return {c: p for c, p in prompts.items() if p}
 
 
-def load_for_training(name: str, dtype: str = "float32") -> SentenceTransformer:
+#: Where transformers' configurations keep the dropout rate of the attention weights.
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
+
+
+def load_for_training(
+    name: str, dtype: str = "float32", *, attention_dropout: float | None = None
+) -> SentenceTransformer:
     """A model to train (float32) or teach with, on the GPU when there is one, with a clear
-    error."""
+    error. With ``attention_dropout``, its attention layers are built with that rate (its
+    config, which the saved model keeps, goes on saying the model's own rate)."""
+    model = _load(name, dtype)
+    config = getattr(model.transformers_model, "config", None)
+    key = next((k for k in ATTENTION_DROPOUT_KEYS if hasattr(config, k)), None)
+    if attention_dropout is None or key is None or getattr(config, key) == attention_dropout:
+        return model
+    # Dropout layers take their rate when they are built: build the model again with this one.
+    own = getattr(config, key)
+    model = _load(name, dtype, config_kwargs={key: attention_dropout})
+    setattr(model.transformers_model.config, key, own)
+    return model
+
+
+def _load(name: str, dtype: str, **kwargs: Any) -> SentenceTransformer:
     try:
-        return load_model(name, dtype=dtype)
+        return load_model(name, dtype=dtype, **kwargs)
     except EmbedtuneError:
         raise
     except Exception as exc:  # transformers raises many types for a folder that is no model

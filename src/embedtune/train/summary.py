@@ -43,6 +43,7 @@ class Recipe(BaseModel):
     matryoshka_dims: list[int] | None
     lora: dict[str, int] | None
     bf16: bool
+    attention_dropout: float | None = None  # None: the model's own rate
     teacher: dict[str, Any] | None  # the teacher's name and the seconds its labels took
     distill_weight: float | None
     rejects_kl_only: bool

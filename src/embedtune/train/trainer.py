@@ -228,7 +228,7 @@ class FineTuning:
 
     def load_base(self) -> SentenceTransformer:
         """The base model with the configured sequence length and prompts."""
-        model = load_for_training(self.model_name)
+        model = load_for_training(self.model_name, attention_dropout=self.cfg.attention_dropout)
         # sentence-transformers' card (in checkpoints and the saved model, with embedtune's
         # sections: train/card.py) must never ask the Hub, which stalls or fails offline.
         model.model_card_data.local_files_only = True
@@ -377,6 +377,11 @@ class FineTuning:
             + (f", teacher {cfg.teacher}" if cfg.teacher else "")
             + (f", {cfg.hard_negatives} hard negative(s)" if cfg.hard_negatives else "")
             + (", bf16" if cfg.bf16 == "on" else "")
+            + (
+                f", attention dropout {cfg.attention_dropout:g}"
+                if cfg.attention_dropout is not None
+                else ""
+            )
         )
 
     # --- after training -------------------------------------------------------------------
@@ -438,6 +443,7 @@ class FineTuning:
             matryoshka_dims=cfg.matryoshka_dims,
             lora={"r": cfg.lora_r, "alpha": 2 * cfg.lora_r} if cfg.lora else None,
             bf16=cfg.bf16 == "on",
+            attention_dropout=cfg.attention_dropout,
             teacher=rows.teacher or None,
             distill_weight=cfg.distill_weight if cfg.teacher else None,
             rejects_kl_only=rows.n_rejects > 0,
