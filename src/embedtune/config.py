@@ -219,7 +219,7 @@ class TrainConfig(_Section):
         ge=0,
         lt=1,
         description="Dropout on the attention weights while training. 0 = off, where torch's "
-        "fused attention runs (training steps about 2.2x faster on a CPU: BENCHMARKS.md, "
+        "fused attention runs (training steps 1.8-2.2x faster on a CPU: BENCHMARKS.md, "
         "Train); None keeps the model's own (0.1 in BERT-like models). The other dropout "
         "layers keep the model's own rate, and the saved config keeps the model's value.",
     )
