@@ -2,10 +2,10 @@
 
 A configuration leaves some choices to embedtune: ``train.teacher: auto``, ``train.epochs`` and
 ``train.learning_rate`` left unset, ``train.bf16: auto``, ``generate.roundtrip_model: auto``,
-``generate.roundtrip_dtype: auto``, and a ``chunk.chunk_size`` longer than the model reads. :func:`settle` makes these choices once,
-when a command has read its configuration; the stages read the settled values and resolve
-nothing again, and ``RUN/config.yaml`` keeps them with a ``resolved`` section that says what each
-setting was given as and why it became what it is.
+``generate.roundtrip_dtype: auto``, and a ``chunk.chunk_size`` longer than the model reads.
+:func:`settle` makes these choices once, when a command has read its configuration; the stages
+read the settled values and resolve nothing again, and ``RUN/config.yaml`` keeps them with a
+``resolved`` section that says what each setting was given as and why it became what it is.
 
 The choices follow what the benchmarks measured (measured: BENCHMARKS.md, Quality): the
 packaged all-mpnet-base-v2 teaches the default base all-MiniLM-L6-v2, the one pairing measured to

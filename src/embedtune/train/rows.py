@@ -143,8 +143,9 @@ def _with_hard_negatives(
     rows: TrainingRows,
 ) -> Dataset:
     say(f"mining {cfg.hard_negatives} hard negative(s) per pair with the base model")
-    # The round trip encoded the training chunks and questions with the base through its
-    # embedding cache; read them back (another sequence length has a cache of its own).
+    # Where the base judged the round trip in float32, it encoded the training chunks and
+    # questions through this embedding cache; read them back (another sequence length, or a
+    # bf16 judge, has a cache of its own).
     fingerprint = model_fingerprint(model_name, max_seq_length=cfg.max_seq_length)
     return mine_hard_negatives(
         model,
