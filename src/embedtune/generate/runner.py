@@ -644,8 +644,8 @@ def _roundtrip(job: _Job, questions: _Questions) -> list[_Question]:
 
 
 def _judge_dtype(g: GenerateConfig) -> str:
-    """The judge's weights: the settled ``generate.roundtrip_dtype`` ("auto" from a caller that
-    did not settle its configuration is resolved here)."""
+    """The judge's weights: the settled ``generate.roundtrip_dtype``. A run's config.yaml settled
+    before that setting existed reads back settled with it still "auto": resolved here."""
     return judge_dtype()[0] if g.roundtrip_dtype == "auto" else g.roundtrip_dtype
 
 
