@@ -9,6 +9,9 @@
    a full ``run_generate`` on a sample of chunks cut from the R manuals, with the share the
    filters keep and sample kept/dropped questions.
 
+3. ``batch`` (only when asked for): the offline writer on the default device (the GPU when
+   there is one) at each of ``--batch-sizes`` over the same prompts, to choose its batch there.
+
 Run from the repository root (takes a few minutes on 2 cores)::
 
     python benchmarks/bench_generate.py                      # both parts
@@ -180,7 +183,7 @@ def bench_local(data: Path, n_chunks: int, batch_sizes: list[int]) -> dict:
         backend.load()
         out[f"load_s_{dtype}"] = round(backend.load_seconds or 0, 2)
         timed(backend, prompts[:2])  # warm-up: first calls allocate and pick kernels
-        sizes = batch_sizes if dtype == "float32" else [g.local_batch_size]
+        sizes = batch_sizes if dtype == "float32" else [g.local_batch_size or 16]
         for bs in sizes:
             backend.batch_size = bs
             # The first prompts of the sample (sorted by length like the runner does): one full
@@ -203,7 +206,7 @@ def bench_local(data: Path, n_chunks: int, batch_sizes: list[int]) -> dict:
     out["batch_sweep"] = sweep
 
     # One question per call vs a two-question list per call, at the default batch size.
-    fp32_backend.batch_size = g.local_batch_size
+    fp32_backend.batch_size = g.local_batch_size or 16
     sample = chunks[: min(len(chunks), 16)]
     compare = {}
     for label, template, per_question in (
@@ -401,10 +404,51 @@ def _table(results: dict) -> None:
         console.print(t)
 
 
+def bench_batch(data: Path, n_chunks: int, batch_sizes: list[int]) -> dict:
+    """The offline writer on this machine's default device (the GPU when there is one), at its
+    default dtype: questions/second at each batch size over the same prompts (two per chunk,
+    as the runner asks them, a chunk's prompts side by side)."""
+    import torch
+
+    from embedtune.generate.local import LocalBackend
+    from embedtune.generate.prompts import load_template, render
+
+    chunks = _chunks_from_pdfs(data, n_chunks)
+    single = load_template(None, "local")
+    prompts = [render(single, c.text, 1, i) for c in chunks for i in range(2)]
+    backend = LocalBackend(load_config(environ={}).generate, per_question=True)
+    backend.load()
+    out: dict = {
+        "device": backend.device,
+        "gpu": torch.cuda.get_device_name() if backend.device.startswith("cuda") else None,
+        "dtype": backend.dtype,
+        "default_batch_size": backend.batch_size,
+        "prompts": len(prompts),
+        "load_s": round(backend.load_seconds or 0, 2),
+        "sizes": {},
+    }
+    backend.complete_batch(prompts[:4])  # warm-up: the first calls allocate and pick kernels
+    for bs in batch_sizes:
+        start = time.perf_counter()
+        for i in range(0, len(prompts), bs):
+            backend.complete_batch(prompts[i : i + bs])
+        if backend.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        out["sizes"][str(bs)] = {
+            "seconds": round(seconds, 2),
+            "questions_per_s": round(len(prompts) / seconds, 2),
+        }
+        print(f"  writer on {backend.device} batch {bs:4d}: {len(prompts) / seconds:7.1f} q/s")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", nargs="?", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--part", choices=("server", "local", "prefix", "all"), default="all")
+    parser.add_argument(
+        "--part", choices=("server", "local", "prefix", "batch", "all"), default="all"
+    )
     parser.add_argument("--kinds", default="2,4", help="prefix part: questions per chunk")
     parser.add_argument("--dtype", default="auto", help="prefix part: local_dtype")
     parser.add_argument("--server-chunks", type=int, default=64)
@@ -431,6 +475,9 @@ def main() -> None:
     if args.part in ("local", "all"):
         sizes = [int(x) for x in args.batch_sizes.split(",")]
         results["local"] = bench_local(Path(args.data), args.chunks, sizes)
+    if args.part == "batch":  # not in "all": meant for a GPU (see bench_batch)
+        sizes = [int(x) for x in args.batch_sizes.split(",")]
+        results["batch"] = bench_batch(Path(args.data), args.chunks, sizes)
     if args.part in ("prefix", "all"):
         kinds = [int(x) for x in args.kinds.split(",")]
         results["prefix"] = bench_prefix(Path(args.data), args.chunks, kinds, args.dtype)

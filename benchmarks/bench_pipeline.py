@@ -57,6 +57,23 @@ def matmul_peak(dtype: str = "float32", n: int = 2048, reps: int = 8) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def gpu_matmul_peak(dtype: str, n: int = 8192, reps: int = 10) -> float:
+    """GFLOP/s of an n x n matrix product on the GPU, mean of ``reps`` after warm-up."""
+    import torch
+
+    dt = getattr(torch, dtype)
+    a = torch.randn(n, n, dtype=dt, device="cuda")
+    b = torch.randn(n, n, dtype=dt, device="cuda")
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
 def cpu_flags() -> dict[str, bool]:
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
@@ -117,6 +134,20 @@ def _training_tokens(run: Path, epochs: float, rejects: bool) -> int:
     return int(total * epochs)
 
 
+def _commit(checkout: Path) -> str:
+    """The checkout's short commit, or $EMBEDTUNE_BENCH_COMMIT where it has no git (a copy of
+    the working tree on a GPU machine)."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        out = ""
+    return out or os.environ.get("EMBEDTUNE_BENCH_COMMIT", "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -153,15 +184,24 @@ def main() -> None:
 
     import torch
 
+    from embedtune.models import default_device
     from embedtune.recipe import cpu_supports_bf16
 
     flags = cpu_flags()
-    peak = {"float32": round(matmul_peak("float32"), 1)}
-    if cpu_supports_bf16():  # the product's own check: the writer and training run in bf16
-        peak["bfloat16"] = round(matmul_peak("bfloat16"), 1)
+    gpu = None
+    if default_device(env.get("EMBEDTUNE_DEVICE")).startswith("cuda"):
+        # every stage runs on the GPU: its peak is the one to compare against
+        gpu = torch.cuda.get_device_name()
+        peak = {dtype: round(gpu_matmul_peak(dtype), 1) for dtype in ("float32", "bfloat16")}
+    else:
+        peak = {"float32": round(matmul_peak("float32"), 1)}
+        if cpu_supports_bf16():  # the product's own check: the writer and training run in bf16
+            peak["bfloat16"] = round(matmul_peak("bfloat16"), 1)
     print(
         f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-        f"flags {', '.join(f for f, on in flags.items() if on)}; matmul peak "
+        f"flags {', '.join(f for f, on in flags.items() if on)}"
+        + (f"; GPU {gpu}" if gpu else "")
+        + "; matmul peak "
         + ", ".join(f"{dtype} {gf} GFLOP/s" for dtype, gf in peak.items()),
         flush=True,
     )
@@ -204,12 +244,9 @@ def main() -> None:
     row = {
         "label": args.label,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "commit": subprocess.run(
-            ["git", "-C", str(args.src or REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip(),
+        "commit": _commit(Path(args.src or REPO)),
         "cpu_flags": flags,
+        "gpu": gpu,
         "threads": torch.get_num_threads(),
         "peak_gflops": peak,
         "cold": args.cold,

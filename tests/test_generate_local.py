@@ -248,3 +248,27 @@ def test_each_writer_has_replies_cached_under_its_own_name(tmp_path):
     first = LocalBackend(cfg).model
     gguf.write_bytes(b"GGUF" + bytes(90))  # another file saved under the same name
     assert first.startswith("my-writer.gguf") and LocalBackend(cfg).model != first
+
+
+def test_the_writer_batch_follows_the_device_unless_set(monkeypatch):
+    """16 prompts per call on a CPU, a large batch on a GPU (where a small one leaves it idle),
+    and a configured size wins on either."""
+    import torch
+
+    from embedtune.generate import local
+
+    g = load_config(environ={}).generate
+    monkeypatch.setattr(local, "default_device", lambda: "cpu")
+    assert local.LocalBackend(g).batch_size == 16
+    monkeypatch.setattr(local, "default_device", lambda: "cuda")
+
+    class Props:
+        total_memory = 80 * 2**30
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: Props)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert local.LocalBackend(g).batch_size == 256
+    Props.total_memory = 8 * 2**30
+    assert local.LocalBackend(g).batch_size == 64
+    set_ = load_config(environ={"EMBEDTUNE_GENERATE__LOCAL_BATCH_SIZE": "32"}).generate
+    assert local.LocalBackend(set_).batch_size == 32

@@ -174,8 +174,12 @@ class GenerateConfig(_Section):
     min_question_chars: int = Field(12, ge=1)
     max_question_chars: int = Field(300, ge=10)
     seed: int = 42
-    local_batch_size: int = Field(
-        16, ge=1, description="local backend: prompts generated together per model call."
+    local_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="local backend: prompts generated together per model call; None = 16 on "
+        "a CPU (where larger batches gained nothing: BENCHMARKS.md, generate), 256 on a GPU "
+        "(where a small batch leaves it waiting on each decoding step).",
     )
     local_model: str = Field(
         "smollm2",

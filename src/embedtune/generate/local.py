@@ -66,6 +66,24 @@ def resolve_dtype(setting: str, device: str = "cpu") -> str:
     return "bfloat16" if cpu_supports_bf16() else "float32"
 
 
+def default_batch_size(device: str) -> int:
+    """``generate.local_batch_size: null``: prompts per model call on ``device``.
+
+    On a CPU, 16: larger batches wrote no faster (BENCHMARKS.md, generate). On a GPU a decoding
+    step costs about the same for 16 prompts as for hundreds (its time goes to launching each
+    layer's kernels, not to arithmetic), so the batch is as large as memory allows with room to
+    spare: 256 prompts of ~450 tokens hold under 3 GB of SmolLM2's key/value cache, before the
+    copies that prompts sharing a chunk decode from; 64 on a GPU under 12 GiB::
+
+        >>> default_batch_size("cpu")
+        16
+    """
+    if not device.startswith("cuda"):
+        return 16
+    gib = torch.cuda.get_device_properties(torch.device(device)).total_memory / 2**30
+    return 256 if gib >= 24 else 128 if gib >= 12 else 64
+
+
 def writer_label(local_model: str) -> str:
     """The writer's name in reports and in the reply cache's keys, found without loading it.
 
@@ -86,11 +104,11 @@ class LocalBackend:
     def __init__(self, cfg: GenerateConfig, *, per_question: bool = True) -> None:
         self.cfg = cfg
         self.model = writer_label(cfg.local_model)
-        self.batch_size = cfg.local_batch_size
         self.per_question = per_question
         # One question needs ~30 tokens; a list of them needs the configured budget.
         self.max_new_tokens = min(cfg.max_tokens, 48) if per_question else cfg.max_tokens
         self.device = default_device()
+        self.batch_size = cfg.local_batch_size or default_batch_size(self.device)
         self.dtype = resolve_dtype(cfg.local_dtype, self.device)
         # Prompts for one chunk share its text: read it once per chunk (see complete_batch).
         self.share_prefixes = True
