@@ -267,6 +267,8 @@ def test_the_writer_batch_follows_the_device_unless_set(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: Props)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert local.LocalBackend(g).batch_size == 1024
+    Props.total_memory = 16 * 2**30
     assert local.LocalBackend(g).batch_size == 256
     Props.total_memory = 8 * 2**30
     assert local.LocalBackend(g).batch_size == 64
