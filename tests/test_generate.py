@@ -190,6 +190,30 @@ def test_template_leaves_braces_in_the_chunk_alone(tmp_path):
     )
 
 
+def test_a_users_one_question_template_asks_one_question_of_each_kind_per_call(tmp_path):
+    """A template with {kind} and no {num_questions} (the built-in local template's form, with
+    one's own worked example) is one call per question, each of another kind."""
+    from embedtune.generate.runner import _plan
+
+    mine = tmp_path / "mine.txt"
+    mine.write_text(
+        "[[user]]\nBackups run at 02:00.\n\nWrite one question starting with How.\n"
+        "[[assistant]]\nWhen do backups run?\n[[user]]\n{context}\n\nWrite one {kind}.\n"
+        "[[assistant]]\n{start}"
+    )
+    t = load_template(mine, "local")
+    assert t.per_question
+    g = GenerateConfig(questions_per_chunk=2)
+    chunk = Chunk(
+        id="c", doc_id="d", text="lm() fits linear models.", n_tokens=5, page_start=1, page_end=1
+    )
+    calls = _plan("train", [chunk], g, t, "local", "w", {})
+    assert len(calls) == 2 and calls[0].key != calls[1].key
+    ends = [to_messages(c.prompt)[-1]["content"] for c in calls]
+    assert ends == ["What", "How"]
+    assert "question starting with How." in to_messages(calls[1].prompt)[-2]["content"]
+
+
 def test_local_template_is_few_shot_chat_with_a_prefilled_question_start():
     t = load_template(None, "local")
     first, second = (to_messages(render(t, "lm() fits linear models.", 1, i)) for i in (0, 1))

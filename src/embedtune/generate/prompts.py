@@ -1,7 +1,7 @@
 """Prompt templates for question generation, and tolerant parsing of what models send back.
 
-A template is plain text with two placeholders: ``{context}`` (the chunk) and ``{num_questions}``.
-Only those two are substituted (by plain replacement, not ``str.format``), so a template may show
+A template is plain text with two placeholders: ``{context}`` (the chunk) and ``{num_questions}``
+(or ``{kind}`` and ``{start}``, one question per call: see below). Only these are substituted (by plain replacement, not ``str.format``), so a template may show
 literal JSON such as ``{"questions": [...]}``. The built-in templates ship as ``.txt`` files next
 to this module; ``GenerateConfig.prompt_file`` replaces them::
 
@@ -75,8 +75,11 @@ def _builtin(name: str) -> str:
 def load_template(prompt_file: str | Path | None, backend: str) -> PromptTemplate:
     """The template for ``backend`` ("openai" or "local"), or the user's file if given.
 
-    A user's file must hold both ``{context}`` and ``{num_questions}``; it is then used as a
-    one-call-per-chunk template by either backend.
+    A user's file holds ``{context}`` and either ``{num_questions}`` (one call per chunk asks
+    for them all) or ``{kind}`` (one question per call, as the built-in local template: the
+    call names the kind, "question starting with What", ..., and ``{start}`` its first word),
+    and is used as such by either backend. A local template of one's own is the way to show
+    the small writer a worked example from one's own documents.
     """
     if prompt_file is None:
         if backend == "local":
@@ -91,13 +94,16 @@ def load_template(prompt_file: str | Path | None, backend: str) -> PromptTemplat
         raise ConfigError(
             f"generate.prompt_file {path} cannot be read as UTF-8 text: {exc}"
         ) from None
-    missing = [p for p in ("{context}", "{num_questions}") if p not in text]
+    per_question = "{kind}" in text and "{num_questions}" not in text
+    wanted = ("{context}",) if per_question else ("{context}", "{num_questions}")
+    missing = [p for p in wanted if p not in text]
     if missing:
         raise ConfigError(
             f"prompt template {path} lacks the placeholder(s) {', '.join(missing)}; a template "
-            "needs {context} (where the chunk goes) and {num_questions} (how many to write)"
+            "needs {context} (where the chunk goes) and {num_questions} (how many to write), "
+            "or {kind} instead for one question per call (as the built-in local template)"
         )
-    return PromptTemplate(text, str(path), None)
+    return PromptTemplate(text, str(path), 1 if per_question else None)
 
 
 def render(template: PromptTemplate, context: str, num_questions: int, index: int = 0) -> str:
