@@ -217,8 +217,9 @@ def test_a_users_one_question_template_asks_one_question_of_each_kind_per_call(t
 def test_local_template_is_few_shot_chat_with_a_prefilled_question_start():
     t = load_template(None, "local")
     first, second = (to_messages(render(t, "lm() fits linear models.", 1, i)) for i in (0, 1))
-    assert [m["role"] for m in first] == ["system", "user", "assistant", "user", "assistant"]
-    assert first[3]["content"].startswith("lm() fits linear models.")
+    roles = [m["role"] for m in first]
+    assert roles == ["system", *["user", "assistant"] * 3]  # two worked examples, then the chunk
+    assert first[-2]["content"].startswith("lm() fits linear models.")
     assert (first[-1]["content"], second[-1]["content"]) == ("What", "How")  # varied per call
     assert to_messages("plain prompt") == [{"role": "user", "content": "plain prompt"}]
 

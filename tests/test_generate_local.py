@@ -224,7 +224,7 @@ def test_a_base_model_reads_passages_each_followed_by_its_question():
     # No chat markup, the worked example as a passage and its question, the instruction gone,
     # and the prompt ending where the question about the chunk begins.
     assert "<|im_start|>" not in text and "Write one" not in text
-    assert "\nQuestion: How do I read a CSV file whose first row is data?\n\nPassage: " in text
+    assert "\nQuestion: How do I change the time the nightly backup runs?\n\nPassage: " in text
     assert text.endswith(PASSAGES["t0"] + "\nQuestion: How")
     assert text != chat_texts[1]
     # It generates through the same batched paths: shared prefixes give generate()'s replies.

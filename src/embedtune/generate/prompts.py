@@ -1,8 +1,9 @@
 """Prompt templates for question generation, and tolerant parsing of what models send back.
 
 A template is plain text with two placeholders: ``{context}`` (the chunk) and ``{num_questions}``
-(or ``{kind}`` and ``{start}``, one question per call: see below). Only these are substituted (by plain replacement, not ``str.format``), so a template may show
-literal JSON such as ``{"questions": [...]}``. The built-in templates ship as ``.txt`` files next
+(or ``{kind}`` and ``{start}``, one question per call: see below). Only these are substituted
+(by plain replacement, not ``str.format``), so a template may show literal JSON such as
+``{"questions": [...]}``. The built-in templates ship as ``.txt`` files next
 to this module; ``GenerateConfig.prompt_file`` replaces them::
 
     >>> t = load_template(None, "openai")
@@ -12,10 +13,12 @@ to this module; ``GenerateConfig.prompt_file`` replaces them::
     ['What is R?', 'install packages']
 
 The local model (135M parameters) writes one question per call: asked for a list it repeats
-itself, drifts into answers and numbering. Its template shows one worked example turn and ends
-with an ``[[assistant]]`` turn holding ``{start}``, which the local backend prefills: the reply
-must begin with "What", "How", "Which", ... (``QUESTION_KINDS``, one per call on a chunk), so
-it is a question, and the questions on one chunk differ even with greedy decoding.
+itself, drifts into answers and numbering. Its template shows two worked example turns from no
+particular field (an R example leaked into questions about other documents: see
+benchmarks/journal/offline-writer.md) and ends with an ``[[assistant]]`` turn holding
+``{start}``, which the local backend prefills: the reply must begin with "What", "How",
+"Which", ... (``QUESTION_KINDS``, one per call on a chunk), so it is a question, and the
+questions on one chunk differ even with greedy decoding.
 """
 
 from __future__ import annotations
