@@ -156,7 +156,7 @@ def bench_local(data: Path, n_chunks: int, batch_sizes: list[int]) -> dict:
 
     from embedtune.generate import run_generate
     from embedtune.generate.filters import QuestionFilter
-    from embedtune.generate.local import LocalBackend
+    from embedtune.generate.local import LocalBackend, default_batch_size
     from embedtune.generate.prompts import load_template, parse_questions, render
 
     chunks = _chunks_from_pdfs(data, n_chunks)
@@ -183,7 +183,11 @@ def bench_local(data: Path, n_chunks: int, batch_sizes: list[int]) -> dict:
         backend.load()
         out[f"load_s_{dtype}"] = round(backend.load_seconds or 0, 2)
         timed(backend, prompts[:2])  # warm-up: first calls allocate and pick kernels
-        sizes = batch_sizes if dtype == "float32" else [g.local_batch_size or 16]
+        sizes = (
+            batch_sizes
+            if dtype == "float32"
+            else [g.local_batch_size or default_batch_size(backend.device)]
+        )
         for bs in sizes:
             backend.batch_size = bs
             # The first prompts of the sample (sorted by length like the runner does): one full
@@ -206,7 +210,7 @@ def bench_local(data: Path, n_chunks: int, batch_sizes: list[int]) -> dict:
     out["batch_sweep"] = sweep
 
     # One question per call vs a two-question list per call, at the default batch size.
-    fp32_backend.batch_size = g.local_batch_size or 16
+    fp32_backend.batch_size = g.local_batch_size or default_batch_size(fp32_backend.device)
     sample = chunks[: min(len(chunks), 16)]
     compare = {}
     for label, template, per_question in (

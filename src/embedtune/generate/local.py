@@ -71,10 +71,11 @@ def default_batch_size(device: str) -> int:
 
     On a CPU, 16: larger batches wrote no faster (BENCHMARKS.md, generate). On a GPU a decoding
     step costs about the same for 16 prompts as for hundreds (the writer used under 1% of an
-    H200's bf16 arithmetic), so the batch is as large as memory allows with room to spare. On an H200, 1,016 prompts: 57 questions/s at 256, 118 at 512, 194 at 1,024. 1,024
-    prompts of ~450 tokens hold about 11 GB of SmolLM2's key/value cache (estimated, before
-    the copies that the prompts of one chunk decode from), hence 1,024 from 40 GiB, 512 from
-    20 GiB, 256 from 12 GiB, else 64::
+    H200's bf16 arithmetic), so the batch is as large as memory allows with room to spare. On
+    an H200, 1,016 prompts: 57 questions/s at 256, 118 at 512, 194 at 1,024. 1,024 prompts of
+    ~450 tokens hold about 11 GB of SmolLM2's key/value cache (estimated, before the copies
+    that the prompts of one chunk decode from), hence 1,024 from 40 GiB, 512 from 20 GiB, 256
+    from 12 GiB, else 64::
 
         >>> default_batch_size("cpu")
         16
