@@ -429,6 +429,25 @@ def test_a_bfloat16_judge_shares_its_embeddings_with_the_teacher_and_not_with_ev
     assert len(fp32.missing(texts, "document")) == len(texts)
 
 
+def test_a_judge_reading_fewer_tokens_keeps_its_embeddings_apart(tmp_path, minilm_path):
+    """With roundtrip_max_seq_length the judge reads only the start of each chunk (as the teacher
+    does under train.teacher_max_seq_length): its embeddings go to the cache of that length,
+    which the teacher reads back, and never to the cache of the whole chunks."""
+    from embedtune.embeddings import EmbeddingCache, model_fingerprint
+
+    run = make_run(tmp_path, n_train=6, n_val=3)
+    with FakeOpenAI() as server:
+        cfg = config(server, roundtrip_top_k=2, roundtrip_model=minilm_path)
+        cfg.generate.roundtrip_dtype = "float32"
+        cfg.generate.roundtrip_max_seq_length = 8
+        run_generate(cfg, run)
+    texts = [json.loads(line)["text"] for line in (run / "chunks" / "train.jsonl").open()]
+    short = EmbeddingCache(model_fingerprint(minilm_path, max_seq_length=8))
+    whole = EmbeddingCache(model_fingerprint(minilm_path))
+    assert short.missing(texts, "document") == []
+    assert len(whole.missing(texts, "document")) == len(texts)
+
+
 def test_bad_roundtrip_model_fails_before_any_call(tmp_path):
     run = make_run(tmp_path, n_train=2, n_val=1)
     with FakeOpenAI() as server:

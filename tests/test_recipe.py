@@ -73,6 +73,46 @@ def test_the_judge_encodes_in_bf16_where_training_does(mpnet_installed, monkeypa
     assert "generate.roundtrip_dtype" not in given.resolved
 
 
+def test_the_teacher_and_its_judge_read_what_the_student_reads(mpnet_installed, monkeypatch):
+    """MiniLM reads 256 tokens, mpnet 384: under 'auto' the teacher labels, and as the judge
+    ranks, only the 256 the student sees, so both share one embedding cache."""
+    cfg = settle(PipelineConfig())
+    assert cfg.train.teacher_max_seq_length == cfg.generate.roundtrip_max_seq_length == 256
+    assert "student reads 256 tokens and the teacher 384" in (
+        cfg.resolved["train.teacher_max_seq_length"].why
+    )
+    shorter = settle(PipelineConfig(train={"max_seq_length": 128}))
+    assert shorter.train.teacher_max_seq_length == shorter.generate.roundtrip_max_seq_length == 128
+    # A teacher that reads no more than the student reads its own window.
+    own = settle(PipelineConfig(model="mpnet", train={"teacher": "minilm"}))
+    assert own.train.teacher_max_seq_length is None
+    # Another judge than the teacher reads its own; so does every judge with no teacher.
+    other = settle(PipelineConfig(generate={"roundtrip_model": "minilm"}))
+    assert other.generate.roundtrip_max_seq_length is None
+    alone = settle(PipelineConfig(train={"teacher": None}))
+    assert "train.teacher_max_seq_length" not in alone.resolved
+    assert alone.generate.roundtrip_max_seq_length is None
+    given = settle(PipelineConfig(train={"teacher_max_seq_length": "none"}))
+    assert (
+        given.train.teacher_max_seq_length is None
+        and given.generate.roundtrip_max_seq_length is None
+    )
+    # A window that cannot be read (a hub id offline) leaves the teacher its own, and says so.
+    monkeypatch.setattr(recipe, "model_max_seq_length", lambda path: None)
+    unknown = settle(PipelineConfig())
+    assert unknown.train.teacher_max_seq_length is None
+    assert "unknown" in unknown.resolved["train.teacher_max_seq_length"].why
+
+
+def test_a_run_settled_before_the_teachers_window_existed_reads_as_it_did(mpnet_installed):
+    """Its config.yaml reads back settled with both lengths "auto": the teacher reads
+    train.max_seq_length and the judge its own window, as they did, so its caches still serve."""
+    old = settle(PipelineConfig(train={"max_seq_length": 200})).model_copy(deep=True)
+    old.train.teacher_max_seq_length = "auto"
+    old.generate.roundtrip_max_seq_length = "auto"
+    assert recipe.teacher_length(old.train) == 200 and recipe.judge_length(old.generate) is None
+
+
 def test_auto_teacher_steps_aside_for_cached_mnrl(mpnet_installed):
     t, resolved = resolve_train("all-MiniLM-L6-v2", TrainConfig(loss="cached_mnrl"))
     assert t.teacher is None and "cached_mnrl" in resolved["train.teacher"].why

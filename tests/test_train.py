@@ -371,7 +371,7 @@ def test_rejected_questions_train_on_the_teachers_ranking_in_their_own_batches(t
     # 28 pairs and 12 rejects in batches of 7, never mixed: 4 + 2 steps.
     assert summary.steps == 6
     card = (run / "model" / "README.md").read_text()
-    assert "| teacher | all-MiniLM-L6-v2 |" in card
+    assert "| teacher | all-MiniLM-L6-v2 (reads 48 tokens) |" in card
     assert "12 questions the round trip rejected" in card
     # Without a teacher there is nothing to learn from them: they are left out.
     plain = run_train(_cfg(matryoshka_dims=None, epochs=1, eval_steps=None, save_steps=None),

@@ -37,7 +37,9 @@ from embedtune.models import (
     default_device,
     is_alias_of,
     is_installed,
+    model_max_seq_length,
     model_window,
+    resolve_model,
 )
 
 __all__ = [
@@ -46,6 +48,9 @@ __all__ = [
     "resolve_train",
     "resolve_teacher",
     "resolve_judge",
+    "teacher_window",
+    "teacher_length",
+    "judge_length",
     "judge_dtype",
     "resolve_chunks",
     "fit_chunks",
@@ -69,7 +74,7 @@ def settle(cfg: PipelineConfig, *, afresh: bool = False) -> PipelineConfig:
             return cfg
         cfg = cfg.unsettled()
     train, resolved = resolve_train(cfg.model, cfg.train)
-    generate, judge = resolve_judge(cfg.model, cfg.generate, train.teacher)
+    generate, judge = resolve_judge(cfg.model, cfg.generate, train)
     chunk, chunks = resolve_chunks(cfg.model, cfg.chunk)
     return cfg.model_copy(
         deep=True,
@@ -136,32 +141,108 @@ def resolve_train(base: str, cfg: TrainConfig) -> tuple[TrainConfig, dict[str, R
             value=learning_rate,
             why=why + ("" if teacher else ", sentence-transformers' default"),
         )
+    teacher_length = cfg.teacher_max_seq_length
+    if teacher_length == "auto" and teacher:  # without a teacher it stays "auto", unused
+        teacher_length, why = teacher_window(base, teacher, cfg.max_seq_length)
+        resolved["train.teacher_max_seq_length"] = Resolved(
+            given="auto", value=teacher_length, why=why
+        )
     bf16 = cfg.bf16
     if bf16 == "auto":
         on, why = bf16_support()
         bf16 = "on" if on else "off"
         resolved["train.bf16"] = Resolved(given="auto", value=bf16, why=why)
-    update = {"teacher": teacher, "epochs": epochs, "learning_rate": learning_rate, "bf16": bf16}
+    update = {
+        "teacher": teacher,
+        "teacher_max_seq_length": teacher_length,
+        "epochs": epochs,
+        "learning_rate": learning_rate,
+        "bf16": bf16,
+    }
     return cfg.model_copy(update=update), resolved
 
 
+def teacher_window(base: str, teacher: str, student_length: int | None) -> tuple[int | None, str]:
+    """How many tokens ``train.teacher_max_seq_length: auto`` lets ``teacher`` read, and why: as
+    many as the student reads (``student_length``, else the base's own window) where that is
+    fewer than the teacher's own, so the teacher's labels describe only the text the student
+    sees; None (the teacher's own window) otherwise, or where either window is unknown."""
+    student = student_length or _window(base)
+    own = _window(teacher)
+    if student is None or own is None:
+        unknown = base if student is None else teacher
+        return None, f"the window of {unknown} is unknown: the teacher reads its own"
+    if student >= own:
+        return None, f"the teacher reads its own {own} tokens, no more than the student's {student}"
+    return student, (
+        f"the student reads {student} tokens and the teacher {own}: the teacher labels only "
+        "what the student sees"
+    )
+
+
+def _window(model: str) -> int | None:
+    """The tokens ``model`` reads (None: unknown, e.g. a hub id with no network)."""
+    try:
+        return model_max_seq_length(resolve_model(model))
+    except InputError:
+        return None
+
+
 def resolve_judge(
-    base: str, cfg: GenerateConfig, teacher: str | None
+    base: str, cfg: GenerateConfig, train: TrainConfig
 ) -> tuple[GenerateConfig, dict[str, Resolved]]:
     """``generate.roundtrip_model: auto`` resolved: the training teacher when there is one, so
-    the questions kept are those the teacher answers, else the base model."""
+    the questions kept are those the teacher answers, else the base model; and the judge reads
+    as many tokens as the teacher (``roundtrip_max_seq_length: auto``) when it is the teacher,
+    so the two share their embeddings. ``train`` is settled (:func:`resolve_train`)."""
     resolved: dict[str, Resolved] = {}
-    update: dict[str, str | None] = {}
-    if cfg.roundtrip_model == "auto":
+    update: dict[str, str | int | None] = {}
+    teacher = train.teacher
+    judge = cfg.roundtrip_model
+    if judge == "auto":
         judge = teacher or base
         why = "the training teacher judges" if teacher else "no teacher: the base model judges"
         resolved["generate.roundtrip_model"] = Resolved(given="auto", value=judge, why=why)
         update["roundtrip_model"] = judge
+    if cfg.roundtrip_max_seq_length == "auto":
+        length, why = None, "the judge reads its own window"
+        if teacher and judge and _same_model(judge, teacher):
+            length = teacher_length(train)
+            why = "as many as the teacher reads: the two share their embeddings"
+        resolved["generate.roundtrip_max_seq_length"] = Resolved(
+            given="auto", value=length, why=why
+        )
+        update["roundtrip_max_seq_length"] = length
     if cfg.roundtrip_dtype == "auto":
         dtype, why = judge_dtype()
         resolved["generate.roundtrip_dtype"] = Resolved(given="auto", value=dtype, why=why)
         update["roundtrip_dtype"] = dtype
     return (cfg.model_copy(update=update) if update else cfg), resolved
+
+
+def teacher_length(cfg: TrainConfig) -> int | None:
+    """The tokens the teacher reads under the settled ``cfg`` (None: its own window). A run
+    settled before ``teacher_max_seq_length`` existed reads back with it "auto": its teacher
+    read ``max_seq_length``, as it did then, so its embedding cache still serves."""
+    value = cfg.teacher_max_seq_length
+    return cfg.max_seq_length if value == "auto" else value
+
+
+def judge_length(cfg: GenerateConfig) -> int | None:
+    """The tokens the round trip's judge reads under the settled ``cfg`` (None: its own
+    window, which a run settled before ``roundtrip_max_seq_length`` existed read)."""
+    value = cfg.roundtrip_max_seq_length
+    return None if value == "auto" else value
+
+
+def _same_model(a: str, b: str) -> bool:
+    """Whether two names (alias, hub id or path) give the same model."""
+    if a == b:
+        return True
+    try:
+        return resolve_model(a) == resolve_model(b)
+    except InputError:
+        return False
 
 
 def judge_dtype() -> tuple[str, str]:

@@ -166,6 +166,15 @@ def train(
             show_default=default("train.teacher"),
         ),
     ] = None,
+    teacher_max_seq_length: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N",
+            help="Tokens the teacher reads of each text; 'auto': as many as the student reads, "
+            "so it labels only what the student sees; 'none': the teacher's own window.",
+            show_default=default("train.teacher_max_seq_length"),
+        ),
+    ] = None,
     distill_weight: Annotated[
         float | None,
         typer.Option(
@@ -268,6 +277,7 @@ def train(
             "loss": loss,
             "hard_negatives": hard_negatives,
             "teacher": teacher,
+            "teacher_max_seq_length": teacher_max_seq_length,
             "distill_weight": distill_weight,
             "rejects": rejects,
             "keep": keep,

@@ -50,7 +50,7 @@ from embedtune.generate.report import DryRunReport, DryRunSplit, GenerateReport,
 from embedtune.layout import BEIR_SPLIT, SPLITS, RunLayout
 from embedtune.models import load_model, resolve_model
 from embedtune.progress import bar
-from embedtune.recipe import judge_dtype, settle
+from embedtune.recipe import judge_dtype, judge_length, settle
 from embedtune.records import Chunk, content_hash, read_chunks, read_json, write_json_atomic
 from embedtune.runlock import holds_run
 
@@ -600,9 +600,12 @@ def _roundtrip(job: _Job, questions: _Questions) -> list[_Question]:
     dtype = _judge_dtype(job.g)
     log.info("round trip: loading %s (%s) to judge the questions", job.judge, dtype)
     model = load_model(job.judge, dtype=dtype)
-    # The teacher's labels encode these same chunks with this same model and dtype: share its
-    # cache (evaluation encodes in float32, which has a cache of its own).
-    cache = EmbeddingCache(model_fingerprint(job.judge, dtype=dtype))
+    length = judge_length(job.g)
+    if length is not None:
+        model.max_seq_length = length
+    # The teacher's labels encode these same chunks with this same model, length and dtype:
+    # share its cache (evaluation encodes in float32, which has a cache of its own).
+    cache = EmbeddingCache(model_fingerprint(job.judge, max_seq_length=length, dtype=dtype))
     rejected: list[_Question] = []
     for split in SPLITS:
         kept = questions.kept[split]

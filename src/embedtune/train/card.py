@@ -142,7 +142,9 @@ def embedtune_sections(summary: TrainSummary, level: int = 2) -> list[str]:
         if value is not None:
             lines.append(f"| {key} | {_fmt(value)} |")
         if key == "loss" and r.teacher:
-            lines.append(f"| teacher | {_fmt(r.teacher['model'])} |")
+            reads = r.teacher.get("max_seq_length")
+            window = f" (reads {reads} tokens)" if reads else ""
+            lines.append(f"| teacher | {_fmt(r.teacher['model'])}{window} |")
     lines += [
         "",
         f"Training: {summary.steps} steps in {summary.train_seconds:.1f} s "

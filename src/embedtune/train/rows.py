@@ -23,6 +23,7 @@ from embedtune.dataset import QADataset
 from embedtune.embeddings import EmbeddingCache, model_fingerprint
 from embedtune.errors import EmbedtuneError, InputError
 from embedtune.models import load_model
+from embedtune.recipe import teacher_length
 from embedtune.train.data import check_dataset, pair_rows, pairs_dataset
 from embedtune.train.distill import teacher_labels
 from embedtune.train.negatives import mine_hard_negatives
@@ -189,12 +190,15 @@ def _add_teacher_labels(rows: TrainingRows, cfg: TrainConfig, say: Say) -> None:
     # generate.roundtrip_dtype: auto: 3x faster than float32, the labels barely change.
     dtype = "bfloat16" if cfg.bf16 == "on" else "float32"
     teacher = load_for_training(cfg.teacher, dtype=dtype)
-    if cfg.max_seq_length is not None:
-        teacher.max_seq_length = cfg.max_seq_length
-    # Through the teacher's embedding cache: a re-run or the round trip it judged encodes
-    # nothing twice. Another max_seq_length or dtype changes the embeddings, so it has a cache
-    # of its own (shared by re-runs at that length and dtype).
-    fingerprint = model_fingerprint(cfg.teacher, max_seq_length=cfg.max_seq_length, dtype=dtype)
+    # It reads what the student reads (train.teacher_max_seq_length: auto), so its labels
+    # describe no text beyond the student's window.
+    length = teacher_length(cfg)
+    if length is not None:
+        teacher.max_seq_length = length
+    # Through the teacher's embedding cache: a re-run or the round trip it judged (at the same
+    # length and dtype) encodes nothing twice. Another length or dtype changes the embeddings,
+    # so it has a cache of its own (shared by re-runs at that length and dtype).
+    fingerprint = model_fingerprint(cfg.teacher, max_seq_length=length, dtype=dtype)
     cache = EmbeddingCache(fingerprint) if fingerprint else None
 
     def labelled(data: Dataset) -> Dataset:
@@ -207,4 +211,8 @@ def _add_teacher_labels(rows: TrainingRows, cfg: TrainConfig, say: Say) -> None:
     rows.pairs = labelled(rows.pairs)
     if rows.rejects is not None:
         rows.rejects = labelled(rows.rejects)
-    rows.teacher = {"model": cfg.teacher, "seconds": round(time.perf_counter() - t0, 1)}
+    rows.teacher = {
+        "model": cfg.teacher,
+        "max_seq_length": teacher.max_seq_length,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }

@@ -44,7 +44,7 @@ class Recipe(BaseModel):
     lora: dict[str, int] | None
     bf16: bool
     attention_dropout: float | None = None  # None: the model's own rate
-    teacher: dict[str, Any] | None  # the teacher's name and the seconds its labels took
+    teacher: dict[str, Any] | None  # the teacher's name, the tokens it read, its labels' seconds
     distill_weight: float | None
     rejects_kl_only: bool
     keep: str
