@@ -430,7 +430,7 @@ def _folder_row(model_path: str, index: int, label: str) -> dict:
     data = metrics.get("data") or {}
     teacher = (recipe.get("teacher") or {}).get("model")
     return {"recipe": "embedtune" + (f" + teacher {teacher}" if teacher else ""),
-            "seed": recipe.get("seed", index), "alpha": 1.0, "epochs": recipe.get("epochs"),
+            "seed": recipe.get("seed", index), "alpha": 1 - (recipe.get("merge_base") or 0.0), "epochs": recipe.get("epochs"),
             "lr": recipe.get("learning_rate"), "batch_size": recipe.get("batch_size"),
             "pairs": data.get("train_pairs"), "hard_negatives": recipe.get("hard_negatives") or None,
             **({"kl_data": f"rejects ({data['reject_rows']})"} if data.get("reject_rows") else {}),

@@ -349,6 +349,26 @@ def test_keep_last_saves_the_end_of_training_not_the_best_checkpoint(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_merge_base_saves_the_average_of_base_and_fine_tuned_weights(tmp_path, minilm_path):
+    run = _run_dir(tmp_path / "run")
+    summary = run_train(_cfg(keep="last", matryoshka_dims=None, merge_base=0.25), run)
+    saved = _weights(run / "model")
+    trained = _weights(run / "train" / "checkpoints" / "checkpoint-8")
+    base = _weights(Path(minilm_path))
+    moved = [k for k in saved if not torch.equal(trained[k], base[k])]
+    assert moved  # training changed the weights, so the average differs from both
+    for k in moved:
+        torch.testing.assert_close(saved[k], 0.75 * trained[k] + 0.25 * base[k])
+    assert summary.recipe.merge_base == 0.25
+    assert "| merge_base | 0.2500 |" in (run / "model" / "README.md").read_text()
+
+
+def test_merge_base_out_of_range_is_one_line_naming_the_option(tmp_path):
+    result = _cli("--run", str(_run_dir(tmp_path / "run")), "--merge-base", "1.5")
+    assert result.exit_code == 2
+    assert "merge" in result.output and "Traceback" not in result.output
+
+
 def _rejects(train) -> QADataset:
     """Questions a round trip could have dropped: reworded ones, about the training chunks."""
     ids = list(train.queries)[:12]

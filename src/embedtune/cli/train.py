@@ -207,6 +207,15 @@ def train(
             show_default=default("train.keep"),
         ),
     ] = None,
+    merge_base: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SHARE",
+            help="Average this share of the base's weights back into the saved model "
+            "(WiSE-FT; 0.5 = halfway): keeps more of a strong base's zero-shot skill.",
+            show_default=default("train.merge_base"),
+        ),
+    ] = None,
     matryoshka_dims: Annotated[
         str | None,
         typer.Option(
@@ -281,6 +290,7 @@ def train(
             "distill_weight": distill_weight,
             "rejects": rejects,
             "keep": keep,
+            "merge_base": merge_base,
             "matryoshka_dims": _dims(matryoshka_dims),
             "lora": lora,
             "query_prompt": query_prompt,

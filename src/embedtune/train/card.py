@@ -137,6 +137,7 @@ def embedtune_sections(summary: TrainSummary, level: int = 2) -> list[str]:
         "attention_dropout",
         "distill_weight",
         "keep",
+        "merge_base",
     ):
         value = getattr(r, key)
         if value is not None:

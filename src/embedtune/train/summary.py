@@ -48,6 +48,7 @@ class Recipe(BaseModel):
     distill_weight: float | None
     rejects_kl_only: bool
     keep: str
+    merge_base: float | None = None  # share of the base's weights averaged back in (WiSE-FT)
     notes: list[str]  # how each "auto" setting was resolved
 
 

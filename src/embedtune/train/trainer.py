@@ -12,7 +12,8 @@ The recipe (each piece switchable in :class:`~embedtune.config.TrainConfig`):
 - query/document prompts applied in training and saved into the model, so
   ``model.encode_query`` applies them;
 - optional ``MatryoshkaLoss`` and LoRA adapters, merged before the final save
-  (:mod:`~embedtune.train.lora`);
+  (:mod:`~embedtune.train.lora`), and an optional share of the base's weights averaged back in
+  (WiSE-FT, :mod:`~embedtune.train.merge`);
 - with a teacher (``train.teacher``, "auto" = all-mpnet-base-v2 for the default MiniLM; see
   :mod:`embedtune.recipe`), a KL term towards its in-batch ranking
   (:mod:`~embedtune.train.distill`), and the questions the round trip rejected trained in
@@ -57,6 +58,7 @@ from embedtune.train.card import write_model_card
 from embedtune.train.data import check_dataset
 from embedtune.train.lora import add_lora, lora_trainer_class, merge_lora
 from embedtune.train.losses import build_loss
+from embedtune.train.merge import base_snapshot, merge_base
 from embedtune.train.passages import uses_passage_batches
 from embedtune.train.rows import TrainingRows, load_for_training, training_rows
 from embedtune.train.summary import Recipe, TrainData, TrainSummary
@@ -321,6 +323,7 @@ class FineTuning:
         resume: bool,
         callbacks: list[Any] | None,
     ) -> _Trained:
+        base_weights = base_snapshot(model) if self.cfg.merge_base else None
         if self.cfg.lora:
             add_lora(model, self.cfg.lora_r)
         loss = self.loss(model, rows)
@@ -358,6 +361,11 @@ class FineTuning:
         seconds = time.perf_counter() - t0
         if self.cfg.lora:
             merge_lora(trainer.model)
+        if base_weights is not None:
+            merged = merge_base(trainer.model, base_weights, self.cfg.merge_base)
+            self.say(
+                f"averaged {self.cfg.merge_base:g} of the base's weights back in ({merged} tensors)"
+            )
         per_second = result.metrics.get("train_samples_per_second", 0.0) or 0.0
         return _Trained(trainer, trainer.model, seconds, per_second, resume_from)
 
@@ -448,6 +456,7 @@ class FineTuning:
             distill_weight=cfg.distill_weight if cfg.teacher else None,
             rejects_kl_only=rows.n_rejects > 0,
             keep=cfg.keep,
+            merge_base=cfg.merge_base or None,
             notes=self.notes,
         )
 
@@ -465,11 +474,13 @@ class FineTuning:
         best = max(evaluations, key=lambda e: e[PRIMARY]) if evaluations else None
         # The weights saved: the best checkpoint, which load_best_model_at_end restored, or the
         # end of training. When an evaluation during training scored exactly those weights, its
-        # scores are the model's; merged LoRA weights are scored afresh.
+        # scores are the model's; merged LoRA weights and weights averaged with the base are
+        # scored afresh.
         kept = best if keep_best else (evaluations[-1] if evaluations else None)
         scored = (
             kept is not None
             and not self.cfg.lora
+            and not self.cfg.merge_base
             and (
                 holds_checkpoint(trained.model, state.best_model_checkpoint)
                 if keep_best
