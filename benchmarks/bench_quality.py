@@ -317,6 +317,14 @@ def parser() -> argparse.ArgumentParser:
         help="another human-written set (BEIR folder or llama-index JSON) to score, under NAME, "
         "e.g. cvs=.embedtune-data/cvs/faq; repeat it",
     )
+    ap.add_argument(
+        "--merge-base",
+        type=float,
+        metavar="SHARE",
+        help="with --zero-shot: score each fine-tuned folder after averaging SHARE of --base's "
+        "weights back in (train.merge_base, WiSE-FT), written under --work; the same weights "
+        "as training again with --set merge_base=SHARE and the folder's seed",
+    )
     ap.add_argument("--val-data", type=Path, help="validation set instead of RUN/data/val.json")
     ap.add_argument(
         "--headings",
@@ -370,7 +378,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     train, sets = load_sets(args, ap)
     ecfg = EvaluateConfig(corpus="split", bootstrap_samples=1000)
+    if args.merge_base is not None and not args.zero_shot:
+        ap.error("--merge-base averages already fine-tuned folders: give them with --zero-shot")
     if args.zero_shot:
+        if args.merge_base is not None:
+            args.zero_shot = [
+                merged(f, args.base, args.merge_base, args.work) for f in args.zero_shot
+            ]
         result = evaluate_models([args.base, *args.zero_shot], sets, ecfg, None)
         for name, data in result.datasets.items():
             print(f"{name}: {len(data.query_ids)} queries, base {data.base.metrics['ndcg@10']:.4f}")
@@ -396,6 +410,30 @@ def main(argv: list[str] | None = None) -> None:
                    **({"base_model": args.base} if args.base != BASE else {})}  # fmt: skip
             cells = write_row(args.out, row, result)
             print(f"{recipe:<10} {seed:>4} " + " ".join(f"{x:>22}" for x in cells))
+
+
+def merged(folder: str, base: str, share: float, work: Path) -> str:
+    """``folder``'s weights with ``share`` of ``base``'s averaged back in (the product's
+    :func:`~embedtune.train.merge.merge_base`), saved under ``work`` beside a copy of the
+    folder's training summary with ``merge_base`` recorded, so its row keeps seed and share."""
+    from sentence_transformers import SentenceTransformer
+
+    from embedtune.models import resolve_model
+    from embedtune.train.merge import base_snapshot, merge_base
+
+    source = Path(folder)
+    out = work / f"{source.parent.name}-{source.name}-merge{share:g}" / source.name
+    model = SentenceTransformer(str(source), device="cpu")
+    merge_base(model, base_snapshot(SentenceTransformer(resolve_model(base), device="cpu")), share)
+    model.save(str(out))
+    summary = source.with_name(source.name + ".train") / "metrics.json"
+    if summary.is_file():
+        metrics = json.loads(summary.read_text())
+        metrics.setdefault("recipe", {})["merge_base"] = share
+        target = out.with_name(out.name + ".train") / "metrics.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(metrics, indent=1))
+    return str(out)
 
 
 def write_row(out: Path, row: dict, result, index: int = 1) -> list[str]:

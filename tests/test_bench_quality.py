@@ -126,3 +126,26 @@ def test_compare_sets_two_writers_side_by_side_on_the_same_questions(bench, tmp_
     )
     with pytest.raises(SystemExit, match="smol: 2 rows in 2 groups"):
         bench.main(["--compare", "gemma", "smol", "--out", str(out)])
+
+
+def test_merge_base_scores_a_folder_halfway_back_to_its_base(bench, tmp_path, minilm_path):
+    import torch
+    from safetensors.torch import load_file
+    from sentence_transformers import SentenceTransformer
+
+    folder = tmp_path / "work" / "default-s2"
+    moved = SentenceTransformer(minilm_path, device="cpu")
+    layer = moved[0].auto_model.encoder.layer[0].attention.self.query.weight
+    with torch.no_grad():
+        layer.mul_(3.0)  # a "fine-tuned" folder whose one tensor moved
+    moved.save(str(folder))
+    (tmp_path / "work" / "default-s2.train").mkdir()
+    (tmp_path / "work" / "default-s2.train" / "metrics.json").write_text(
+        json.dumps({"recipe": {"seed": 2, "epochs": 1.0}})
+    )
+    out = Path(bench.merged(str(folder), "all-MiniLM-L6-v2", 0.5, tmp_path / "merged"))
+    key = "encoder.layer.0.attention.self.query.weight"
+    base = load_file(str(Path(minilm_path) / "model.safetensors"))[key]
+    torch.testing.assert_close(load_file(str(out / "model.safetensors"))[key], 2.0 * base)
+    row = bench._folder_row(str(out), 1, "mix")
+    assert (row["seed"], row["alpha"]) == (2, 0.5)
