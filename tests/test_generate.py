@@ -327,6 +327,21 @@ def test_messy_replies_are_filtered_and_counted_in_the_report(tmp_path):
     assert list(saved.queries.values()) == ["What does lm fit from a formula?"]
 
 
+def test_a_copy_of_the_prompts_worked_example_is_dropped_and_counted(tmp_path):
+    run = make_run(tmp_path, n_train=2, n_val=0)
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(
+        "[[user]]\nThe status light stays red after a paper jam.\n\nWrite 1 question.\n"
+        "[[assistant]]\nWhat does a red status light on the printer mean?\n"
+        "[[user]]\n{context}\n\nWrite {num_questions} questions.\n"
+    )
+    with FakeOpenAI(reply=lambda p: "What does a red status light on the printer mean?") as server:
+        report = run_generate(config(server, prompt_file=str(prompt)), run)
+    train = report.splits["train"]
+    assert train.dropped["copies_example"] == 2
+    assert train.kept == 0
+
+
 def test_roundtrip_can_be_judged_by_another_model(tmp_path, minilm_path):
     run = make_run(tmp_path, n_train=6, n_val=3)
     with FakeOpenAI() as server:

@@ -10,6 +10,8 @@ what was lost and why::
     ('How do I install a package from CRAN?', None)
     >>> f.clean("According to the passage, what does lm() return?")
     (None, 'mentions_context')
+    >>> QuestionFilter(examples=["What does a red light mean?"]).clean("What does a red light mean?")
+    (None, 'copies_example')
 
 The last check is a round trip through the base embedding model (`roundtrip_keep`): a question
 is kept only where the model ranks its source chunk within the top k of the split's chunks, the
@@ -43,6 +45,7 @@ DROP_REASONS = (
     "too_long",
     "not_a_question",
     "mentions_context",
+    "copies_example",
     "duplicate_in_chunk",
     "duplicate_in_set",
     "roundtrip",
@@ -88,10 +91,18 @@ def normalise(text: str) -> str:
 class QuestionFilter:
     """Cleans and filters questions, counting drops (``dropped``) and cleanups (``cleaned``)."""
 
-    def __init__(self, min_chars: int = 12, max_chars: int = 300, similarity: float = 0.9) -> None:
+    def __init__(
+        self,
+        min_chars: int = 12,
+        max_chars: int = 300,
+        similarity: float = 0.9,
+        examples: Sequence[str] = (),
+    ) -> None:
         self.min_chars = min_chars
         self.max_chars = max_chars
         self.similarity = similarity
+        # the prompt's worked example questions: a small writer copies them now and then
+        self._examples = [normalise(e) for e in examples if normalise(e)]
         self.dropped: Counter[str] = Counter()
         self.cleaned: Counter[str] = Counter()
         self._seen: dict[str, str] = {}  # normalised text -> first chunk id that had it
@@ -130,7 +141,15 @@ class QuestionFilter:
             return None, "not_a_question"  # a long line without "?" is an answer or a remark
         if _CONTEXT.search(text):
             return None, "mentions_context"
+        if self._similar(normalise(text), self._examples):
+            return None, "copies_example"
         return text, None
+
+    def _similar(self, norm: str, others: Sequence[str]) -> bool:
+        return any(
+            norm == k or difflib.SequenceMatcher(None, norm, k).ratio() >= self.similarity
+            for k in others
+        )
 
     def filter_chunk(self, chunk_id: str, raw_questions: Sequence[str]) -> list[tuple[str, str]]:
         """Cleaned questions kept for one chunk, and ``(raw, reason)`` for the dropped ones.
@@ -145,10 +164,7 @@ class QuestionFilter:
             text, reason = self.clean(raw)
             if text is not None:
                 norm = normalise(text)
-                if any(
-                    norm == k or difflib.SequenceMatcher(None, norm, k).ratio() >= self.similarity
-                    for k in kept_here
-                ):
+                if self._similar(norm, kept_here):
                     reason = "duplicate_in_chunk"
                 elif norm in self._seen or frozenset(norm.split()) in self._seen_tokens:
                     reason = "duplicate_in_set"

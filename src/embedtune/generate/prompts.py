@@ -38,6 +38,7 @@ __all__ = [
     "load_template",
     "render",
     "parse_questions",
+    "example_questions",
     "QUESTION_KINDS",
 ]
 
@@ -244,3 +245,16 @@ def parse_questions(text: str) -> list[str]:
         if line and line.lower() not in ("json", "```json"):
             lines.append(line)
     return lines
+
+
+def example_questions(template: PromptTemplate) -> list[str]:
+    """The questions a template's worked example turns answer with (its ``[[assistant]]``
+    turns but a last one, the reply's prefix), so that copies of them can be dropped.
+
+    >>> example_questions(load_template(None, "local"))[0]
+    'How do I change the time the nightly backup runs?'
+    """
+    messages = to_messages(render(template, "", 1))
+    if messages and messages[-1]["role"] == "assistant":
+        messages = messages[:-1]
+    return [q for m in messages if m["role"] == "assistant" for q in parse_questions(m["content"])]

@@ -45,7 +45,13 @@ from embedtune.generate.estimate import (
 )
 from embedtune.generate.filters import DROP_REASONS, QuestionFilter, roundtrip_keep
 from embedtune.generate.local import LocalBackend
-from embedtune.generate.prompts import PromptTemplate, load_template, parse_questions, render
+from embedtune.generate.prompts import (
+    PromptTemplate,
+    example_questions,
+    load_template,
+    parse_questions,
+    render,
+)
 from embedtune.generate.report import DryRunReport, DryRunSplit, GenerateReport, SplitReport
 from embedtune.layout import BEIR_SPLIT, SPLITS, RunLayout
 from embedtune.models import load_model, resolve_model
@@ -545,7 +551,9 @@ def _filter(job: _Job, caches: dict[str, ResponseCache]) -> _Questions:
     g = job.g
     out = _Questions()
     for split in SPLITS:
-        qf = QuestionFilter(g.min_question_chars, g.max_question_chars)
+        qf = QuestionFilter(
+            g.min_question_chars, g.max_question_chars, examples=example_questions(job.template)
+        )
         if split == "val":
             # A validation question seen in training would flatter the evaluation.
             qf.inherit(out.filters["train"])
