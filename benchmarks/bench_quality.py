@@ -393,8 +393,9 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  {score.source:<60} {c.model:.4f} {c.diff:+.4f} "
                       f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}] {c.verdict}")  # fmt: skip
         if args.label:  # record fine-tuned folders (e.g. RUN/model of `embedtune run`) as rows
+            base = {"base_model": args.base} if args.base != BASE else {}
             for i, model_path in enumerate(args.zero_shot, 1):
-                write_row(args.out, _folder_row(model_path, i, args.label), result, i)
+                write_row(args.out, {**_folder_row(model_path, i, args.label), **base}, result, i)
         return
     rejects = load_rejects(args, ap)
     settings = " ".join(sorted(args.set)) or None
