@@ -16,8 +16,8 @@ worktree of an older commit) with this venv, to compare two versions in one sess
 not a cold figure, and the table says so.
 
 FLOP counts are 2 x non-embedding parameters per token read (x3 for a training step, forward and
-backward), from the token counts the stages report; attention is left out, so the figures are a
-slight undercount. Results are appended to ``benchmarks/results/pipeline.jsonl``.
+backward), from the token counts the stages report (the writer's: the positions it computed,
+``prompt_tokens_read``); attention is left out, so the figures are a slight undercount. Results are appended to ``benchmarks/results/pipeline.jsonl``.
 """
 
 from __future__ import annotations
@@ -229,7 +229,10 @@ def main() -> None:
     new_calls = sum(s.get("new_calls", 0) for s in gen.get("splits", {}).values())
     timings = gen.get("timings") or {}
     writer_s = timings.get("generate_s") or 0.0
-    writer_tokens = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+    # The positions the writer computed (shared beginnings once, padding included) where the
+    # local writer reports them; each prompt counted whole overstates the work about 2.4x.
+    read = usage.get("prompt_tokens_read", usage.get("prompt_tokens", 0))
+    writer_tokens = read + usage.get("completion_tokens", 0)
     recipe = train.get("recipe") or {}
     data = train.get("data") or {}
     rows = data.get("train_pairs", 0) + data.get("reject_rows", 0)

@@ -201,7 +201,10 @@ class LocalBackend:
             kwargs.update(stop_strings=self._stops(), tokenizer=self._tok)
         return kwargs
 
-    def _reply(self, prefix: str, new_tokens: Any, prompt_tokens: int) -> Completion:
+    def _reply(self, prefix: str, new_tokens: Any, prompt_tokens: int, read: float) -> Completion:
+        """One reply; ``read``: the prompt positions the model computed for it, padding included
+        and shared beginnings divided among the prompts that share them (the work done, where
+        ``prompt_tokens`` counts each prompt whole)."""
         tok = self._tok
         text = prefix + tok.decode(new_tokens, skip_special_tokens=True)
         if self.per_question:
@@ -209,6 +212,7 @@ class LocalBackend:
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": int((new_tokens != tok.pad_token_id).sum()),
+            "prompt_tokens_read": round(read, 2),
         }
         return Completion(text.strip(), usage)
 
@@ -242,8 +246,9 @@ class LocalBackend:
     def _complete_plain(self, chats: list[tuple[str, str]]) -> list[Completion]:
         enc = self._tok([c for c, _ in chats], return_tensors="pt", padding=True).to(self.device)
         new = self._continue(enc["input_ids"], enc["attention_mask"], None)
+        width = enc["input_ids"].shape[1]  # every row is read at the padded width
         return [
-            self._reply(chats[i][1], row, int(enc["attention_mask"][i].sum()))
+            self._reply(chats[i][1], row, int(enc["attention_mask"][i].sum()), width)
             for i, row in enumerate(new)
         ]
 
@@ -377,7 +382,10 @@ class LocalBackend:
             mask = torch.cat([prefix_mask[index], torch.ones_like(suffix)], dim=1)
             new = self._continue(input_ids, mask, branch)
             for k, r in enumerate(rows):
-                replies[r] = self._reply(chats[r][1], new[k], len(ids[r]))
+                # Its share of the opening and of its group's padded beginning, and its own end.
+                group = groups[owner[r]][1]
+                read = opening / len(chats) + (width / len(group)) + suffix.shape[1]
+                replies[r] = self._reply(chats[r][1], new[k], len(ids[r]), read)
         return [replies[i] for i in range(len(chats))]
 
 

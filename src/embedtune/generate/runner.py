@@ -708,7 +708,7 @@ def _report(
         template=job.template.source,
         questions_per_chunk=job.g.questions_per_chunk,
         splits={s: _split_report(job, s, caches[s], questions, missing) for s in SPLITS},
-        usage=dict(usage),
+        usage={k: round(v) for k, v in usage.items()},  # the local writer's shares are fractions
         retries=retries,
         timings=timings,
         samples={
