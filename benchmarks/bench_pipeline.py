@@ -17,7 +17,8 @@ not a cold figure, and the table says so.
 
 FLOP counts are 2 x non-embedding parameters per token read (x3 for a training step, forward and
 backward), from the token counts the stages report (the writer's: the positions it computed,
-``prompt_tokens_read``); attention is left out, so the figures are a slight undercount. Results are appended to ``benchmarks/results/pipeline.jsonl``.
+``prompt_tokens_read``); attention is left out, so the figures are a slight undercount. Results
+are appended to ``benchmarks/results/pipeline.jsonl``.
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ def main() -> None:
     timings = gen.get("timings") or {}
     writer_s = timings.get("generate_s") or 0.0
     # The positions the writer computed (shared beginnings once, padding included) where the
-    # local writer reports them; each prompt counted whole overstates the work about 2.4x.
+    # local writer reports them; each prompt counted whole overstated it 2.5x (session 18).
     read = usage.get("prompt_tokens_read", usage.get("prompt_tokens", 0))
     writer_tokens = read + usage.get("completion_tokens", 0)
     recipe = train.get("recipe") or {}

@@ -39,6 +39,7 @@ writes its own), the difference of the seed-averaged gains with its paired boots
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -419,13 +420,12 @@ def merged(folder: str, base: str, share: float, work: Path) -> str:
     folder's training summary with ``merge_base`` recorded, so its row keeps seed and share."""
     from sentence_transformers import SentenceTransformer
 
-    from embedtune.models import resolve_model
-    from embedtune.train.merge import base_snapshot, merge_base
+    from embedtune.train.merge import merge_base
 
     source = Path(folder)
     out = work / f"{source.parent.name}-{source.name}-merge{share:g}" / source.name
     model = SentenceTransformer(str(source), device="cpu")
-    merge_base(model, base_snapshot(SentenceTransformer(resolve_model(base), device="cpu")), share)
+    merge_base(model, _base_weights(base), share)
     model.save(str(out))
     summary = source.with_name(source.name + ".train") / "metrics.json"
     if summary.is_file():
@@ -435,6 +435,17 @@ def merged(folder: str, base: str, share: float, work: Path) -> str:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(metrics, indent=1))
     return str(out)
+
+
+@functools.cache
+def _base_weights(base: str) -> dict:
+    """``base``'s weights on the CPU, loaded once for every folder averaged with it."""
+    from sentence_transformers import SentenceTransformer
+
+    from embedtune.models import resolve_model
+    from embedtune.train.merge import base_snapshot
+
+    return base_snapshot(SentenceTransformer(resolve_model(base), device="cpu"))
 
 
 def write_row(out: Path, row: dict, result, index: int = 1) -> list[str]:

@@ -102,7 +102,7 @@ class QuestionFilter:
         self.max_chars = max_chars
         self.similarity = similarity
         # the prompt's worked example questions: a small writer copies them now and then
-        self._examples = [normalise(e) for e in examples if normalise(e)]
+        self._examples = [n for n in map(normalise, examples) if n]
         self.dropped: Counter[str] = Counter()
         self.cleaned: Counter[str] = Counter()
         self._seen: dict[str, str] = {}  # normalised text -> first chunk id that had it
@@ -141,7 +141,7 @@ class QuestionFilter:
             return None, "not_a_question"  # a long line without "?" is an answer or a remark
         if _CONTEXT.search(text):
             return None, "mentions_context"
-        if self._similar(normalise(text), self._examples):
+        if self._examples and self._similar(normalise(text), self._examples):
             return None, "copies_example"
         return text, None
 

@@ -550,10 +550,9 @@ def _filter(job: _Job, caches: dict[str, ResponseCache]) -> _Questions:
     """Parse every cached reply and filter its questions, split by split."""
     g = job.g
     out = _Questions()
+    examples = example_questions(job.template)
     for split in SPLITS:
-        qf = QuestionFilter(
-            g.min_question_chars, g.max_question_chars, examples=example_questions(job.template)
-        )
+        qf = QuestionFilter(g.min_question_chars, g.max_question_chars, examples=examples)
         if split == "val":
             # A validation question seen in training would flatter the evaluation.
             qf.inherit(out.filters["train"])
