@@ -326,6 +326,13 @@ def parser() -> argparse.ArgumentParser:
         "weights back in (train.merge_base, WiSE-FT), written under --work; the same weights "
         "as training again with --set merge_base=SHARE and the folder's seed",
     )
+    ap.add_argument(
+        "--as-recipe",
+        metavar="NAME",
+        help="with --zero-shot and --label: record the folders under this recipe name (e.g. "
+        "default, for RUN/model of an `embedtune run` with the defaults) so that --summary "
+        "and --compare group them with the rows trained here; the seed stays the folder's",
+    )
     ap.add_argument("--val-data", type=Path, help="validation set instead of RUN/data/val.json")
     ap.add_argument(
         "--headings",
@@ -395,8 +402,11 @@ def main(argv: list[str] | None = None) -> None:
                       f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}] {c.verdict}")  # fmt: skip
         if args.label:  # record fine-tuned folders (e.g. RUN/model of `embedtune run`) as rows
             base = {"base_model": args.base} if args.base != BASE else {}
+            # `embedtune train` trains with the same code as the rows trained here.
+            named = {"recipe": args.as_recipe, "trainer": TRAINER} if args.as_recipe else {}
             for i, model_path in enumerate(args.zero_shot, 1):
-                write_row(args.out, {**_folder_row(model_path, i, args.label), **base}, result, i)
+                row = {**_folder_row(model_path, i, args.label), **base, **named}
+                write_row(args.out, row, result, i)
         return
     rejects = load_rejects(args, ap)
     settings = " ".join(sorted(args.set)) or None
