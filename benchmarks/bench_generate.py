@@ -272,15 +272,12 @@ def bench_local(data: Path, n_chunks: int, batch_sizes: list[int]) -> dict:
     return out
 
 
-def bench_prefix(
-    data: Path, n_chunks: int, kinds: list[int], dtype: str, last: int | None = None
-) -> dict:
+def bench_prefix(data: Path, n_chunks: int, kinds: list[int], dtype: str) -> dict:
     """transformers' ``generate`` on whole prompts against the backend's own paths: a chunk's
     text read once (shared beginnings), finished replies leaving the batch, and a question
     stopping at its "?". The same calls, batched as the runner batches them (a chunk's calls
     together), one pass each in one process; the replies must be the same text (up to the "?"
-    from the "?" stop on) and give the question filter the same questions. ``last``: only the
-    last so many modes (the first of them is the baseline of the speed-ups)."""
+    in the last mode) and give the question filter the same questions."""
     import torch
 
     from embedtune.generate.filters import QuestionFilter
@@ -295,16 +292,13 @@ def bench_prefix(
     template = load_template(None, "local")
     out: dict = {"cpu_threads": torch.get_num_threads(), "dtype": backend.dtype, "rows": []}
     backend.complete_batch([render(template, chunks[0].text, 1, 0)])  # warm-up
-    modes = {  # (share_prefixes, drop_finished, share_template, stop_at_question_mark, room)
-        "generate() on whole prompts (before)": (False, False, False, False, False),
-        "own loop: finished rows leave": (False, True, False, False, False),
-        "+ a chunk's text read once": (True, True, False, False, False),
-        "+ the template's opening read once per batch": (True, True, True, False, False),
-        "+ a question stops at its '?'": (True, True, True, True, False),
-        "+ room kept behind the key/value cache (default)": (True, True, True, True, True),
+    modes = {  # (share_prefixes, drop_finished, share_template, stop_at_question_mark)
+        "generate() on whole prompts (before)": (False, False, False, False),
+        "own loop: finished rows leave": (False, True, False, False),
+        "+ a chunk's text read once": (True, True, False, False),
+        "+ the template's opening read once per batch": (True, True, True, False),
+        "+ a question stops at its '?' (default)": (True, True, True, True),
     }
-    if last:
-        modes = dict(list(modes.items())[-last:])
     question = QuestionFilter(g.min_question_chars, g.max_question_chars).clean
     for k in kinds:
         calls = [
@@ -315,10 +309,9 @@ def bench_prefix(
         batches = _local_batches(calls, backend.batch_size)
         reference: list[str] = []
         before = 0.0
-        for label, (share, drop, opening, stop_q, room) in modes.items():
+        for label, (share, drop, opening, stop_q) in modes.items():
             backend.share_prefixes, backend.drop_finished = share, drop
             backend.share_template, backend.stop_at_question_mark = opening, stop_q
-            backend.cache_room = room
             start = time.perf_counter()
             replies = [r for b in batches for r in backend.complete_batch([c.prompt for c in b])]
             seconds = time.perf_counter() - start
@@ -462,9 +455,6 @@ def main() -> None:
     )
     parser.add_argument("--kinds", default="2,4", help="prefix part: questions per chunk")
     parser.add_argument("--dtype", default="auto", help="prefix part: local_dtype")
-    parser.add_argument(
-        "--last-modes", type=int, default=None, help="prefix part: only the last N modes"
-    )
     parser.add_argument("--server-chunks", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=16)
@@ -494,12 +484,7 @@ def main() -> None:
         results["batch"] = bench_batch(Path(args.data), args.chunks, sizes)
     if args.part in ("prefix", "all"):
         kinds = [int(x) for x in args.kinds.split(",")]
-        # A run of the last modes only is kept apart: the full table's speed-ups share one baseline.
-        key = "prefix_last_modes" if args.last_modes else "prefix"
-        results[key] = bench_prefix(
-            Path(args.data), args.chunks, kinds, args.dtype, args.last_modes
-        )
-        results[key]["date"] = time.strftime("%Y-%m-%d %H:%M")
+        results["prefix"] = bench_prefix(Path(args.data), args.chunks, kinds, args.dtype)
     from embedtune.generate.local import resolve_dtype
 
     results["machine"] = {

@@ -130,10 +130,10 @@ def test_prompts_about_one_chunk_read_its_text_once_and_reply_as_transformers_ge
     # The replies differ and stop at different steps, so the comparison means something.
     assert len({r.text for r in reference}) > 1
     assert len(set(lengths)) > 1 and min(lengths) < backend.max_new_tokens
-    for share, opening, room in ((True, True, True), (True, True, False), (True, False, True), (False, False, True)):  # fmt: skip
+    for share, opening in ((True, True), (True, False), (False, False)):
         read.clear()
         backend.share_prefixes, backend.drop_finished = share, True
-        backend.share_template, backend.cache_room = opening, room
+        backend.share_template = opening
         replies = backend.complete_batch(prompts)
         assert [r.text for r in replies] == [r.text for r in reference], (share, opening)
         counts = ("prompt_tokens", "completion_tokens")
@@ -153,45 +153,6 @@ def test_prompts_about_one_chunk_read_its_text_once_and_reply_as_transformers_ge
     assert any("\n" in r.text for r in lists)
     backend.share_prefixes, backend.drop_finished = True, True
     assert [r.text for r in backend.complete_batch(prompts)] == [r.text for r in lists]
-
-
-def test_a_cache_with_room_holds_what_transformers_cache_holds_and_writes_steps_in_place():
-    import copy
-
-    import torch
-    from transformers.cache_utils import DynamicLayer
-
-    from embedtune.generate.local import RoomyLayer
-
-    torch.manual_seed(0)
-    roomy, plain = RoomyLayer(room=4), DynamicLayer()
-
-    def update(length: int) -> None:
-        k, v = torch.randn(3, 2, length, 8), torch.randn(3, 2, length, 8)
-        if roomy.keys is not None and roomy.get_seq_length():
-            k, v = k[: roomy.keys.shape[0]], v[: roomy.keys.shape[0]]
-        got, want = roomy.update(k, v), plain.update(k, v)
-        assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
-
-    update(5)  # a prompt read
-    buffer = roomy.keys.data_ptr()
-    for _ in range(4):  # decoding steps fill the room without moving the cache
-        update(1)
-        assert roomy.keys.data_ptr() == buffer
-    update(1)  # no room left: the cache moves once, to a buffer with new room
-    assert roomy.keys.data_ptr() != buffer
-    # A finished row leaves; a copy decodes on its own; both go on as transformers' would.
-    keep = torch.tensor([0, 2])
-    twin, twin_plain = copy.deepcopy(roomy), copy.deepcopy(plain)
-    roomy.batch_select_indices(keep), plain.batch_select_indices(keep)
-    moved = roomy.keys.data_ptr()
-    for _ in range(3):  # the rows kept their room
-        update(1)
-        assert roomy.keys.data_ptr() == moved
-    roomy, plain = twin, twin_plain
-    for _ in range(6):
-        update(1)
-    assert roomy.get_seq_length() == plain.get_seq_length() == 16
 
 
 def test_shared_prefix_groups_join_only_prompts_that_share_most_of_their_tokens():

@@ -29,7 +29,6 @@ from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
-from transformers.cache_utils import DynamicLayer
 from transformers.generation.stopping_criteria import StopStringCriteria
 from transformers.utils import logging as hf_logging
 
@@ -124,9 +123,6 @@ class LocalBackend:
         self.stop_at_question_mark = True
         # The template's opening, the same in every prompt, is read once per batch.
         self.share_template = True
-        # A decoding step writes its keys and values into room kept free behind the cache
-        # instead of copying the whole cache (see RoomyCache).
-        self.cache_room = True
         self._stop: Any = None
         self.load_seconds: float | None = None
         self._model: Any = None
@@ -256,10 +252,6 @@ class LocalBackend:
             for i, row in enumerate(new)
         ]
 
-    def _new_cache(self) -> DynamicCache:
-        # Room for a prompt's own ending (read after its shared beginning) and the reply.
-        return RoomyCache(self.max_new_tokens + 64) if self.cache_room else DynamicCache()
-
     def _continue(self, input_ids: Any, attention_mask: Any, cache: Any) -> list[Any]:
         """Each row's new tokens, greedy, continuing from ``cache`` (None: read all)."""
         if not self.drop_finished:  # transformers' generate(), on whole prompts only
@@ -282,7 +274,7 @@ class LocalBackend:
         """
         model, tok = self._model, self._tok
         if cache is None:
-            cache = self._new_cache()
+            cache = DynamicCache()
         stop = None
         if self.per_question:  # one question per call ends at its "?" or its line's end
             stops = self._stops()
@@ -345,11 +337,10 @@ class LocalBackend:
         prefixes = [ids[rows[0]][:n] for n, rows in groups]
         opening = _common_opening(prefixes) if self.share_template and len(prefixes) > 1 else 0
         opening = opening if opening >= 16 else 0
-        cache = self._new_cache()
+        cache = None
         if opening:
             cache = model(
                 input_ids=torch.tensor([prefixes[0][:opening]], device=self.device),
-                cache=cache,
                 use_cache=True,
                 logits_to_keep=1,
             ).cache
@@ -396,78 +387,6 @@ class LocalBackend:
                 read = opening / len(chats) + (width / len(group)) + suffix.shape[1]
                 replies[r] = self._reply(chats[r][1], new[k], len(ids[r]), read)
         return [replies[i] for i in range(len(chats))]
-
-
-class RoomyLayer(DynamicLayer):
-    """transformers' `DynamicLayer` with room kept free behind its keys and values.
-
-    `DynamicLayer` concatenates each step's keys and values to the whole cache, so every
-    decoding step copies every layer's cache: with 16 rows and a 300-token cache, 44 of a step's
-    180 ms on a 2-core AVX2 CPU (BENCHMARKS.md, generate). Here the cache lives at the front of
-    a buffer with ``room`` free positions behind it; a step writes its token there and the
-    layer's ``keys`` and ``values`` are views of the filled part. Rows leaving the batch
-    (``batch_select_indices``) keep their room; where the batch is repeated or a copy is taken,
-    the next update moves the keys into a new buffer: one copy, as `DynamicLayer` makes at
-    every step.
-    """
-
-    def __init__(self, room: int = 64) -> None:
-        super().__init__()
-        self.room = max(1, room)
-        self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def update(
-        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        n, k = self.get_seq_length(), key_states.shape[-2]
-        if not self._in_buffer(n + k):
-            keys = key_states.new_empty(
-                (*key_states.shape[:-2], n + k + self.room, key_states.shape[-1])
-            )
-            values = value_states.new_empty(
-                (*value_states.shape[:-2], n + k + self.room, value_states.shape[-1])
-            )
-            if n:
-                keys[..., :n, :] = self.keys
-                values[..., :n, :] = self.values
-            self._buffers = (keys, values)
-        keys, values = self._buffers
-        keys[..., n : n + k, :] = key_states
-        values[..., n : n + k, :] = value_states
-        self.keys, self.values = keys[..., : n + k, :], values[..., : n + k, :]
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        """Keep the rows at ``indices``, room included (one copy, as in `DynamicLayer`)."""
-        n = self.get_seq_length()
-        if not self._in_buffer(n):
-            super().batch_select_indices(indices)
-            return
-        keys, values = (b[indices, ...] for b in self._buffers)  # type: ignore[union-attr]
-        self._buffers = (keys, values)
-        self.keys, self.values = keys[..., :n, :], values[..., :n, :]
-
-    def _in_buffer(self, length: int) -> bool:
-        """Whether ``keys``/``values`` are the front of the buffers, with room for ``length``."""
-        if self._buffers is None or self.get_seq_length() == 0:
-            return False
-        keys, values = self._buffers
-        return (
-            length <= keys.shape[-2]
-            and keys.shape[:-2] == self.keys.shape[:-2]
-            and self.keys.data_ptr() == keys.data_ptr()
-            and self.values.data_ptr() == values.data_ptr()
-        )
-
-
-class RoomyCache(DynamicCache):
-    """A `DynamicCache` of `RoomyLayer`s, each with ``room`` free positions behind it."""
-
-    def __init__(self, room: int = 64) -> None:
-        super().__init__()
-        self.layer_class_to_replicate = lambda: RoomyLayer(room)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
