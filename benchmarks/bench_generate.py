@@ -272,12 +272,19 @@ def bench_local(data: Path, n_chunks: int, batch_sizes: list[int]) -> dict:
     return out
 
 
-def bench_prefix(data: Path, n_chunks: int, kinds: list[int], dtype: str) -> dict:
+def bench_prefix(data: Path, n_chunks: int, kinds: list[int], dtype: str, passes: int = 2) -> dict:
     """transformers' ``generate`` on whole prompts against the backend's own paths: a chunk's
     text read once (shared beginnings), finished replies leaving the batch, and a question
     stopping at its "?". The same calls, batched as the runner batches them (a chunk's calls
-    together), one pass each in one process; the replies must be the same text (up to the "?"
-    in the last mode) and give the question filter the same questions."""
+    together), in one process; the replies must be the same text (up to the "?" in the last
+    mode) and give the question filter the same questions.
+
+    Each mode runs ``passes`` times, the order of the modes reversed every other pass, and its
+    figure is the median: one pass of the same calls varies by up to a fifth on a 2-core CPU,
+    and a single pass per mode once read 1.18x for a change that was 0.94x when alternated
+    (benchmarks/journal/time-to-result.md, session 19)."""
+    import statistics
+
     import torch
 
     from embedtune.generate.filters import QuestionFilter
@@ -291,6 +298,7 @@ def bench_prefix(data: Path, n_chunks: int, kinds: list[int], dtype: str) -> dic
     backend.load()
     template = load_template(None, "local")
     out: dict = {"cpu_threads": torch.get_num_threads(), "dtype": backend.dtype, "rows": []}
+    out["passes"] = passes
     backend.complete_batch([render(template, chunks[0].text, 1, 0)])  # warm-up
     modes = {  # (share_prefixes, drop_finished, share_template, stop_at_question_mark)
         "generate() on whole prompts (before)": (False, False, False, False),
@@ -299,6 +307,7 @@ def bench_prefix(data: Path, n_chunks: int, kinds: list[int], dtype: str) -> dic
         "+ the template's opening read once per batch": (True, True, True, False),
         "+ a question stops at its '?' (default)": (True, True, True, True),
     }
+    labels = list(modes)
     question = QuestionFilter(g.min_question_chars, g.max_question_chars).clean
     for k in kinds:
         calls = [
@@ -307,17 +316,25 @@ def bench_prefix(data: Path, n_chunks: int, kinds: list[int], dtype: str) -> dic
             for i in range(k)
         ]
         batches = _local_batches(calls, backend.batch_size)
-        reference: list[str] = []
-        before = 0.0
-        for label, (share, drop, opening, stop_q) in modes.items():
-            backend.share_prefixes, backend.drop_finished = share, drop
-            backend.share_template, backend.stop_at_question_mark = opening, stop_q
-            start = time.perf_counter()
-            replies = [r for b in batches for r in backend.complete_batch([c.prompt for c in b])]
-            seconds = time.perf_counter() - start
+        seconds: dict[str, list[float]] = {label: [] for label in labels}
+        replies_of: dict[str, list] = {}
+        for p in range(passes):
+            for label in labels if p % 2 == 0 else labels[::-1]:
+                share, drop, opening, stop_q = modes[label]
+                backend.share_prefixes, backend.drop_finished = share, drop
+                backend.share_template, backend.stop_at_question_mark = opening, stop_q
+                start = time.perf_counter()
+                replies = [
+                    r for b in batches for r in backend.complete_batch([c.prompt for c in b])
+                ]
+                seconds[label].append(time.perf_counter() - start)
+                replies_of.setdefault(label, replies)
+        reference = [r.text for r in replies_of[labels[0]]]
+        before = statistics.median(seconds[labels[0]])
+        for label in labels:
+            replies = replies_of[label]
             texts = [r.text for r in replies]
-            if not reference:
-                reference, before = texts, seconds
+            median = statistics.median(seconds[label])
             same = sum(a == b for a, b in zip(reference, texts, strict=True))
             # Stopping at the "?" shortens replies; what matters is the question the filter keeps.
             kept_same = sum(
@@ -327,16 +344,17 @@ def bench_prefix(data: Path, n_chunks: int, kinds: list[int], dtype: str) -> dic
                 "questions_per_chunk": k,
                 "mode": label,
                 "calls": len(calls),
-                "seconds": round(seconds, 1),
-                "speedup": round(before / seconds, 2),
+                "seconds": round(median, 1),
+                "passes_s": [round(x, 1) for x in seconds[label]],
+                "speedup": round(before / median, 2),
                 "identical_replies": f"{same}/{len(calls)}",
                 "identical_kept_questions": f"{kept_same}/{len(calls)}",
                 "new_tokens": sum(r.usage["completion_tokens"] for r in replies),
             }
             out["rows"].append(row)
-            print(f"  {k} per chunk, {len(calls)} calls, {label}: {seconds:.1f} s = "
-                  f"{row['speedup']}x; same replies {same}, same kept questions {kept_same}, "
-                  f"{row['new_tokens']} tokens written")  # fmt: skip
+            print(f"  {k} per chunk, {len(calls)} calls, {label}: {median:.1f} s "
+                  f"(passes {row['passes_s']}) = {row['speedup']}x; same replies {same}, "
+                  f"same kept questions {kept_same}, {row['new_tokens']} tokens written")  # fmt: skip
     return out
 
 
@@ -391,7 +409,11 @@ def _table(results: dict) -> None:
 
     if "prefix" in results:
         pre = results["prefix"]
-        t = Table(title=f"local backend paths, {pre['dtype']}, {pre['cpu_threads']} threads")
+        passes = pre.get("passes", 1)  # figures before session 19: one pass per mode
+        t = Table(
+            title=f"local backend paths, {pre['dtype']}, {pre['cpu_threads']} threads, "
+            f"median of {passes} pass(es) per mode"
+        )
         cols = ("per chunk", "mode", "calls", "seconds", "speedup", "same replies", "same kept")
         for col in cols:
             t.add_column(col, justify="left" if col == "mode" else "right")
@@ -455,6 +477,12 @@ def main() -> None:
     )
     parser.add_argument("--kinds", default="2,4", help="prefix part: questions per chunk")
     parser.add_argument("--dtype", default="auto", help="prefix part: local_dtype")
+    parser.add_argument(
+        "--passes",
+        type=int,
+        default=2,
+        help="prefix part: passes per mode, the order reversed every other pass (median kept)",
+    )
     parser.add_argument("--server-chunks", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=16)
@@ -484,7 +512,9 @@ def main() -> None:
         results["batch"] = bench_batch(Path(args.data), args.chunks, sizes)
     if args.part in ("prefix", "all"):
         kinds = [int(x) for x in args.kinds.split(",")]
-        results["prefix"] = bench_prefix(Path(args.data), args.chunks, kinds, args.dtype)
+        results["prefix"] = bench_prefix(
+            Path(args.data), args.chunks, kinds, args.dtype, args.passes
+        )
     from embedtune.generate.local import resolve_dtype
 
     results["machine"] = {

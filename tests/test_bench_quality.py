@@ -61,6 +61,18 @@ def test_a_recipe_trains_with_the_product_and_its_row_summarises(bench, tmp_path
     line = capsys.readouterr().out.splitlines()[-1]
     assert line.startswith("tiny | None | mnrl") and f"val {row['val']['diff']:+.4f}" in line
 
+    # A folder trained elsewhere (RUN/model of `embedtune run`) is recorded under the recipe it
+    # was trained with, so that the summary can count it with the seeds trained here.
+    bench.main(
+        ["--run", str(run), "--zero-shot", str(tmp_path / "work" / "mnrl-s1"),
+         "--as-recipe", "mnrl", "--rfaq", "", "--pyfaq", "", "--out", str(out),
+         "--label", "tiny"]
+    )  # fmt: skip
+    folder_row = json.loads(out.read_text().splitlines()[-1])
+    keys = ("recipe", "trainer", "seed", "epochs", "batch_size", "data")
+    assert [folder_row[k] for k in keys] == [row[k] for k in keys]
+    assert folder_row["val"]["per_query_diff"] == row["val"]["per_query_diff"]
+
 
 def test_the_summary_says_how_often_the_runs_verdict_matches_peoples(bench, tmp_path, capsys):
     def row(seed: int, val: list[float], headings: list[float], rfaq: float) -> dict:
