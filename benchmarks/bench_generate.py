@@ -496,6 +496,8 @@ def main() -> None:
         "other busy processes, 1 avoids threads waiting on each other at every op.",
     )
     args = parser.parse_args()
+    if args.passes < 1:
+        parser.error(f"--passes must be 1 or more (got {args.passes})")
     if args.threads:
         import torch
 

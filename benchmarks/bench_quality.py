@@ -388,6 +388,9 @@ def main(argv: list[str] | None = None) -> None:
     ecfg = EvaluateConfig(corpus="split", bootstrap_samples=1000)
     if args.merge_base is not None and not args.zero_shot:
         ap.error("--merge-base averages already fine-tuned folders: give them with --zero-shot")
+    if args.as_recipe and not (args.zero_shot and args.label):
+        ap.error("--as-recipe names the rows of already fine-tuned folders: give them with "
+                 "--zero-shot, and --label to record them")  # fmt: skip
     if args.zero_shot:
         if args.merge_base is not None:
             args.zero_shot = [
