@@ -254,3 +254,72 @@ def test_docs_folder_not_written_by_the_builder_is_left_alone(builder, tmp_path)
     (fresh / "old.html").write_text(CHAPTER, encoding="utf-8")
     builder._copy_docs([source], tmp_path / "tree", fresh)
     assert sorted(p.name for p in fresh.iterdir()) == [".built-by-build_faq_sets", "a.html"]
+
+
+# A perlfaq page as perl-doc ships it: POD with chapters, entries, formatting codes (some with
+# doubled brackets), a list and a verbatim code paragraph.
+PERL_FAQ = """=head1 NAME
+
+perlfaq4 - Data Manipulation
+
+=head1 Data: Numbers
+
+=head2 Why is C<int()> broken?
+
+Your C<int()> is most probably working just fine. See
+L<perlop/"Floating-point Arithmetic"> and L<the manual|perlnumber>.
+
+    print int(0.6/0.2-2), "\\n";   # B<not> a code here
+
+=head2 How do I sort a hash by value?
+
+Use C<< sort { $h{$a} <=> $h{$b} } keys %h >>X<sort>, as E<lt>perlfuncE<gt> shows:
+
+=over 4
+
+=item * by B<I<value>>
+
+=back
+
+=cut
+"""
+
+
+def test_perl_faq_entries_come_from_pod_headings_with_codes_as_text(builder):
+    sections = builder.parse_pod_faq(PERL_FAQ, "perlfaq4")
+
+    assert [(s.id, s.level) for s in sections] == [
+        ("perlfaq4/h1-1", 1),
+        ("perlfaq4/h1-2", 1),
+        ("perlfaq4/1", 2),
+        ("perlfaq4/2", 2),
+    ]
+    first, second = sections[2:]
+    assert first.heading == "Why is int() broken?"
+    assert first.text == (
+        'Your int() is most probably working just fine. See "Floating-point Arithmetic" in '
+        'perlop and the manual. print int(0.6/0.2-2), "\\n"; # B<not> a code here'
+    )
+    assert second.heading == "How do I sort a hash by value?"
+    # Doubled brackets keep the inner "<=>"; X<> index entries vanish; =item text stays.
+    assert second.text == (
+        "Use sort { $h{$a} <=> $h{$b} } keys %h, as <perlfunc> shows: * by value"
+    )
+
+
+def test_perl_docs_are_the_manual_as_text_without_faq_toc_or_release_notes(builder, tmp_path):
+    if builder.shutil.which("pod2html") is None:
+        pytest.skip("pod2html (perl) is not installed")
+    pod = tmp_path / "usr/share/perl/5.36.0/pod"
+    pod.mkdir(parents=True)
+    page = "=head1 NAME\n\n{0} - a page\n\n=head1 DESCRIPTION\n\nUse C<sort> to sort.\n"
+    for name in ("perlfunc", "perlfaq1", "perlfaq", "perltoc", "perl5360delta", "perlwin32",
+                 "perlguts", "perlunifaq"):  # fmt: skip
+        (pod / f"{name}.pod").write_text(page.format(name), encoding="utf-8")
+
+    keep, dropped = builder._perl_docs(tmp_path)
+
+    assert [p.name for p in keep] == ["perlfunc.html"]
+    assert "Use <code>sort</code> to sort." in keep[0].read_text(encoding="utf-8")
+    assert len(dropped) == 7 and "perlfunc.pod" not in {d["file"] for d in dropped}
+    assert [p.name for p in builder._perl_faq_files(tmp_path)] == ["perlfaq1.pod"]

@@ -12,8 +12,9 @@ committed; this script fetches and rebuilds a set::
     python benchmarks/data/build_faq_sets.py cvs --score-only --baseline minilm
 
 Sets (``SET``):
-  zsh  the Z shell FAQ (zsh-doc's FAQ0*.html) over the Z shell manual (zsh-doc's other HTML pages)
-  cvs  the CVS FAQ (cvs's FAQ.gz) over the CVS manual, client protocol and paper (cvs's docs)
+  zsh   the Z shell FAQ (zsh-doc's FAQ0*.html) over the Z shell manual (zsh-doc's other HTML pages)
+  cvs   the CVS FAQ (cvs's FAQ.gz) over the CVS manual, client protocol and paper (cvs's docs)
+  perl  perlfaq1-9 (perl-doc's POD) over the Perl manual's other pages, as HTML (``pod2html``)
 
 The output folder ``OUT`` (default ``.embedtune-data/SET``) holds ``docs/`` (the training documents,
 as the package ships them) and ``faq/`` (``corpus.jsonl``, ``queries.jsonl``, ``qrels/test.tsv``,
@@ -65,6 +66,8 @@ __all__ = [
     "split_at_headings",
     "parse_zsh_faq",
     "parse_cvs_faq",
+    "pod_inline",
+    "parse_pod_faq",
     "is_navigation_page",
     "leaked_queries",
     "build",
@@ -207,6 +210,81 @@ def parse_cvs_faq(text: str) -> list[Section]:
     return sections
 
 
+_POD_CODE_MULTI = re.compile(r"([A-Z])(<{2,})\s+(.*?)\s+(>{2,})", re.DOTALL)
+_POD_CODE = re.compile(r"([A-Z])<([^<>]*)>")
+_POD_ENTITIES = {"lt": "<", "gt": ">", "verbar": "|", "sol": "/", "quot": '"', "amp": "&"}
+
+
+def _pod_code(letter: str, body: str) -> str:
+    if letter in "XZ":  # index entries, null
+        return ""
+    if letter == "E":
+        if body.isdigit():
+            return chr(int(body))
+        if body.lower().startswith("0x"):
+            return chr(int(body, 16))
+        return _POD_ENTITIES.get(body, body)
+    if letter == "L":
+        text, bar, target = body.partition("|")
+        if bar:
+            return text
+        page, slash, section = body.partition("/")
+        if slash and not page.startswith(("http:", "https:", "ftp:")):
+            section = section.strip('"')
+            return f'"{section}" in {page}' if page else f'"{section}"'
+        return body
+    return body  # C, B, I, F, S: the text itself
+
+
+def pod_inline(text: str) -> str:
+    """POD's formatting codes as plain text: ``C<< $x->y >>`` -> ``$x->y``, ``L<perlop/"Foo">`` ->
+    ``"Foo" in perlop``, ``E<gt>`` -> ``>``; index entries (``X<>``) are dropped."""
+
+    def multi(m: re.Match[str]) -> str:
+        if len(m.group(2)) != len(m.group(4)):
+            return m.group(0)
+        return _pod_code(m.group(1), m.group(3))
+
+    text = _POD_CODE_MULTI.sub(multi, text)
+    while True:  # innermost codes first, so nested ones (B<C<x>>) resolve
+        new = _POD_CODE.sub(lambda m: _pod_code(m.group(1), m.group(2)), text)
+        if new == text:
+            return text
+        text = new
+
+
+def parse_pod_faq(pod: str, page: str) -> list[Section]:
+    """One perlfaq page (POD): ``=head1`` chapters and ``=head2`` entries, each entry's body up to
+    the next heading. Other commands (``=over``, ``=item``, ``=back``, ``=pod``, ``=cut``) are
+    dropped and an ``=item``'s text is kept; verbatim (indented code) paragraphs are kept as they are. Anchors
+    count the page's ``=head2`` entries (``perlfaq4/12``); chapters are ``h1-N``.
+    """
+    sections: list[Section] = []
+    entries = chapters = 0
+    for para in re.split(r"\n\s*\n", pod):
+        m = re.match(
+            r"=(head[1-4]|item|over|back|pod|cut|begin|end|for|encoding)\b\s*(.*)", para, re.DOTALL
+        )
+        if m and m.group(1) in ("head1", "head2"):
+            heading = _collapse(pod_inline(m.group(2)))
+            if m.group(1) == "head2":
+                entries += 1
+                sections.append(Section(page, str(entries), 2, heading, ""))
+            else:
+                chapters += 1
+                sections.append(Section(page, f"h1-{chapters}", 1, heading, ""))
+            continue
+        if not sections:
+            continue
+        if m:
+            if m.group(1) not in ("item", "head3", "head4"):
+                continue
+            para = m.group(2)
+        body = para if para[:1].isspace() else pod_inline(para)  # verbatim: no codes
+        sections[-1].text = _collapse(f"{sections[-1].text} {body}")
+    return sections
+
+
 def is_navigation_page(html: str, *, max_link_share: float = 0.5) -> str | None:
     """Why an HTML page is not a document to train on, or None when it is.
 
@@ -314,6 +392,69 @@ def _cvs_docs(tree: Path) -> tuple[list[Path], list[dict[str, str]]]:
     return keep, dropped
 
 
+_PERL_POD = "usr/share/perl/5.*/pod"
+# The platform READMEs (perlaix ... perlwin32, and the translated perlcn/jp/ko/tw) are notes on
+# building perl for one system, not the manual.
+_PERL_PLATFORMS = {
+    "perlaix", "perlamiga", "perlandroid", "perlbs2000", "perlcn", "perlcygwin", "perldos",
+    "perlfreebsd", "perlhaiku", "perlhpux", "perlhurd", "perlirix", "perljp", "perlko",
+    "perllinux", "perlmacos", "perlmacosx", "perlopenbsd", "perlos2", "perlos390", "perlos400",
+    "perlplan9", "perlqnx", "perlriscos", "perlsolaris", "perlsynology", "perltru64", "perltw",
+    "perlvms", "perlvos", "perlwin32", "perlebcdic",
+}  # fmt: skip
+# perl's internals and the guides to changing perl itself, for the people who work on perl.
+_PERL_INTERNALS = (
+    "perlapi", "perlintern", "perlguts", "perlhack", "perlreguts", "perldebguts", "perlinterp",
+    "perlsource", "perlgit", "perlclib", "perlxs", "perlapio", "perliol", "perlmroapi",
+    "perlpolicy", "perlgov", "perlrepository", "perldocstyle", "perlpodspec", "perlexperiment",
+    "perlartistic", "perlgpl", "perlcommunity", "perlbook", "perldeprecation", "perlcall",
+    "perlembed", "perlfilter", "perlport", "perlunitut",
+)  # fmt: skip
+
+
+def _perl_pod_dir(tree: Path) -> Path:
+    return _one(tree, f"{_PERL_POD}/perlfaq1.pod").parent
+
+
+def _perl_faq_files(tree: Path) -> list[Path]:
+    return sorted(_perl_pod_dir(tree).glob("perlfaq[1-9].pod"))
+
+
+def _perl_docs(tree: Path) -> tuple[list[Path], list[dict[str, str]]]:
+    """The Perl manual's pages, each turned into HTML by ``pod2html`` next to its POD (HTML, so
+    that prepare finds the pages' headings as it would in a user's HTML manual)."""
+    if shutil.which("pod2html") is None:
+        raise InputError("pod2html not found: it ships with perl (apt-get install perl)")
+    keep: list[Path] = []
+    dropped: list[dict[str, str]] = []
+    for pod in sorted(_perl_pod_dir(tree).glob("*.pod")):
+        name = pod.stem
+        if name.startswith("perlfaq") or name == "perlunifaq":
+            why = "the FAQ (the queries' source)" if name != "perlfaq" else "the FAQ's index"
+        elif name == "perltoc":
+            why = "the table of contents (holds the FAQ's headings)"
+        elif re.fullmatch(r"perl\d*delta|perlhist", name):
+            why = "release notes"
+        elif name in _PERL_PLATFORMS:
+            why = "a platform's build notes"
+        elif name == "perluniprops":
+            why = "tables of Unicode properties"
+        elif name.startswith(_PERL_INTERNALS):
+            why = "perl's internals, licences or community pages"
+        else:
+            why = None
+        if why:
+            dropped.append({"file": pod.name, "why": why})
+            continue
+        html = pod.with_suffix(".html")
+        _run(
+            ["pod2html", "--quiet", "--noindex", f"--infile={pod}", f"--outfile={html}"],
+            cwd=pod.parent,  # its link cache files (pod2htmd.tmp) stay in the unpacked tree
+        )
+        keep.append(html)
+    return keep, dropped
+
+
 def _read_gz_or_text(path: Path) -> str:
     data = path.read_bytes()
     if path.suffix == ".gz":
@@ -411,6 +552,51 @@ SETS: dict[str, FaqSet] = {
             "statement-style entries.",
             "`cvs-paper.pdf` (27 kB of text, 5% of the documents) reads with pypdf's kerning "
             "gaps ('Backgr ound', 'softw are'); the HTML manuals are clean.",
+        ],
+    ),
+    "perl": FaqSet(
+        name="perl",
+        package="perl-doc",
+        faq_title="the Perl FAQ (perlfaq1-9, by Tom Christiansen, Nathan Torkington, brian d "
+        "foy and others)",
+        faq_files=_perl_faq_files,
+        parse=lambda paths: [
+            s
+            for p in paths
+            for s in parse_pod_faq(p.read_text(encoding="utf-8", errors="replace"), p.stem)
+        ],
+        docs=_perl_docs,
+        docs_title="the Perl manual's pages on the language, its functions, regular "
+        "expressions, modules, I/O and tutorials (perl-doc's POD as HTML, one page per POD)",
+        license=[
+            "perlfaq's own notice (each page's 'AUTHOR AND COPYRIGHT'): copyright 1997-2010 Tom "
+            "Christiansen, Nathan Torkington, and other authors as noted; 'This documentation "
+            "is free; you can redistribute it and/or modify it under the same terms as Perl "
+            "itself' (Artistic or GPL-1+).",
+            "The manual: the same terms as Perl itself (`Files: *` in "
+            "/usr/share/doc/perl-doc/copyright).",
+        ],
+        how_built=[
+            "FAQ: `/usr/share/perl/5.*/pod/perlfaq1.pod` ... `perlfaq9.pod` (`perlfaq.pod` is "
+            "only their index). POD paragraphs are read in order: `=head1` opens a chapter, "
+            "`=head2` an entry whose body is every paragraph up to the next heading (code "
+            "included; `=item` text kept; other commands dropped). Formatting codes become "
+            'plain text (`C<< $x->y >>` -> `$x->y`, `L<perlop/"Foo">` -> `"Foo" in perlop`, '
+            "`X<>` dropped). Passage ids count a page's entries (`perlfaq4/12`).",
+            "Training documents: the other POD pages of the same folder, each turned into HTML "
+            "by `pod2html --noindex` (embedtune reads no POD; HTML keeps the headings). Left out: the FAQ pages, "
+            "`perlunifaq` (another FAQ) and `perlfaq.pod`; `perltoc` (it lists every FAQ "
+            "heading); release notes (`perl*delta`, `perlhist`); the platform READMEs "
+            "(`perlaix` ... `perlwin32`); `perluniprops` (tables); perl's internals and the "
+            "guides to changing perl (`perlapi`, `perlguts`, `perlhack*`, `perlxs*`, ...), "
+            "licences and community pages.",
+        ],
+        caveats=[
+            'Many answers name the function or page they lean on ("see sort in perlfunc"); '
+            "those pages are among the training documents, which is the point of the set.",
+            "Some answers quote another entry's question in a cross-reference ('First, see the "
+            'answer to "Why am I getting long decimals..."\'); kept as written.',
+            "A few entries are dated: modules and sites of their time (CPAN mirrors, Usenet).",
         ],
     ),
 }
