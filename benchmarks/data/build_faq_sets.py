@@ -429,8 +429,12 @@ def _perl_docs(tree: Path) -> tuple[list[Path], list[dict[str, str]]]:
     dropped: list[dict[str, str]] = []
     for pod in sorted(_perl_pod_dir(tree).glob("*.pod")):
         name = pod.stem
-        if name.startswith("perlfaq") or name == "perlunifaq":
-            why = "the FAQ (the queries' source)" if name != "perlfaq" else "the FAQ's index"
+        if name == "perlfaq":
+            why = "the FAQ's index"
+        elif name.startswith("perlfaq"):
+            why = "the FAQ (the queries' source)"
+        elif name == "perlunifaq":
+            why = "another FAQ (on Unicode)"
         elif name == "perltoc":
             why = "the table of contents (holds the FAQ's headings)"
         elif re.fullmatch(r"perl\d*delta|perlhist", name):
