@@ -41,11 +41,25 @@ def test_other_base_models_get_no_teacher_unless_named(mpnet_installed):
     assert named.teacher == "BAAI/bge-large-en-v1.5" and named.epochs == 2.0
 
 
+def test_a_base_without_teacher_keeps_half_its_own_weights_one_with_a_teacher_none(
+    mpnet_installed,
+):
+    alone, resolved = resolve_train("BAAI/bge-base-en-v1.5", TrainConfig())
+    assert alone.merge_base == 0.5
+    assert resolved["train.merge_base"].why.startswith("without a teacher")
+    assert _train(TrainConfig(), "all-MiniLM-L6-v2").merge_base == 0.0
+    named = TrainConfig(teacher="BAAI/bge-large-en-v1.5")
+    assert _train(named, "BAAI/bge-base-en-v1.5").merge_base == 0.0
+    assert _train(TrainConfig(lora=True), "BAAI/bge-base-en-v1.5").merge_base == 0.0
+
+
 def test_explicit_settings_win_over_auto(mpnet_installed):
     t, resolved = resolve_train(
-        "all-MiniLM-L6-v2", TrainConfig(teacher=None, epochs=3, learning_rate=1e-5, bf16="on")
+        "all-MiniLM-L6-v2",
+        TrainConfig(teacher=None, epochs=3, learning_rate=1e-5, merge_base=0, bf16="on"),
     )
     assert (t.teacher, t.epochs, t.learning_rate, t.bf16) == (None, 3.0, 1e-5, "on")
+    assert t.merge_base == 0
     assert resolved == {}
 
 

@@ -280,13 +280,14 @@ class TrainConfig(_Section):
         "benchmark measured) or 'best' (the checkpoint with the best NDCG@10 on the generated "
         "validation questions, which the benchmarks found a poor judge with a small generator).",
     )
-    merge_base: float = Field(
-        0.0,
+    merge_base: float | None = Field(
+        None,
         ge=0,
         lt=1,
         description="Share of the base model's weights averaged back into the saved model "
         "(WiSE-FT): 0 = the fine-tuned weights as trained, 0.5 = halfway between the base and "
-        "the fine-tuned model. A forgetting control for a strong base (BENCHMARKS.md, Quality).",
+        "the fine-tuned model. A forgetting control for a strong base; None = 0.5 for full "
+        "fine-tuning without a teacher, else 0 (as measured: BENCHMARKS.md, Quality).",
     )
     save_total_limit: int = Field(
         2, ge=1, description="Checkpoints kept in RUN/train/checkpoints (the best is always kept)."
