@@ -212,7 +212,8 @@ def train(
         typer.Option(
             metavar="SHARE",
             help="Average this share of the base's weights back into the saved model "
-            "(WiSE-FT; 0.5 = halfway): keeps more of a strong base's zero-shot skill.",
+            "(WiSE-FT; 0.5 = halfway): keeps more of a strong base's zero-shot skill. "
+            "Unset: 0.5 without a teacher, 0 with one or with --lora.",
             show_default=default("train.merge_base"),
         ),
     ] = None,
