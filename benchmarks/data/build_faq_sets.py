@@ -225,7 +225,7 @@ def _pod_code(letter: str, body: str) -> str:
             return chr(int(body, 16))
         return _POD_ENTITIES.get(body, body)
     if letter == "L":
-        text, bar, target = body.partition("|")
+        text, bar, _ = body.partition("|")
         if bar:
             return text
         page, slash, section = body.partition("/")
@@ -256,8 +256,9 @@ def pod_inline(text: str) -> str:
 def parse_pod_faq(pod: str, page: str) -> list[Section]:
     """One perlfaq page (POD): ``=head1`` chapters and ``=head2`` entries, each entry's body up to
     the next heading. Other commands (``=over``, ``=item``, ``=back``, ``=pod``, ``=cut``) are
-    dropped and an ``=item``'s text is kept; verbatim (indented code) paragraphs are kept as they are. Anchors
-    count the page's ``=head2`` entries (``perlfaq4/12``); chapters are ``h1-N``.
+    dropped and an ``=item``'s text is kept; verbatim (indented code) paragraphs are kept as
+    they are. Anchors count the page's ``=head2`` entries (``perlfaq4/12``); chapters are
+    ``h1-N``.
     """
     sections: list[Section] = []
     entries = chapters = 0
@@ -588,9 +589,9 @@ SETS: dict[str, FaqSet] = {
             'plain text (`C<< $x->y >>` -> `$x->y`, `L<perlop/"Foo">` -> `"Foo" in perlop`, '
             "`X<>` dropped). Passage ids count a page's entries (`perlfaq4/12`).",
             "Training documents: the other POD pages of the same folder, each turned into HTML "
-            "by `pod2html --noindex` (embedtune reads no POD; HTML keeps the headings). Left out: the FAQ pages, "
-            "`perlunifaq` (another FAQ) and `perlfaq.pod`; `perltoc` (it lists every FAQ "
-            "heading); release notes (`perl*delta`, `perlhist`); the platform READMEs "
+            "by `pod2html --noindex` (embedtune reads no POD; HTML keeps the headings). Left "
+            "out: the FAQ pages, `perlunifaq` (another FAQ) and `perlfaq.pod`; `perltoc` (it "
+            "lists every FAQ heading); release notes (`perl*delta`, `perlhist`); the platform READMEs "
             "(`perlaix` ... `perlwin32`); `perluniprops` (tables); perl's internals and the "
             "guides to changing perl (`perlapi`, `perlguts`, `perlhack*`, `perlxs*`, ...), "
             "licences and community pages.",

@@ -1,8 +1,9 @@
 """The run's settings, settled once: every "auto" resolved, with the reason for each.
 
 A configuration leaves some choices to embedtune: ``train.teacher: auto``, ``train.epochs``,
-``train.learning_rate`` and ``train.merge_base`` left unset, ``train.bf16: auto``, ``generate.roundtrip_model: auto``,
-``generate.roundtrip_dtype: auto``, and a ``chunk.chunk_size`` longer than the model reads.
+``train.learning_rate`` and ``train.merge_base`` left unset, ``train.bf16: auto``,
+``generate.roundtrip_model: auto``, ``generate.roundtrip_dtype: auto``, and a
+``chunk.chunk_size`` longer than the model reads.
 :func:`settle` makes these choices once, when a command has read its configuration; the stages
 read the settled values and resolve nothing again, and ``RUN/config.yaml`` keeps them with a
 ``resolved`` section that says what each setting was given as and why it became what it is.
