@@ -242,12 +242,23 @@ def print_agreement(rows: list[dict], human: str) -> None:
           f"verdict {same}/{len(pairs)}; where the run decided, the sign agrees "
           f"{signed}/{decided}")  # fmt: skip
     kinds = ("better", "no clear difference", "worse", "mixed")
+    kept = [diff for run, _, diff in pairs if run == "better"]
+    print(f"people's mean NDCG@10 change where the run says use the fine-tuned model: "
+          f"{_mean(kept)} ({len(kept)} rows); where it keeps the base: "
+          f"{_mean([d for run, _, d in pairs if run != 'better'])} ({len(pairs) - len(kept)} rows); "
+          f"people's change kept by following it: {sum(kept):+.4f} of {sum(d for *_, d in pairs):+.4f}"
+          f" (every row fine-tuned), {sum(max(d, 0) for *_, d in pairs):+.4f} (knowing people's "
+          "answers)")  # fmt: skip
     print(f"{'run says':>22} | " + " | ".join(f"{human} {k}" for k in kinds[:3]))
     for run in kinds:
         counts = [sum(r == run and p == k for r, p, _ in pairs) for k in kinds[:3]]
         if any(counts):
             print(f"{run:>22} | " + " | ".join(f"{c:>{len(human) + 1 + len(k)}}"
                                                for c, k in zip(counts, kinds[:3], strict=True)))  # fmt: skip
+
+
+def _mean(values: list[float]) -> str:
+    return f"{np.mean(values):+.4f}" if values else "-"
 
 
 def limit_pairs(ds: QADataset, n: int | None) -> QADataset:

@@ -93,6 +93,10 @@ def test_the_summary_says_how_often_the_runs_verdict_matches_peoples(bench, tmp_
     assert "against rfaq, 3 trained rows: same verdict 2/3; where the run decided, the sign " \
         "agrees 1/2" in text  # fmt: skip
     assert "against headings, 3 trained rows: same verdict 1/3" in text  # val alone there
+    # what following the verdict keeps of people's gains: rows 1 and 2 used, row 3 kept
+    assert "where the run says use the fine-tuned model: +0.0075 (2 rows); where it keeps the " \
+        "base: +0.0000 (1 rows); people's change kept by following it: +0.0150 of +0.0150 " \
+        "(every row fine-tuned), +0.0200 (knowing people's answers)" in text  # fmt: skip
 
 
 def test_another_human_set_is_scored_and_summarised_under_its_name(bench, tmp_path, capsys):
