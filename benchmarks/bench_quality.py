@@ -274,6 +274,26 @@ def limit_pairs(ds: QADataset, n: int | None) -> QADataset:
     )
 
 
+def hold_out(ds: QADataset, share: float) -> tuple[QADataset, QADataset]:
+    """``ds`` cut by chunk: the first chunks (in corpus order, so mostly the documents'
+    order) with their questions to train, the last ``share`` of them with theirs to choose
+    on; a question whose chunks fall on both sides is dropped."""
+    cids = list(ds.corpus)
+    held = set(cids[len(cids) - max(1, round(len(cids) * share)) :])
+
+    def part(keep_held: bool) -> QADataset:
+        qids = [q for q, docs in ds.relevant_docs.items() if all((d in held) == keep_held
+                                                                 for d in docs)]  # fmt: skip
+        return QADataset(
+            queries={q: ds.queries[q] for q in qids},
+            corpus={c: t for c, t in ds.corpus.items() if (c in held) == keep_held},
+            relevant_docs={q: ds.relevant_docs[q] for q in qids},
+            metadata=ds.metadata,
+        )
+
+    return part(False), part(True)
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", help="a run directory with data/train.json, val.json")
@@ -304,6 +324,14 @@ def parser() -> argparse.ArgumentParser:
         "with a teacher and rejects on, those not among the pairs train on the KL term alone",
     )
     ap.add_argument("--limit", type=int, help="train on the first N questions only (smoke runs)")
+    ap.add_argument(
+        "--hold-out",
+        type=float,
+        metavar="SHARE",
+        help="choose without the validation set: the last SHARE of the training corpus's "
+        "chunks, with their questions, become 'val' and the rest trains (e.g. 0.25 on a "
+        "set whose validation split is reported, never chosen on)",
+    )
     ap.add_argument("--label", default="", help="a name for the training data in the results")
     ap.add_argument("--work", type=Path, default=Path("/tmp/embedtune-quality"))
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/quality.jsonl")
@@ -360,7 +388,13 @@ def load_sets(args, ap: argparse.ArgumentParser) -> tuple[QADataset, dict[str, Q
         ap.error("give --run (a run directory with data/), or --train-data and --val-data")
     train = load_dataset_path(args.train_data or run / "data/train.json")
     train = limit_pairs(train, args.limit)
-    sets = {"val": load_dataset_path(args.val_data or run / "data/val.json")}
+    if args.hold_out is not None:
+        if not 0 < args.hold_out < 1:
+            ap.error(f"--hold-out {args.hold_out}: give a share between 0 and 1, e.g. 0.25")
+        train, held = hold_out(train, args.hold_out)
+        sets = {"val": held}
+    else:
+        sets = {"val": load_dataset_path(args.val_data or run / "data/val.json")}
     headings = args.headings or (run / "chunks/val_headings.json" if run else None)
     if headings is not None and headings.is_file():
         sets["headings"] = QADataset.from_json(headings)

@@ -165,3 +165,23 @@ def test_merge_base_scores_a_folder_halfway_back_to_its_base(bench, tmp_path, mi
     torch.testing.assert_close(load_file(str(out / "model.safetensors"))[key], 2.0 * base)
     row = bench._folder_row(str(out), 1, "mix")
     assert (row["seed"], row["alpha"]) == (2, 0.5)
+
+
+def test_hold_out_chooses_on_chunks_the_model_never_trains_on(bench):
+    from embedtune.dataset import QADataset
+
+    ds = QADataset(
+        queries={f"q{i}": f"question {i}?" for i in range(5)},
+        corpus={f"c{i}": f"chunk {i}" for i in range(4)},
+        relevant_docs={
+            "q0": ["c0"],
+            "q1": ["c1"],
+            "q2": ["c3"],
+            "q3": ["c2", "c3"],
+            "q4": ["c1", "c3"],
+        },  # fmt: skip
+    )
+    train, held = bench.hold_out(ds, 0.5)
+    assert list(train.corpus) == ["c0", "c1"] and list(held.corpus) == ["c2", "c3"]
+    assert list(train.queries) == ["q0", "q1"] and list(held.queries) == ["q2", "q3"]
+    # q4 answers from both sides: in neither, so no training question is chosen on
