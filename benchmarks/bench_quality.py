@@ -384,8 +384,9 @@ def parser() -> argparse.ArgumentParser:
 def load_sets(args, ap: argparse.ArgumentParser) -> tuple[QADataset, dict[str, QADataset]]:
     """The training set and the evaluation sets by name (val, headings, rfaq, pyfaq)."""
     run = Path(args.run) if args.run else None
-    if run is None and not (args.train_data and args.val_data):
-        ap.error("give --run (a run directory with data/), or --train-data and --val-data")
+    if run is None and not (args.train_data and (args.val_data or args.hold_out)):
+        ap.error("give --run (a run directory with data/), or --train-data with --val-data "
+                 "or --hold-out")  # fmt: skip
     train = load_dataset_path(args.train_data or run / "data/train.json")
     train = limit_pairs(train, args.limit)
     if args.hold_out is not None:
