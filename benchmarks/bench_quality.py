@@ -20,8 +20,10 @@ RUN/data/train_rejects.json (``generate`` writes them), or ``--rejects-data FILE
 
 Choose on "val" and "headings" (the validation documents' headings against their sections,
 RUN/chunks/val_headings.json, which prepare writes); the R FAQ and python-faq are for reporting
-only. Each result is appended to benchmarks/results/quality.jsonl; ``--summary`` averages rows
-that differ only in seed.
+only. Where the validation file itself is reported (``--train-data`` and ``--val-data``, e.g.
+llama-index's 10-K pairs), ``--hold-out 0.25`` chooses on the last quarter of the training
+file's chunks instead. Each result is appended to benchmarks/results/quality.jsonl;
+``--summary`` averages rows that differ only in seed.
 
     python benchmarks/bench_quality.py --run runs/demo --zero-shot all-mpnet-base-v2
 
