@@ -179,7 +179,7 @@ def test_hold_out_chooses_on_chunks_the_model_never_trains_on(bench):
             "q2": ["c3"],
             "q3": ["c2", "c3"],
             "q4": ["c1", "c3"],
-        },  # fmt: skip
+        },
     )
     train, held = bench.hold_out(ds, 0.5)
     assert list(train.corpus) == ["c0", "c1"] and list(held.corpus) == ["c2", "c3"]

@@ -145,12 +145,12 @@ def resolve_train(base: str, cfg: TrainConfig) -> tuple[TrainConfig, dict[str, R
         )
     merge = cfg.merge_base
     if merge is None:
-        merge = 0.0 if teacher or cfg.lora else 0.5
         if teacher:
-            why = "with a teacher: 0, the teacher's labels are its forgetting control"
+            merge, why = 0.0, "with a teacher: 0, the teacher's labels are its forgetting control"
         elif cfg.lora:
-            why = "with LoRA: 0, the low-rank update is its forgetting control"
+            merge, why = 0.0, "with LoRA: 0, the low-rank update is its forgetting control"
         else:
+            merge = 0.5
             why = (
                 "without a teacher: half of the base's weights averaged back in (WiSE-FT), "
                 "the better worst case over three domains of people's questions"
