@@ -202,7 +202,7 @@ def compare(path: Path, label_a: str, label_b: str, samples: int = 2000) -> None
         groups[label] = mine
     print(f"{label_a} ({len(groups[label_a])} seeds) against {label_b} "
           f"({len(groups[label_b])} seeds): NDCG@10 gain over the base")  # fmt: skip
-    print(f"{'set':>10} | {label_a:>14} | {label_b:>14} | difference (95% CI)")
+    print(f"{'set':>10} | {label_a:>14} | {label_b:>14} | first minus second (95% CI)")
     for name in set_names(rows):
         per = {k: [r[name]["per_query_diff"] for r in g if "per_query_diff" in r.get(name, {})]
                for k, g in groups.items()}  # fmt: skip
@@ -545,6 +545,7 @@ def _folder_row(model_path: str, index: int, label: str) -> dict:
             "lr": recipe.get("learning_rate"), "batch_size": recipe.get("batch_size"),
             "pairs": data.get("train_pairs"), "hard_negatives": recipe.get("hard_negatives") or None,
             **({"kl_data": f"rejects ({data['reject_rows']})"} if data.get("reject_rows") else {}),
+            **({"distill_weight": recipe.get("distill_weight")} if teacher else {}),
             "data": label, "model_path": str(folder),
             "train_s": metrics.get("train_seconds")}  # fmt: skip
 

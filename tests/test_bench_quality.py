@@ -185,3 +185,17 @@ def test_hold_out_chooses_on_chunks_the_model_never_trains_on(bench):
     assert list(train.corpus) == ["c0", "c1"] and list(held.corpus) == ["c2", "c3"]
     assert list(train.queries) == ["q0", "q1"] and list(held.queries) == ["q2", "q3"]
     # q4 answers from both sides: in neither, so no training question is chosen on
+
+
+def test_a_row_records_the_teachers_weight_so_default_changes_stay_apart(bench, tmp_path):
+    # train.distill_weight's default moved from 1.0 to 0.5 (session 22): rows trained with a
+    # teacher say which weight they used, rows without one do not claim any.
+    folder = tmp_path / "default-s1"
+    summary = folder.with_name(folder.name + ".train")
+    summary.mkdir()
+    recipe = {"seed": 1, "teacher": {"model": "all-mpnet-base-v2"}, "distill_weight": 0.5}
+    (summary / "metrics.json").write_text(json.dumps({"recipe": recipe}))
+    assert bench._folder_row(str(folder), 1, "x")["distill_weight"] == 0.5
+    recipe.pop("teacher")
+    (summary / "metrics.json").write_text(json.dumps({"recipe": recipe}))
+    assert "distill_weight" not in bench._folder_row(str(folder), 1, "x")

@@ -4,7 +4,8 @@
   over each batch's distinct chunks, :mod:`embedtune.train.passages`), or its GradCache form
   ``CachedMultipleNegativesRankingLoss`` (``loss: cached_mnrl``) for batches beyond memory;
 - with a teacher, :class:`~embedtune.train.distill.TeacherDistillLoss` (MNRL plus the KL term
-  towards the teacher's in-batch ranking), and for the round trip's rejects the KL term alone;
+  towards the teacher's in-batch ranking, weighted ``distill_weight``), and for the round
+  trip's rejects the KL term alone, at weight 1 (they have no pairs to weigh it against);
 - wrapped in ``MatryoshkaLoss`` when ``matryoshka_dims`` are set.
 
 Negatives are gathered across devices when training runs on several.
