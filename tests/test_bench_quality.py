@@ -187,9 +187,10 @@ def test_hold_out_chooses_on_chunks_the_model_never_trains_on(bench):
     # q4 answers from both sides: in neither, so no training question is chosen on
 
 
-def test_a_row_records_the_teachers_weight_so_default_changes_stay_apart(bench, tmp_path):
+def test_a_row_records_the_teachers_weight(bench, tmp_path):
     # train.distill_weight's default moved from 1.0 to 0.5 (session 22): rows trained with a
-    # teacher say which weight they used, rows without one do not claim any.
+    # teacher say which weight they used, so rows from before and after can be told apart;
+    # rows without a teacher do not claim any.
     folder = tmp_path / "default-s1"
     summary = folder.with_name(folder.name + ".train")
     summary.mkdir()
