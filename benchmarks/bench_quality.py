@@ -146,6 +146,7 @@ GROUP_KEYS = (
     "hard_negatives",
     "mine_with",
     "kl_data",
+    "distill_weight",  # recorded since its default moved from 1.0 to 0.5 (session 22)
     "settings",
     "trainer",
 )

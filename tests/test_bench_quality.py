@@ -187,10 +187,10 @@ def test_hold_out_chooses_on_chunks_the_model_never_trains_on(bench):
     # q4 answers from both sides: in neither, so no training question is chosen on
 
 
-def test_a_row_records_the_teachers_weight(bench, tmp_path):
+def test_a_row_records_the_teachers_weight(bench, tmp_path, capsys):
     # train.distill_weight's default moved from 1.0 to 0.5 (session 22): rows trained with a
-    # teacher say which weight they used, so rows from before and after can be told apart;
-    # rows without a teacher do not claim any.
+    # teacher say which weight they used, so rows from before and after are never averaged
+    # together under one label; rows without a teacher do not claim any.
     folder = tmp_path / "default-s1"
     summary = folder.with_name(folder.name + ".train")
     summary.mkdir()
@@ -200,3 +200,17 @@ def test_a_row_records_the_teachers_weight(bench, tmp_path):
     recipe.pop("teacher")
     (summary / "metrics.json").write_text(json.dumps({"recipe": recipe}))
     assert "distill_weight" not in bench._folder_row(str(folder), 1, "x")
+
+    def row(seed: int, weight: float) -> dict:
+        cvs = {"diff": 0.01, "ci": [-1, 1], "per_query_diff": [0.01, 0.01]}
+        return {"recipe": "default", "seed": seed, "data": "kl", "distill_weight": weight} | {
+            "cvs": cvs
+        }
+
+    out = tmp_path / "quality.jsonl"
+    out.write_text("".join(json.dumps(r) + "\n" for r in (row(1, 0.5), row(2, 1.0), row(1, 0.5))))
+    bench.main(["--summary", "--out", str(out)])
+    groups = [line for line in capsys.readouterr().out.splitlines() if line.startswith("kl |")]
+    assert len(groups) == 2 and " | 0.5 | " in groups[0] and "| 2 |" in groups[0]
+    with pytest.raises(SystemExit, match="kl: 3 rows in 2 groups"):
+        bench.main(["--compare", "kl", "kl", "--out", str(out)])
