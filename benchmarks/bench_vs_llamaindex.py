@@ -74,6 +74,11 @@ def _timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
     return seconds
 
 
+def seed_list(text: str) -> list[int]:
+    """``1,2,3`` as seeds (argparse names this function when a value is not)."""
+    return [int(part) for part in text.split(",")]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -94,7 +99,7 @@ def main() -> None:
     ap.add_argument("--baseline", action="append", default=[])
     ap.add_argument(
         "--llamaindex-seeds",
-        type=lambda text: [int(x) for x in text.split(",")],
+        type=seed_list,
         default=None,
         metavar="1,2,3",
         help="run the engine once per seed (OUT/llamaindex-sN) instead of once with the seed it "
