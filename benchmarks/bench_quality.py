@@ -160,13 +160,23 @@ def seed_mean_interval(per_query: list[list[float]], samples: int = 2000) -> tup
     return c.ci_low, c.ci_high
 
 
+def group_key(row: dict, keys: tuple[str, ...] = GROUP_KEYS) -> tuple:
+    """The row's recipe as ``keys``' values; a teacher's weight set with ``--set`` counts as
+    recorded for rows from before the weight had a key of its own."""
+    weight = row.get("distill_weight")
+    if weight is None and "distill_weight=" in str(row.get("settings") or ""):
+        raw = str(row["settings"]).split("distill_weight=", 1)[1].split()[0]  # --set pairs
+        weight = float(raw)
+    return tuple(weight if k == "distill_weight" else row.get(k) for k in keys)
+
+
 def summarize(path: Path, samples: int = 2000) -> None:
     """Per recipe (rows differing only in seed): mean and range of the NDCG@10 difference over
     seeds, and a 95% paired bootstrap interval of the seed-averaged per-query difference."""
     groups: dict[tuple, list[dict]] = {}
     for line in path.read_text().splitlines():
         row = json.loads(line)
-        groups.setdefault(tuple(row.get(k) for k in GROUP_KEYS), []).append(row)
+        groups.setdefault(group_key(row), []).append(row)
     print(" | ".join(GROUP_KEYS) + " | seeds | set: mean Δ [min, max] (CI of the seed mean)")
     for key, rows in groups.items():
         cells = []
@@ -196,7 +206,7 @@ def compare(path: Path, label_a: str, label_b: str, samples: int = 2000) -> None
     groups = {}
     for label in (label_a, label_b):
         mine = [r for r in rows if r.get("data") == label]
-        keys = {tuple(r.get(k) for k in GROUP_KEYS if k != "data") for r in mine}
+        keys = {group_key(r, tuple(k for k in GROUP_KEYS if k != "data")) for r in mine}
         if len(keys) != 1:
             raise SystemExit(f"--compare {label}: {len(mine)} rows in {len(keys)} groups of "
                              f"{path}; give the label of one group (see --summary)")  # fmt: skip

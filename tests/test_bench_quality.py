@@ -214,3 +214,7 @@ def test_a_row_records_the_teachers_weight(bench, tmp_path, capsys):
     assert len(groups) == 2 and " | 0.5 | " in groups[0] and "| 2 |" in groups[0]
     with pytest.raises(SystemExit, match="kl: 3 rows in 2 groups"):
         bench.main(["--compare", "kl", "kl", "--out", str(out)])
+    # a row from before the weight had its own key, trained with --set, is the same recipe
+    older = {k: v for k, v in row(3, 0.5).items() if k != "distill_weight"}
+    older["settings"] = "alpha=1.0 distill_weight=0.5"
+    assert bench.group_key(older) == bench.group_key(row(1, 0.5) | {"settings": older["settings"]})
