@@ -272,7 +272,7 @@ class TrainConfig(_Section):
         description="Weight of the teacher's KL term on the pairs (the rejects learn it alone). "
         "0.5: +0.0037 NDCG@10 over 1.0 with GPT-written questions (llama-index's 10-K pairs) and "
         "no loss with the offline writer's (cvs +0.0003, perl +0.0005 on people's questions), "
-        "3 seeds each; the R FAQ -0.0039, within its interval (2 seeds): BENCHMARKS.md.",
+        "3 seeds each; the R FAQ -0.0020 (-0.0076, +0.0024) over 3 seeds: BENCHMARKS.md.",
     )
     rejects: bool = Field(
         True,
