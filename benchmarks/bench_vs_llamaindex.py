@@ -123,9 +123,7 @@ def main() -> None:
     }
     driver = out / "llamaindex_driver.py"
     driver.write_text(LLAMAINDEX_DRIVER, encoding="utf-8")
-    for label, seed in li_models.items():
-        if args.skip_llamaindex:
-            break
+    for label, seed in ({} if args.skip_llamaindex else li_models).items():
         times[label] = _timed(
             [args.llamaindex_python, str(driver), args.train, args.val, base, str(out / label),
              *([] if seed is None else [str(seed)])],
