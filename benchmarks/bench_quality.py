@@ -162,7 +162,8 @@ def seed_mean_interval(per_query: list[list[float]], samples: int = 2000) -> tup
 
 def group_key(row: dict, keys: tuple[str, ...] = GROUP_KEYS) -> tuple:
     """The row's recipe as ``keys``' values; a teacher's weight set with ``--set`` counts as
-    recorded for rows from before the weight had a key of its own."""
+    recorded for rows from before the weight had a key of its own. (Not ``parse_settings``:
+    some stored rows' settings hold a note in words, which it would refuse.)"""
     weight = row.get("distill_weight")
     if weight is None and "distill_weight=" in str(row.get("settings") or ""):
         raw = str(row["settings"]).split("distill_weight=", 1)[1].split()[0]  # --set pairs
