@@ -78,3 +78,66 @@ def test_teacher_labels_read_back_from_the_embedding_cache(minilm, tmp_path):
     assert again.encoded == 0 and again.hits == 4
     assert np.allclose(first, second, atol=1e-6)
     assert np.allclose(np.linalg.norm(second, axis=-1), 1.0, atol=1e-4)
+
+
+def _teacher_prefers_another_chunk() -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Student embeddings of 4 pairs and teacher labels in which question 0 is closer to
+    chunk 1 (0.89) than to its own chunk 0 (0.71): a false negative in MNRL's eyes; every
+    other question is closest to its own chunk."""
+    student = _embeddings(7, n=4)
+    queries = torch.eye(4, 8)
+    chunks = torch.eye(4, 8)
+    chunks[0, 2] = 1.0  # chunk 0: e0 + e2
+    chunks[1, 0] = 2.0  # chunk 1: e1 + 2 e0
+    teacher = torch.stack([queries, F.normalize(chunks, dim=-1)], dim=1)
+    return student, teacher
+
+
+def _gradient_on_chunk(loss, student, teacher, chunk: int, grouped_args=None) -> torch.Tensor:
+    q, d = (t.clone().requires_grad_(True) for t in student)
+    if grouped_args is None:
+        value = loss.compute_loss_from_embeddings([q, d], teacher)
+    else:
+        value = loss.grouped_loss([q, d], *grouped_args, teacher)
+    value.backward()
+    return d.grad[chunk]
+
+
+def test_a_chunk_the_teacher_ranks_above_the_own_is_not_pushed_away(minilm):
+    student, teacher = _teacher_prefers_another_chunk()
+    # MNRL alone (no KL term) so only the contrastive term acts on the chunks
+    plain = TeacherDistillLoss(minilm, distill_weight=0.0)
+    masked = TeacherDistillLoss(minilm, distill_weight=0.0, false_negative_margin=0.0)
+    # Only question 0 sees chunk 1 as a false negative: with the mask, chunk 1's gradient is
+    # MNRL's with that one score left out of question 0's softmax.
+    unmasked_grad = _gradient_on_chunk(plain, student, teacher, 1)
+    masked_grad = _gradient_on_chunk(masked, student, teacher, 1)
+    assert not torch.allclose(unmasked_grad, masked_grad, atol=1e-6)
+    q, d = (t.clone().requires_grad_(True) for t in student)
+    scores = F.normalize(q, dim=-1) @ F.normalize(d, dim=-1).T * 20
+    left_out = torch.zeros(4, 4, dtype=torch.bool)
+    left_out[0, 1] = True
+    scores = scores.masked_fill(left_out, -torch.inf)
+    F.cross_entropy(scores, torch.arange(4)).backward()
+    assert torch.allclose(masked_grad, d.grad[1], atol=1e-6)
+
+
+def test_the_mask_applies_to_passage_batches_too(minilm):
+    student, teacher = _teacher_prefers_another_chunk()
+    grouped = (torch.arange(4), torch.arange(4))  # four distinct chunks: inverse, first
+    masked = TeacherDistillLoss(minilm, distill_weight=0.0, false_negative_margin=0.0)
+    ungrouped_grad = _gradient_on_chunk(masked, student, teacher, 1)
+    grouped_grad = _gradient_on_chunk(masked, student, teacher, 1, grouped_args=grouped)
+    assert torch.allclose(ungrouped_grad, grouped_grad, atol=1e-6)
+
+
+def test_without_a_margin_the_loss_is_the_unmasked_one(minilm):
+    student, teacher = _teacher_prefers_another_chunk()
+    loss = TeacherDistillLoss(minilm, distill_weight=0.5)
+    wide = TeacherDistillLoss(minilm, distill_weight=0.5, false_negative_margin=-10.0)
+    # a margin of -10 masks nothing (cosines lie within 2 of each other)
+    assert torch.isclose(
+        loss.compute_loss_from_embeddings(student, teacher),
+        wide.compute_loss_from_embeddings(student, teacher),
+        atol=1e-5,
+    )

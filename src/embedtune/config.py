@@ -274,6 +274,14 @@ class TrainConfig(_Section):
         "no loss with the offline writer's (cvs +0.0003, perl +0.0005 on people's questions), "
         "3 seeds each; the R FAQ -0.0020 (-0.0076, +0.0024) over 3 seeds: BENCHMARKS.md.",
     )
+    false_negative_margin: float | None = Field(
+        None,
+        ge=0,
+        description="With a teacher: an in-batch chunk the teacher scores above a question's own "
+        "chunk minus this margin is no negative of that question in the contrastive term "
+        "(GISTEmbed's rule, read from the teacher's labels, so it costs no extra pass); "
+        "0 = mask what the teacher ranks above the own chunk; None = off.",
+    )
     rejects: bool = Field(
         True,
         description="With a teacher, also train on the questions the round trip rejected "

@@ -183,6 +183,15 @@ def train(
             show_default=default("train.distill_weight"),
         ),
     ] = None,
+    false_negative_margin: Annotated[
+        float | None,
+        typer.Option(
+            metavar="MARGIN",
+            help="With a teacher: a chunk it scores above a question's own chunk minus MARGIN is "
+            "no negative of that question (0: what the teacher ranks above the own chunk).",
+            show_default=default("train.false_negative_margin"),
+        ),
+    ] = None,
     rejects: Annotated[
         bool | None,
         typer.Option(
@@ -289,6 +298,7 @@ def train(
             "teacher": teacher,
             "teacher_max_seq_length": teacher_max_seq_length,
             "distill_weight": distill_weight,
+            "false_negative_margin": false_negative_margin,
             "rejects": rejects,
             "keep": keep,
             "merge_base": merge_base,

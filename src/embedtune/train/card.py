@@ -136,6 +136,7 @@ def embedtune_sections(summary: TrainSummary, level: int = 2) -> list[str]:
         "bf16",
         "attention_dropout",
         "distill_weight",
+        "false_negative_margin",
         "keep",
         "merge_base",
     ):

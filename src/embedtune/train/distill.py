@@ -10,6 +10,12 @@ one encoding pass, not a forward pass per step.
 
     loss = contrastive_weight * MNRL(student)
            + distill_weight * KL(teacher in-batch distribution || student's)
+
+With ``false_negative_margin`` the teacher also vets the contrastive term's negatives, as
+GISTEmbed does with its guide model (sentence-transformers' ``GISTEmbedLoss``, which runs the
+guide on every batch): a candidate the teacher scores above the question's own chunk minus the
+margin is no negative of that question. A generic question that a neighbouring chunk answers as
+well is then not taught to push that chunk away.
 """
 
 from __future__ import annotations
@@ -44,33 +50,68 @@ class TeacherDistillLoss(PassageRankingLoss):
         contrastive_weight: float = 1.0,
         scale: float = 20.0,
         teacher_scale: float = 20.0,
+        false_negative_margin: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(model, scale=scale, **kwargs)
         self.distill_weight = distill_weight
         self.contrastive_weight = contrastive_weight
         self.teacher_scale = teacher_scale
+        self.false_negative_margin = false_negative_margin
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
-        loss = super().compute_loss_from_embeddings(embeddings, labels)
-        if labels is None or labels.dim() != 3 or self.distill_weight == 0:
-            return loss
+        if not _has_teacher(labels):
+            return super().compute_loss_from_embeddings(embeddings, labels)
         teacher = labels.detach().float()
         docs = teacher[:, 1:].transpose(0, 1).reshape(-1, teacher.size(-1))
-        return loss * self.contrastive_weight + self._kl(embeddings, teacher[:, 0], docs)
+        if self._masks() and not self.gather_across_devices:
+            # row i's own chunk is candidate i (no duplicates within a batch)
+            own = torch.arange(teacher.size(0), device=teacher.device)
+            loss = self._masked_ranking(embeddings, own, teacher[:, 0], docs)
+        else:  # across devices the other devices' labels are not here: unmasked
+            loss = super().compute_loss_from_embeddings(embeddings, labels)
+        return self._with_kl(loss, embeddings, teacher[:, 0], docs)
 
     def grouped_loss(
         self, embeddings: list[Tensor], inverse: Tensor, first: Tensor, labels: Tensor | None
     ) -> Tensor:
-        loss = super().grouped_loss(embeddings, inverse, first, labels)
-        if labels is None or labels.dim() != 3 or self.distill_weight == 0:
-            return loss
+        if not _has_teacher(labels):
+            return super().grouped_loss(embeddings, inverse, first, labels)
         teacher = labels.detach().float()
         # the teacher's candidates in the student's order: the distinct chunks, then negatives
         docs = torch.cat(
             [teacher[first, 1], teacher[:, 2:].transpose(0, 1).reshape(-1, teacher.size(-1))]
         )
-        return loss * self.contrastive_weight + self._kl(embeddings, teacher[:, 0], docs)
+        if self._masks():
+            loss = self._masked_ranking(embeddings, inverse, teacher[:, 0], docs)
+        else:
+            loss = super().grouped_loss(embeddings, inverse, first, labels)
+        return self._with_kl(loss, embeddings, teacher[:, 0], docs)
+
+    def _masks(self) -> bool:
+        return self.false_negative_margin is not None and self.contrastive_weight != 0
+
+    def _with_kl(
+        self, loss: Tensor, embeddings: list[Tensor], t_query: Tensor, t_docs: Tensor
+    ) -> Tensor:
+        if self.distill_weight == 0:
+            return loss
+        return loss * self.contrastive_weight + self._kl(embeddings, t_query, t_docs)
+
+    def _masked_ranking(
+        self, embeddings: list[Tensor], own: Tensor, t_query: Tensor, t_docs: Tensor
+    ) -> Tensor:
+        """Cross-entropy of each question over the candidates, ``own`` its chunk's column,
+        without the candidates the teacher scores above that chunk minus the margin."""
+        t_scores = F.normalize(t_query, dim=-1) @ F.normalize(t_docs, dim=-1).T
+        rows = torch.arange(own.size(0), device=own.device)
+        threshold = t_scores[rows, own].unsqueeze(1) - self.false_negative_margin
+        masked = t_scores > threshold
+        masked[rows, own] = False
+        queries, candidates = embeddings[0], torch.cat(embeddings[1:])
+        scores = self.similarity_fct(queries, candidates) * self.scale
+        scores = scores.masked_fill(masked.to(scores.device), float("-inf"))
+        return F.cross_entropy(scores, own.to(scores.device))
 
     def _kl(self, embeddings: list[Tensor], t_query: Tensor, t_docs: Tensor) -> Tensor:
         """The distill term: KL of the student's in-batch distribution to the teacher's."""
@@ -89,7 +130,13 @@ class TeacherDistillLoss(PassageRankingLoss):
             "distill_weight": self.distill_weight,
             "contrastive_weight": self.contrastive_weight,
             "teacher_scale": self.teacher_scale,
+            "false_negative_margin": self.false_negative_margin,
         }
+
+
+def _has_teacher(labels: Tensor | None) -> bool:
+    """Whether a batch's labels are the teacher's embeddings, (rows, columns, dim)."""
+    return labels is not None and labels.dim() == 3
 
 
 def teacher_labels(

@@ -6,6 +6,7 @@
 - with a teacher, :class:`~embedtune.train.distill.TeacherDistillLoss` (MNRL plus the KL term
   towards the teacher's in-batch ranking, weighted ``distill_weight``), and for the round
   trip's rejects the KL term alone, at weight 1 (they have no pairs to weigh it against);
+  with ``false_negative_margin`` the teacher also keeps false negatives out of the pairs' term;
 - wrapped in ``MatryoshkaLoss`` when ``matryoshka_dims`` are set.
 
 Negatives are gathered across devices when training runs on several.
@@ -51,6 +52,7 @@ def build_loss(
         loss = TeacherDistillLoss(
             model,
             distill_weight=cfg.distill_weight,
+            false_negative_margin=cfg.false_negative_margin,
             grouped=grouped,
             gather_across_devices=gather,
         )

@@ -46,6 +46,7 @@ class Recipe(BaseModel):
     attention_dropout: float | None = None  # None: the model's own rate
     teacher: dict[str, Any] | None  # the teacher's name, the tokens it read, its labels' seconds
     distill_weight: float | None
+    false_negative_margin: float | None = None  # the teacher's mask of false negatives
     rejects_kl_only: bool
     keep: str
     merge_base: float | None = None  # share of the base's weights averaged back in (WiSE-FT)

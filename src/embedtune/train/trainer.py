@@ -454,6 +454,7 @@ class FineTuning:
             attention_dropout=cfg.attention_dropout,
             teacher=rows.teacher or None,
             distill_weight=cfg.distill_weight if cfg.teacher else None,
+            false_negative_margin=cfg.false_negative_margin if cfg.teacher else None,
             rejects_kl_only=rows.n_rejects > 0,
             keep=cfg.keep,
             merge_base=cfg.merge_base or None,
