@@ -400,6 +400,21 @@ def test_rejected_questions_train_on_the_teachers_ranking_in_their_own_batches(t
     assert plain.data.reject_rows == 0 and plain.steps == 4
 
 
+def test_the_teachers_mask_of_false_negatives_is_reported(tmp_path):
+    run = _run_dir(tmp_path / "run")
+    cfg = _cfg(teacher="all-MiniLM-L6-v2", matryoshka_dims=None, epochs=1, eval_steps=None,
+               save_steps=None, false_negative_margin=0.3)  # fmt: skip
+    recipe = run_train(cfg, run).recipe
+    assert recipe.false_negative_margin == 0.3
+    # 28 pairs in batches of 7: 4 steps of 7 x 6 in-batch negatives; the test's chunks are
+    # far apart, so the margin reaches down to some of them (at 0 the teacher masks none)
+    assert recipe.false_negatives_masked is not None
+    assert 0 < recipe.false_negatives_masked < 1
+    card = (run / "model" / "README.md").read_text()
+    assert "| false_negative_margin | 0.3000 |" in card
+    assert f"| false_negatives_masked | {recipe.false_negatives_masked:.4f} |" in card
+
+
 def test_a_torn_rejects_file_is_named_not_skipped(tmp_path):
     run = _run_dir(tmp_path / "run")
     (run / "data" / "train_rejects.json").write_text('{"queries": {"r1": "x"')

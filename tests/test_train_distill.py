@@ -120,6 +120,8 @@ def test_a_chunk_the_teacher_ranks_above_the_own_is_not_pushed_away(minilm):
     scores = scores.masked_fill(left_out, -torch.inf)
     F.cross_entropy(scores, torch.arange(4)).backward()
     assert torch.allclose(masked_grad, d.grad[1], atol=1e-6)
+    # the run reports the tally: one of the 12 in-batch negatives was masked
+    assert (masked.negatives_masked, masked.negatives_seen) == (1, 12)
 
 
 def test_the_mask_applies_to_passage_batches_too(minilm):

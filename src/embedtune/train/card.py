@@ -137,6 +137,7 @@ def embedtune_sections(summary: TrainSummary, level: int = 2) -> list[str]:
         "attention_dropout",
         "distill_weight",
         "false_negative_margin",
+        "false_negatives_masked",
         "keep",
         "merge_base",
     ):

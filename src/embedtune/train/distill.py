@@ -58,6 +58,9 @@ class TeacherDistillLoss(PassageRankingLoss):
         self.contrastive_weight = contrastive_weight
         self.teacher_scale = teacher_scale
         self.false_negative_margin = false_negative_margin
+        #: the mask's tally over training: in-batch negatives seen, and those the teacher masked
+        self.negatives_seen = 0
+        self.negatives_masked = 0
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
         if not _has_teacher(labels):
@@ -108,6 +111,8 @@ class TeacherDistillLoss(PassageRankingLoss):
         threshold = t_scores[rows, own].unsqueeze(1) - self.false_negative_margin
         masked = t_scores > threshold
         masked[rows, own] = False
+        self.negatives_seen += masked.numel() - own.size(0)
+        self.negatives_masked += int(masked.sum())
         queries, candidates = embeddings[0], torch.cat(embeddings[1:])
         scores = self.similarity_fct(queries, candidates) * self.scale
         scores = scores.masked_fill(masked.to(scores.device), float("-inf"))

@@ -47,6 +47,7 @@ class Recipe(BaseModel):
     teacher: dict[str, Any] | None  # the teacher's name, the tokens it read, its labels' seconds
     distill_weight: float | None
     false_negative_margin: float | None = None  # the teacher's mask of false negatives
+    false_negatives_masked: float | None = None  # the share of in-batch negatives it masked
     rejects_kl_only: bool
     keep: str
     merge_base: float | None = None  # share of the base's weights averaged back in (WiSE-FT)

@@ -159,6 +159,7 @@ class FineTuning:
         self.progress_bars = progress_bars
         self.world, self.rank = world()
         self.warnings: list[str] = []
+        self.mask_share: float | None = None  # share of negatives the teacher masked
 
     def __call__(
         self,
@@ -359,6 +360,7 @@ class FineTuning:
                 "loss=cached_mnrl with a smaller train.mini_batch_size"
             ) from None
         seconds = time.perf_counter() - t0
+        self.tell_mask(loss)
         if self.cfg.lora:
             merge_lora(trainer.model)
         if base_weights is not None:
@@ -368,6 +370,19 @@ class FineTuning:
             )
         per_second = result.metrics.get("train_samples_per_second", 0.0) or 0.0
         return _Trained(trainer, trainer.model, seconds, per_second, resume_from)
+
+    def tell_mask(self, loss: Any) -> None:
+        """How many in-batch negatives the teacher kept out (train.false_negative_margin)."""
+        pairs = loss["pairs"] if isinstance(loss, dict) else loss
+        pairs = getattr(pairs, "loss", pairs)  # inside MatryoshkaLoss
+        seen = getattr(pairs, "negatives_seen", 0)
+        if seen:
+            masked = pairs.negatives_masked
+            self.mask_share = masked / seen
+            self.say(
+                f"the teacher kept {masked:,} of {seen:,} in-batch negatives out of the pairs' "
+                f"loss ({self.mask_share:.1%}) as false negatives"
+            )
 
     def describe_training(self, rows: TrainingRows, plan: Schedule) -> str:
         cfg = self.cfg
@@ -455,6 +470,9 @@ class FineTuning:
             teacher=rows.teacher or None,
             distill_weight=cfg.distill_weight if cfg.teacher else None,
             false_negative_margin=cfg.false_negative_margin if cfg.teacher else None,
+            false_negatives_masked=round(self.mask_share, 4)
+            if self.mask_share is not None
+            else None,
             rejects_kl_only=rows.n_rejects > 0,
             keep=cfg.keep,
             merge_base=cfg.merge_base or None,
