@@ -222,6 +222,22 @@ class TrainConfig(_Section):
     max_seq_length: int | None = Field(None, ge=8, description="None keeps the model's own.")
     seed: int = 42
     loss: Literal["mnrl", "cached_mnrl"] = "mnrl"
+    loss_directions: Literal["query_to_doc", "gte"] = Field(
+        "query_to_doc",
+        description="The pairs' contrastive term (sentence-transformers' "
+        "MultipleNegativesRankingLoss): 'query_to_doc' = each question against the batch's "
+        "chunks (InfoNCE); 'gte' = also against the other questions, and each chunk against "
+        "the questions and chunks, in one softmax (GTE's improved contrastive loss). Pair "
+        "batches only (not passage_batches or the teacher's mask).",
+    )
+    hardness_strength: float = Field(
+        0.0,
+        ge=0,
+        description="The pairs' contrastive term: add this times each in-batch negative's "
+        "cosine to its logit, so harder negatives weigh more (Lan et al. 2025 use 9; "
+        "sentence-transformers' hardness_mode 'in_batch_negatives'); 0 = off. Pair batches "
+        "only (not passage_batches or the teacher's mask).",
+    )
     passage_batches: bool = Field(
         False,
         description="Batch by chunk: batch_size counts distinct chunks, each with all of its "

@@ -183,6 +183,25 @@ def train(
             show_default=default("train.distill_weight"),
         ),
     ] = None,
+    loss_directions: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DIRECTIONS",
+            help="The pairs' contrastive term: 'query_to_doc' (each question against the "
+            "batch's chunks) or 'gte' (also questions against questions and chunks against "
+            "both, in one softmax).",
+            show_default=default("train.loss_directions"),
+        ),
+    ] = None,
+    hardness_strength: Annotated[
+        float | None,
+        typer.Option(
+            metavar="ALPHA",
+            help="Weigh harder in-batch negatives more in the pairs' softmax (Lan et al. 2025 "
+            "use 9); 0: off.",
+            show_default=default("train.hardness_strength"),
+        ),
+    ] = None,
     false_negative_margin: Annotated[
         float | None,
         typer.Option(
@@ -299,6 +318,8 @@ def train(
             "teacher_max_seq_length": teacher_max_seq_length,
             "distill_weight": distill_weight,
             "false_negative_margin": false_negative_margin,
+            "loss_directions": loss_directions,
+            "hardness_strength": hardness_strength,
             "rejects": rejects,
             "keep": keep,
             "merge_base": merge_base,

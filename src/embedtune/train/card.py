@@ -136,6 +136,8 @@ def embedtune_sections(summary: TrainSummary, level: int = 2) -> list[str]:
         "bf16",
         "attention_dropout",
         "distill_weight",
+        "loss_directions",
+        "hardness_strength",
         "false_negative_margin",
         "false_negatives_masked",
         "keep",

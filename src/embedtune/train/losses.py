@@ -7,6 +7,8 @@
   towards the teacher's in-batch ranking, weighted ``distill_weight``), and for the round
   trip's rejects the KL term alone, at weight 1 (they have no pairs to weigh it against);
   with ``false_negative_margin`` the teacher also keeps false negatives out of the pairs' term;
+- ``loss_directions`` and ``hardness_strength``: MultipleNegativesRankingLoss's own variants
+  (GTE's four directions in one softmax; Lan et al.'s weighting of hard in-batch negatives);
 - wrapped in ``MatryoshkaLoss`` when ``matryoshka_dims`` are set.
 
 Negatives are gathered across devices when training runs on several.
@@ -35,6 +37,7 @@ def build_loss(
     """The loss of the pairs; with ``kl_only`` the rejects' loss (the teacher's KL term alone)."""
     gather = world_size > 1
     grouped = uses_passage_batches(cfg, world_size)
+    options = {} if kl_only else _contrastive_options(cfg, grouped)
     if kl_only:
         loss = TeacherDistillLoss(
             model,
@@ -55,6 +58,7 @@ def build_loss(
             false_negative_margin=cfg.false_negative_margin,
             grouped=grouped,
             gather_across_devices=gather,
+            **options,
         )
     elif cfg.loss == "cached_mnrl":
         loss = losses.CachedMultipleNegativesRankingLoss(
@@ -63,10 +67,48 @@ def build_loss(
     elif grouped:
         loss = PassageRankingLoss(model)
     else:
-        loss = losses.MultipleNegativesRankingLoss(model, gather_across_devices=gather)
+        loss = losses.MultipleNegativesRankingLoss(model, gather_across_devices=gather, **options)
     if cfg.matryoshka_dims:
         loss = losses.MatryoshkaLoss(model, loss, matryoshka_dims=_matryoshka_dims(model, cfg))
     return loss
+
+
+#: ``train.loss_directions`` as sentence-transformers' MultipleNegativesRankingLoss names them
+DIRECTIONS = {
+    "query_to_doc": ("query_to_doc",),
+    "gte": ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"),
+}
+
+
+def _contrastive_options(cfg: TrainConfig, grouped: bool) -> dict[str, Any]:
+    """``loss_directions`` and ``hardness_strength`` as MultipleNegativesRankingLoss's
+    arguments; refused where the pairs' loss is not that class's own computation."""
+    options: dict[str, Any] = {}
+    if cfg.loss_directions != "query_to_doc":
+        options["directions"] = DIRECTIONS[cfg.loss_directions]
+    if cfg.hardness_strength:
+        options["hardness_mode"] = "in_batch_negatives"
+        options["hardness_strength"] = cfg.hardness_strength
+    if not options:
+        return options
+    named = " and ".join(
+        name
+        for name, on in (
+            ("train.loss_directions", "directions" in options),
+            ("train.hardness_strength", "hardness_mode" in options),
+        )
+        if on
+    )
+    if cfg.loss == "cached_mnrl":
+        raise ConfigError(f"{named}: only with loss 'mnrl'; set train.loss to 'mnrl'")
+    if grouped:
+        raise ConfigError(f"{named}: only with pair batches; set train.passage_batches to false")
+    if cfg.teacher and cfg.false_negative_margin is not None:
+        raise ConfigError(
+            f"{named}: not with train.false_negative_margin; set one of them back "
+            "(false_negative_margin: null)"
+        )
+    return options
 
 
 def _matryoshka_dims(model: SentenceTransformer, cfg: TrainConfig) -> list[int]:

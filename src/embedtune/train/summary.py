@@ -46,6 +46,8 @@ class Recipe(BaseModel):
     attention_dropout: float | None = None  # None: the model's own rate
     teacher: dict[str, Any] | None  # the teacher's name, the tokens it read, its labels' seconds
     distill_weight: float | None
+    loss_directions: str | None = None  # MNRL's directions where not query_to_doc alone
+    hardness_strength: float | None = None  # MNRL's weighting of hard in-batch negatives
     false_negative_margin: float | None = None  # the teacher's mask of false negatives
     false_negatives_masked: float | None = None  # the share of in-batch negatives it masked
     rejects_kl_only: bool

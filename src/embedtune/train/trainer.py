@@ -469,6 +469,8 @@ class FineTuning:
             attention_dropout=cfg.attention_dropout,
             teacher=rows.teacher or None,
             distill_weight=cfg.distill_weight if cfg.teacher else None,
+            loss_directions=cfg.loss_directions if cfg.loss_directions != "query_to_doc" else None,
+            hardness_strength=cfg.hardness_strength or None,
             false_negative_margin=cfg.false_negative_margin if cfg.teacher else None,
             false_negatives_masked=round(self.mask_share, 4)
             if self.mask_share is not None
