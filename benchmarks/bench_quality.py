@@ -199,10 +199,14 @@ def summarize(path: Path, samples: int = 2000) -> None:
             print_agreement(rows, human)
 
 
-def compare(path: Path, label_a: str, label_b: str, samples: int = 2000) -> None:
+def compare(
+    path: Path, label_a: str, label_b: str, samples: int = 2000, *, same_val: bool = False
+) -> None:
     """Group ``label_a`` against group ``label_b`` (rows' ``data``): per shared set, each seed
     mean gain and their difference, with the paired bootstrap interval of the per-query
-    difference between the two seed means (the same questions, so a paired test)."""
+    difference between the two seed means (the same questions, so a paired test). The
+    generated ``val`` is left out unless ``same_val`` says both groups trained on one run
+    folder or one ``--hold-out`` (each run otherwise writes questions of its own)."""
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     groups = {}
     for label in (label_a, label_b):
@@ -219,7 +223,7 @@ def compare(path: Path, label_a: str, label_b: str, samples: int = 2000) -> None
         per = {k: [r[name]["per_query_diff"] for r in g if "per_query_diff" in r.get(name, {})]
                for k, g in groups.items()}  # fmt: skip
         lengths = {len(p) for ps in per.values() for p in ps}
-        if name == "val" or not all(per.values()) or len(lengths) != 1:
+        if name == "val" and not same_val or not all(per.values()) or len(lengths) != 1:
             continue  # the generated split differs per run; or not scored on both
         a, b = (np.mean(per[k], axis=0) for k in (label_a, label_b))
         lo, hi = seed_mean_interval([a - b], samples)
@@ -357,6 +361,12 @@ def parser() -> argparse.ArgumentParser:
         help="two groups of --out (by --label) side by side on the sets both have, and exit",
     )
     ap.add_argument(
+        "--same-val",
+        action="store_true",
+        help="--compare: both groups trained on one run folder or one --hold-out, so their "
+        "generated validation questions are the same and are compared too",
+    )
+    ap.add_argument(
         "--zero-shot",
         nargs="*",
         metavar="MODEL",
@@ -442,7 +452,7 @@ def main(argv: list[str] | None = None) -> None:
         summarize(args.out)
         return
     if args.compare:
-        compare(args.out, *args.compare)
+        compare(args.out, *args.compare, same_val=args.same_val)
         return
     train, sets = load_sets(args, ap)
     ecfg = EvaluateConfig(corpus="split", bootstrap_samples=1000)

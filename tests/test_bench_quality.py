@@ -136,6 +136,15 @@ def test_compare_sets_two_writers_side_by_side_on_the_same_questions(bench, tmp_
     cvs = next(line for line in lines if line.strip().startswith("cvs"))
     assert "+0.1250" in cvs and "-0.0250" in cvs and "+0.1500 (" in cvs
     assert not any(line.strip().startswith("val") for line in lines)  # each run's own questions
+    # one run folder (or one hold-out) for both: the same generated questions, compared too
+    smol = [row("smol", 1, [0.0, 0.0, -0.1, 0.0], [0.1])]
+    shared = tmp_path / "shared.jsonl"
+    shared.write_text("".join(json.dumps(r) + "\n" for r in rows[:2] + smol))
+    bench.main(["--compare", "gemma", "smol", "--out", str(shared), "--same-val"])
+    val = next(
+        line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("val")
+    )
+    assert "+0.5000" in val and "+0.4000 (" in val
 
     out.write_text(
         out.read_text() + json.dumps(row("smol", 2, [0, 0, 0, 0], [0]) | {"epochs": 1.0})
