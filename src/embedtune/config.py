@@ -339,6 +339,35 @@ class TrainConfig(_Section):
     def _teacher_length_own(cls, value: object) -> object:
         return _tokens_setting(value)
 
+    @model_validator(mode="after")
+    def _contrastive_options_apply(self) -> TrainConfig:
+        # loss_directions and hardness_strength are MultipleNegativesRankingLoss's own: refused
+        # where the pairs' loss is computed otherwise, before any model is loaded
+        named = [
+            name
+            for name, on in (
+                ("loss_directions", self.loss_directions != "query_to_doc"),
+                ("hardness_strength", self.hardness_strength > 0),
+            )
+            if on
+        ]
+        clash = [
+            name
+            for name, on in (
+                ("loss cached_mnrl", self.loss == "cached_mnrl"),
+                ("passage_batches", self.passage_batches),
+                ("false_negative_margin", self.false_negative_margin is not None),
+            )
+            if on
+        ]
+        if named and clash:
+            raise ValueError(
+                f"{' and '.join(named)} {'work' if len(named) > 1 else 'works'} on "
+                f"MultipleNegativesRankingLoss alone, which {' and '.join(clash)} replace"
+                f"{'' if len(clash) > 1 else 's'}: drop one of the two settings"
+            )
+        return self
+
 
 def _tokens_setting(value: object) -> object:
     """A model's reading length as a setting: a number of tokens (8 or more), "auto" or

@@ -37,7 +37,7 @@ def build_loss(
     """The loss of the pairs; with ``kl_only`` the rejects' loss (the teacher's KL term alone)."""
     gather = world_size > 1
     grouped = uses_passage_batches(cfg, world_size)
-    options = {} if kl_only else _contrastive_options(cfg, grouped)
+    options = {} if kl_only else _contrastive_options(cfg)
     if kl_only:
         loss = TeacherDistillLoss(
             model,
@@ -80,34 +80,15 @@ DIRECTIONS = {
 }
 
 
-def _contrastive_options(cfg: TrainConfig, grouped: bool) -> dict[str, Any]:
+def _contrastive_options(cfg: TrainConfig) -> dict[str, Any]:
     """``loss_directions`` and ``hardness_strength`` as MultipleNegativesRankingLoss's
-    arguments; refused where the pairs' loss is not that class's own computation."""
+    arguments (TrainConfig refuses them beside the settings that replace that loss)."""
     options: dict[str, Any] = {}
     if cfg.loss_directions != "query_to_doc":
         options["directions"] = DIRECTIONS[cfg.loss_directions]
     if cfg.hardness_strength:
         options["hardness_mode"] = "in_batch_negatives"
         options["hardness_strength"] = cfg.hardness_strength
-    if not options:
-        return options
-    named = " and ".join(
-        name
-        for name, on in (
-            ("train.loss_directions", "directions" in options),
-            ("train.hardness_strength", "hardness_mode" in options),
-        )
-        if on
-    )
-    if cfg.loss == "cached_mnrl":
-        raise ConfigError(f"{named}: only with loss 'mnrl'; set train.loss to 'mnrl'")
-    if grouped:
-        raise ConfigError(f"{named}: only with pair batches; set train.passage_batches to false")
-    if cfg.teacher and cfg.false_negative_margin is not None:
-        raise ConfigError(
-            f"{named}: not with train.false_negative_margin; set one of them back "
-            "(false_negative_margin: null)"
-        )
     return options
 
 
