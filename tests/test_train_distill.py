@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from embedtune.train.distill import TeacherDistillLoss, teacher_labels
+from embedtune.train.distill import TeacherDistillLoss, ranking_kl, teacher_labels
 
 
 def _embeddings(seed: int, n: int = 6, dim: int = 8) -> list[torch.Tensor]:
@@ -142,4 +142,38 @@ def test_without_a_margin_the_loss_is_the_unmasked_one(minilm):
         loss.compute_loss_from_embeddings(student, teacher),
         wide.compute_loss_from_embeddings(student, teacher),
         atol=1e-5,
+    )
+
+
+def test_over_the_negatives_the_teacher_never_disputes_the_own_chunk():
+    # the teacher puts question 0's own chunk (column 0) last; the student first, and ranks
+    # the other chunks as the teacher does (up to a shift, which a softmax ignores)
+    teacher = torch.tensor([[-5.0, 8.0, 3.0, 1.0], [0.0, 6.0, 2.0, -1.0]])
+    student = teacher + torch.tensor([[4.0], [-2.0]])
+    student[:, 0] = torch.tensor([15.0, -3.0])
+    own = torch.tensor([0, 0])
+    assert float(ranking_kl(teacher, student)) > 1.0  # over the batch: it disputes chunk 0
+    assert float(ranking_kl(teacher, student, own)) < 1e-6  # over the others: agreed
+    # and where the others are ranked differently, the term still teaches that
+    other = student.clone()
+    other[:, 1:] = other[:, 1:].flip(1)
+    assert float(ranking_kl(teacher, other, own)) > 1.0
+
+
+def test_the_rejects_kl_keeps_the_whole_batch(minilm):
+    student, teacher = _teacher_prefers_another_chunk()
+    whole = TeacherDistillLoss(minilm, distill_weight=1.0, contrastive_weight=0.0)
+    over = TeacherDistillLoss(
+        minilm, distill_weight=1.0, contrastive_weight=0.0, distill_over="negatives"
+    )
+    assert torch.isclose(
+        whole.compute_loss_from_embeddings(student, teacher),
+        over.compute_loss_from_embeddings(student, teacher),
+    )
+    # with the pairs' term on, the KL part changes: the own chunk is left out
+    pairs = TeacherDistillLoss(minilm, distill_weight=1.0)
+    pairs_over = TeacherDistillLoss(minilm, distill_weight=1.0, distill_over="negatives")
+    assert not torch.isclose(
+        pairs.compute_loss_from_embeddings(student, teacher),
+        pairs_over.compute_loss_from_embeddings(student, teacher),
     )

@@ -290,6 +290,12 @@ class TrainConfig(_Section):
         "no loss with the offline writer's (cvs +0.0003, perl +0.0005 on people's questions), "
         "3 seeds each; the R FAQ -0.0020 (-0.0076, +0.0024) over 3 seeds: BENCHMARKS.md.",
     )
+    distill_over: Literal["batch", "negatives"] = Field(
+        "batch",
+        description="What the teacher's KL term compares on the pairs: 'batch' = each "
+        "question's ranking of every chunk in the batch; 'negatives' = of the other chunks only, "
+        "so the teacher never disputes a pair's own chunk (the rejects always use the batch).",
+    )
     false_negative_margin: float | None = Field(
         None,
         ge=0,

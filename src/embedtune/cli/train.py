@@ -183,6 +183,15 @@ def train(
             show_default=default("train.distill_weight"),
         ),
     ] = None,
+    distill_over: Annotated[
+        str | None,
+        typer.Option(
+            metavar="WHAT",
+            help="What the teacher's KL term compares: 'batch' (every chunk in the batch) or "
+            "'negatives' (the other chunks only, so the teacher never disputes a pair's own).",
+            show_default=default("train.distill_over"),
+        ),
+    ] = None,
     loss_directions: Annotated[
         str | None,
         typer.Option(
@@ -318,6 +327,7 @@ def train(
             "teacher_max_seq_length": teacher_max_seq_length,
             "distill_weight": distill_weight,
             "false_negative_margin": false_negative_margin,
+            "distill_over": distill_over,
             "loss_directions": loss_directions,
             "hardness_strength": hardness_strength,
             "rejects": rejects,

@@ -136,6 +136,7 @@ def embedtune_sections(summary: TrainSummary, level: int = 2) -> list[str]:
         "bf16",
         "attention_dropout",
         "distill_weight",
+        "distill_over",
         "loss_directions",
         "hardness_strength",
         "false_negative_margin",

@@ -11,6 +11,10 @@ one encoding pass, not a forward pass per step.
     loss = contrastive_weight * MNRL(student)
            + distill_weight * KL(teacher in-batch distribution || student's)
 
+With ``distill_over="negatives"`` the KL term compares the two rankings of each question's
+other candidates only: the teacher says which other chunks come close, and never disputes the
+pair's own chunk, which MNRL asserts.
+
 With ``false_negative_margin`` the teacher also vets the contrastive term's negatives, as
 GISTEmbed does with its guide model (sentence-transformers' ``GISTEmbedLoss``, which runs the
 guide on every batch): a candidate the teacher scores above the question's own chunk minus the
@@ -30,7 +34,7 @@ from torch import Tensor
 from embedtune.embeddings import EmbeddingCache
 from embedtune.train.passages import PassageRankingLoss
 
-__all__ = ["TeacherDistillLoss", "teacher_labels"]
+__all__ = ["TeacherDistillLoss", "ranking_kl", "teacher_labels"]
 
 
 class TeacherDistillLoss(PassageRankingLoss):
@@ -51,6 +55,7 @@ class TeacherDistillLoss(PassageRankingLoss):
         scale: float = 20.0,
         teacher_scale: float = 20.0,
         false_negative_margin: float | None = None,
+        distill_over: str = "batch",
         **kwargs: Any,
     ) -> None:
         super().__init__(model, scale=scale, **kwargs)
@@ -58,6 +63,7 @@ class TeacherDistillLoss(PassageRankingLoss):
         self.contrastive_weight = contrastive_weight
         self.teacher_scale = teacher_scale
         self.false_negative_margin = false_negative_margin
+        self.distill_over = distill_over
         #: the mask's tally over training: in-batch negatives seen, and those the teacher masked
         self.negatives_seen = 0
         self.negatives_masked = 0
@@ -67,13 +73,13 @@ class TeacherDistillLoss(PassageRankingLoss):
             return super().compute_loss_from_embeddings(embeddings, labels)
         teacher = labels.detach().float()
         docs = teacher[:, 1:].transpose(0, 1).reshape(-1, teacher.size(-1))
+        # row i's own chunk is candidate i (no duplicates within a batch)
+        own = torch.arange(teacher.size(0), device=teacher.device)
         if self._masks() and not self.gather_across_devices:
-            # row i's own chunk is candidate i (no duplicates within a batch)
-            own = torch.arange(teacher.size(0), device=teacher.device)
             loss = self._masked_ranking(embeddings, own, teacher[:, 0], docs)
         else:  # across devices the other devices' labels are not here: unmasked
             loss = super().compute_loss_from_embeddings(embeddings, labels)
-        return self._with_kl(loss, embeddings, teacher[:, 0], docs)
+        return self._with_kl(loss, embeddings, teacher[:, 0], docs, own)
 
     def grouped_loss(
         self, embeddings: list[Tensor], inverse: Tensor, first: Tensor, labels: Tensor | None
@@ -89,17 +95,25 @@ class TeacherDistillLoss(PassageRankingLoss):
             loss = self._masked_ranking(embeddings, inverse, teacher[:, 0], docs)
         else:
             loss = super().grouped_loss(embeddings, inverse, first, labels)
-        return self._with_kl(loss, embeddings, teacher[:, 0], docs)
+        return self._with_kl(loss, embeddings, teacher[:, 0], docs, inverse)
 
     def _masks(self) -> bool:
         return self.false_negative_margin is not None and self.contrastive_weight != 0
 
     def _with_kl(
-        self, loss: Tensor, embeddings: list[Tensor], t_query: Tensor, t_docs: Tensor
+        self,
+        loss: Tensor,
+        embeddings: list[Tensor],
+        t_query: Tensor,
+        t_docs: Tensor,
+        own: Tensor,
     ) -> Tensor:
         if self.distill_weight == 0:
             return loss
-        return loss * self.contrastive_weight + self._kl(embeddings, t_query, t_docs)
+        # over the negatives only where the pairs' term asserts the own chunk (not the
+        # rejects' KL-only batches, whose own chunk is the doubted one)
+        leave_out = own if self.distill_over == "negatives" and self.contrastive_weight else None
+        return loss * self.contrastive_weight + self._kl(embeddings, t_query, t_docs, leave_out)
 
     def _masked_ranking(
         self, embeddings: list[Tensor], own: Tensor, t_query: Tensor, t_docs: Tensor
@@ -118,16 +132,22 @@ class TeacherDistillLoss(PassageRankingLoss):
         scores = scores.masked_fill(masked.to(scores.device), float("-inf"))
         return F.cross_entropy(scores, own.to(scores.device))
 
-    def _kl(self, embeddings: list[Tensor], t_query: Tensor, t_docs: Tensor) -> Tensor:
-        """The distill term: KL of the student's in-batch distribution to the teacher's."""
+    def _kl(
+        self,
+        embeddings: list[Tensor],
+        t_query: Tensor,
+        t_docs: Tensor,
+        leave_out: Tensor | None = None,
+    ) -> Tensor:
+        """The distill term: KL of the student's in-batch distribution to the teacher's; with
+        ``leave_out`` (each question's own candidate) over the other candidates only."""
         t_query, t_docs = F.normalize(t_query, dim=-1), F.normalize(t_docs, dim=-1)
         # Under Matryoshka the student's embeddings arrive truncated; the teacher's stay whole.
         s_query = F.normalize(embeddings[0].float(), dim=-1)
         s_docs = F.normalize(torch.cat(embeddings[1:]).float(), dim=-1)
-        t_logp = F.log_softmax(t_query @ t_docs.T * self.teacher_scale, dim=1)
-        s_logp = F.log_softmax(s_query @ s_docs.T * self.scale, dim=1)
-        kl = F.kl_div(s_logp, t_logp, log_target=True, reduction="batchmean")
-        return self.distill_weight * kl
+        t_logits = t_query @ t_docs.T * self.teacher_scale
+        s_logits = s_query @ s_docs.T * self.scale
+        return self.distill_weight * ranking_kl(t_logits, s_logits, leave_out)
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
@@ -136,7 +156,21 @@ class TeacherDistillLoss(PassageRankingLoss):
             "contrastive_weight": self.contrastive_weight,
             "teacher_scale": self.teacher_scale,
             "false_negative_margin": self.false_negative_margin,
+            "distill_over": self.distill_over,
         }
+
+
+def ranking_kl(t_logits: Tensor, s_logits: Tensor, leave_out: Tensor | None = None) -> Tensor:
+    """KL of the student's softmax over each row's candidates to the teacher's, batch mean;
+    with ``leave_out`` (one column per row) over the other candidates only."""
+    if leave_out is not None:
+        keep = torch.ones_like(t_logits, dtype=torch.bool)
+        keep[torch.arange(keep.size(0), device=keep.device), leave_out.to(keep.device)] = False
+        t_logits = t_logits[keep].view(keep.size(0), -1)
+        s_logits = s_logits[keep.to(s_logits.device)].view(keep.size(0), -1)
+    t_logp = F.log_softmax(t_logits, dim=1)
+    s_logp = F.log_softmax(s_logits, dim=1)
+    return F.kl_div(s_logp, t_logp, log_target=True, reduction="batchmean")
 
 
 def _has_teacher(labels: Tensor | None) -> bool:

@@ -56,6 +56,7 @@ def build_loss(
             model,
             distill_weight=cfg.distill_weight,
             false_negative_margin=cfg.false_negative_margin,
+            distill_over=cfg.distill_over,
             grouped=grouped,
             gather_across_devices=gather,
             **options,

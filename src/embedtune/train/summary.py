@@ -46,6 +46,7 @@ class Recipe(BaseModel):
     attention_dropout: float | None = None  # None: the model's own rate
     teacher: dict[str, Any] | None  # the teacher's name, the tokens it read, its labels' seconds
     distill_weight: float | None
+    distill_over: str | None = None  # "negatives" where the KL term leaves the own chunk out
     loss_directions: str | None = None  # MNRL's directions where not query_to_doc alone
     hardness_strength: float | None = None  # MNRL's weighting of hard in-batch negatives
     false_negative_margin: float | None = None  # the teacher's mask of false negatives

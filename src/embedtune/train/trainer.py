@@ -469,6 +469,7 @@ class FineTuning:
             attention_dropout=cfg.attention_dropout,
             teacher=rows.teacher or None,
             distill_weight=cfg.distill_weight if cfg.teacher else None,
+            distill_over=cfg.distill_over if cfg.teacher and cfg.distill_over != "batch" else None,
             loss_directions=cfg.loss_directions if cfg.loss_directions != "query_to_doc" else None,
             hardness_strength=cfg.hardness_strength or None,
             false_negative_margin=cfg.false_negative_margin if cfg.teacher else None,
