@@ -110,6 +110,7 @@ def test_best_checkpoint_is_the_one_saved(trained):
         "train_chunks": 28,
         "train_pairs": 28,
         "reject_rows": 0,
+        "roundtrip_doubted": 0,
         "val_queries": 8,
         "eval_corpus": 8,
     }
@@ -451,3 +452,27 @@ def test_model_card_is_sentence_transformers_own_with_embedtunes_sections(traine
     assert ours < card.index("## Training Details")
     assert summary.verdict in card[ours:]
     SentenceTransformer(str(run / "model"), device="cpu")  # the card changes nothing else
+
+
+def test_pairs_the_teacher_doubts_learn_its_ranking_only(tmp_path):
+    # the user's pairs: the last 6 name the wrong chunk (each question points at the chunk of
+    # another question), as a careless writer's would
+    run = _run_dir(tmp_path / "run")
+    train, _ = make_sets()
+    qids = list(train.queries)
+    wrong = {q: train.relevant_docs[qids[(i + 14) % len(qids)]] for i, q in enumerate(qids[-6:])}
+    train.relevant_docs.update(wrong)
+    train.to_json(run / "data" / "train.json")
+    cfg = _cfg(teacher="all-MiniLM-L6-v2", matryoshka_dims=None, epochs=1, eval_steps=None,
+               save_steps=None, roundtrip_top_k=1)  # fmt: skip
+    summary = run_train(cfg, run)
+    # the teacher ranks the true chunk first for the good pairs and not for the wrong ones
+    assert summary.data.roundtrip_doubted == 6
+    assert (summary.data.train_pairs, summary.data.reject_rows) == (22, 6)
+    assert (
+        "6 whose chunk the teacher ranked outside its top k"
+        in (run / "model" / "README.md").read_text()
+    )
+    # without a teacher there is no round trip
+    plain = run_train(_cfg(matryoshka_dims=None, epochs=1, roundtrip_top_k=1), run, fresh=True)
+    assert (plain.data.roundtrip_doubted, plain.data.train_pairs) == (0, 28)

@@ -304,6 +304,13 @@ class TrainConfig(_Section):
         "(GISTEmbed's rule, read from the teacher's labels, so it costs no extra pass); "
         "0 = mask what the teacher ranks above the own chunk; None = off.",
     )
+    roundtrip_top_k: int | None = Field(
+        None,
+        ge=1,
+        description="With a teacher: a pair whose chunk the teacher ranks outside its top k of "
+        "the training chunks trains as a reject (its ranking alone), as generate's round trip "
+        "does; for pairs no round trip checked (embedtune train --train-data). None = off.",
+    )
     rejects: bool = Field(
         True,
         description="With a teacher, also train on the questions the round trip rejected "

@@ -220,6 +220,15 @@ def train(
             show_default=default("train.false_negative_margin"),
         ),
     ] = None,
+    roundtrip_top_k: Annotated[
+        int | None,
+        typer.Option(
+            metavar="K",
+            help="With a teacher: pairs whose chunk it ranks outside its top K of the training "
+            "chunks learn its ranking only (a round trip for --train-data pairs).",
+            show_default=default("train.roundtrip_top_k"),
+        ),
+    ] = None,
     rejects: Annotated[
         bool | None,
         typer.Option(
@@ -330,6 +339,7 @@ def train(
             "distill_over": distill_over,
             "loss_directions": loss_directions,
             "hardness_strength": hardness_strength,
+            "roundtrip_top_k": roundtrip_top_k,
             "rejects": rejects,
             "keep": keep,
             "merge_base": merge_base,

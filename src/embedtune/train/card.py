@@ -108,6 +108,14 @@ def embedtune_sections(summary: TrainSummary, level: int = 2) -> list[str]:
             if d.reject_rows
             else ""
         ),
+        *(
+            [
+                f"- of the training pairs, {d.roundtrip_doubted} whose chunk the teacher ranked "
+                "outside its top k (train.roundtrip_top_k) trained on its ranking only"
+            ]
+            if d.roundtrip_doubted
+            else []
+        ),
         f"- validation: {d.val_queries} queries",
         "",
         f"{h} Recipe",

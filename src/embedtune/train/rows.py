@@ -28,6 +28,7 @@ from embedtune.train.data import check_dataset, pair_rows, pairs_dataset
 from embedtune.train.distill import teacher_labels
 from embedtune.train.negatives import mine_hard_negatives
 from embedtune.train.passages import passage_count
+from embedtune.train.roundtrip import joined, roundtrip_split
 
 __all__ = ["TrainingRows", "training_rows", "reject_rows", "load_for_training"]
 
@@ -42,6 +43,7 @@ class TrainingRows:
     rejects: Dataset | None = None
     negatives: dict[str, Any] = field(default_factory=dict)  # mining counts, for the summary
     teacher: dict[str, Any] = field(default_factory=dict)  # teacher and seconds, for the summary
+    roundtrip_doubted: int = 0  # pairs the teacher's round trip moved to the rejects
 
     @property
     def n_pairs(self) -> int:
@@ -123,14 +125,30 @@ def training_rows(
     rejects: QADataset | None = None,
     prompt_names: tuple[str | None, str | None] = (None, None),
 ) -> TrainingRows:
-    """The pairs of ``train`` (with hard negatives), the rejects, and the teacher's labels."""
-    rows = TrainingRows(pairs=pairs_dataset(train))
+    """The pairs of ``train`` (with hard negatives), the rejects, and the teacher's labels; with
+    ``train.roundtrip_top_k`` the pairs the teacher doubts join the rejects first."""
+    teacher = _Teacher.load(cfg, say) if cfg.teacher else None
+    doubted = 0
+    if teacher is not None and cfg.roundtrip_top_k:
+        t0 = time.perf_counter()
+        train, extra = roundtrip_split(
+            teacher.model,
+            train,
+            cfg.roundtrip_top_k,
+            say,
+            cache=teacher.cache,
+            name=f"teacher {_short(teacher.name)}",
+        )
+        teacher.seconds += time.perf_counter() - t0
+        doubted = len(extra.queries) if extra is not None else 0
+        rejects = joined(rejects, extra)
+    rows = TrainingRows(pairs=pairs_dataset(train), roundtrip_doubted=doubted)
     if cfg.hard_negatives:
         rows.pairs = _with_hard_negatives(model, model_name, train, cfg, say, prompt_names, rows)
     if rejects is not None and cfg.teacher and cfg.rejects:
         rows.rejects = reject_rows(rejects, known=set(rows.pairs["anchor"]))
-    if cfg.teacher:
-        _add_teacher_labels(rows, cfg, say)
+    if teacher is not None:
+        _add_teacher_labels(rows, teacher)
     return rows
 
 
@@ -178,33 +196,48 @@ def _short(name: str) -> str:
     return name.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _add_teacher_labels(rows: TrainingRows, cfg: TrainConfig, say: Say) -> None:
+@dataclass
+class _Teacher:
+    """The teacher as the labels and the round trip read it: its weights, its embedding cache."""
+
+    name: str
+    model: SentenceTransformer
+    cache: EmbeddingCache | None
+    seconds: float  # spent loading it, then on the round trip and the labels
+
+    @classmethod
+    def load(cls, cfg: TrainConfig, say: Say) -> _Teacher:
+        assert cfg.teacher is not None
+        t0 = time.perf_counter()
+        say(
+            f"loading the teacher {cfg.teacher} to encode the training rows once (texts it "
+            "encoded before are read from the embedding cache)"
+        )
+        # In bf16 where training is (native bf16 hardware), like the round trip's judge under
+        # generate.roundtrip_dtype: auto: 3x faster than float32, the labels barely change.
+        dtype = "bfloat16" if cfg.bf16 == "on" else "float32"
+        teacher = load_for_training(cfg.teacher, dtype=dtype)
+        # It reads what the student reads (train.teacher_max_seq_length: auto), so its labels
+        # describe no text beyond the student's window.
+        length = teacher_length(cfg)
+        if length is not None:
+            teacher.max_seq_length = length
+        # Through the teacher's embedding cache: a re-run or the round trip it judged (at the
+        # same length and dtype) encodes nothing twice. Another length or dtype changes the
+        # embeddings, so it has a cache of its own (shared by re-runs at that length and dtype).
+        fingerprint = model_fingerprint(cfg.teacher, max_seq_length=length, dtype=dtype)
+        cache = EmbeddingCache(fingerprint) if fingerprint else None
+        return cls(cfg.teacher, teacher, cache, time.perf_counter() - t0)
+
+
+def _add_teacher_labels(rows: TrainingRows, teacher: _Teacher) -> None:
     """Encode every text column once with the teacher and attach it as each row's label."""
-    assert cfg.teacher is not None
     t0 = time.perf_counter()
-    say(
-        f"loading the teacher {cfg.teacher} to encode the {rows.n_pairs + rows.n_rejects} "
-        "training rows once (texts it encoded before are read from the embedding cache)"
-    )
-    # In bf16 where training is (native bf16 hardware), like the round trip's judge under
-    # generate.roundtrip_dtype: auto: 3x faster than float32, the labels barely change.
-    dtype = "bfloat16" if cfg.bf16 == "on" else "float32"
-    teacher = load_for_training(cfg.teacher, dtype=dtype)
-    # It reads what the student reads (train.teacher_max_seq_length: auto), so its labels
-    # describe no text beyond the student's window.
-    length = teacher_length(cfg)
-    if length is not None:
-        teacher.max_seq_length = length
-    # Through the teacher's embedding cache: a re-run or the round trip it judged (at the same
-    # length and dtype) encodes nothing twice. Another length or dtype changes the embeddings,
-    # so it has a cache of its own (shared by re-runs at that length and dtype).
-    fingerprint = model_fingerprint(cfg.teacher, max_seq_length=length, dtype=dtype)
-    cache = EmbeddingCache(fingerprint) if fingerprint else None
 
     def labelled(data: Dataset) -> Dataset:
         columns = {name: data[name] for name in data.column_names}
         labels = teacher_labels(
-            teacher, columns, cache=cache, progress=f"teacher {_short(cfg.teacher)}"
+            teacher.model, columns, cache=teacher.cache, progress=f"teacher {_short(teacher.name)}"
         )
         return data.add_column("label", labels)
 
@@ -212,7 +245,7 @@ def _add_teacher_labels(rows: TrainingRows, cfg: TrainConfig, say: Say) -> None:
     if rows.rejects is not None:
         rows.rejects = labelled(rows.rejects)
     rows.teacher = {
-        "model": cfg.teacher,
-        "max_seq_length": teacher.max_seq_length,
-        "seconds": round(time.perf_counter() - t0, 1),
+        "model": teacher.name,
+        "max_seq_length": teacher.model.max_seq_length,
+        "seconds": round(teacher.seconds + time.perf_counter() - t0, 1),
     }

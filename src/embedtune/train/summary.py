@@ -18,6 +18,7 @@ class TrainData(BaseModel):
     train_chunks: int
     train_pairs: int
     reject_rows: int  # rejected questions trained on the teacher's KL term only
+    roundtrip_doubted: int = 0  # of the training pairs, those train.roundtrip_top_k made rejects
     val_queries: int
     eval_corpus: int  # chunks the validation queries search
 
