@@ -469,10 +469,26 @@ def test_pairs_the_teacher_doubts_learn_its_ranking_only(tmp_path):
     # the teacher ranks the true chunk first for the good pairs and not for the wrong ones
     assert summary.data.roundtrip_doubted == 6
     assert (summary.data.train_pairs, summary.data.reject_rows) == (22, 6)
-    assert (
-        "6 whose chunk the teacher ranked outside its top k"
-        in (run / "model" / "README.md").read_text()
+    card = (run / "model" / "README.md").read_text()
+    assert "6 whose chunk the teacher ranked outside its top k" in card
+    assert "left the pairs, to train on its ranking only" in card
+    # with train.rejects off they leave the pairs and nothing trains on them
+    dropped = run_train(
+        _cfg(
+            teacher="all-MiniLM-L6-v2",
+            matryoshka_dims=None,
+            epochs=1,
+            eval_steps=None,
+            save_steps=None,
+            roundtrip_top_k=1,
+            rejects=False,
+        ),  # fmt: skip
+        run,
+        fresh=True,
     )
+    assert (dropped.data.roundtrip_doubted, dropped.data.reject_rows) == (6, 0)
+    card = (run / "model" / "README.md").read_text()
+    assert "left the pairs" in card and "to train on its ranking only" not in card
     # without a teacher there is no round trip
     plain = run_train(_cfg(matryoshka_dims=None, epochs=1, roundtrip_top_k=1), run, fresh=True)
     assert (plain.data.roundtrip_doubted, plain.data.train_pairs) == (0, 28)

@@ -111,7 +111,8 @@ def embedtune_sections(summary: TrainSummary, level: int = 2) -> list[str]:
         *(
             [
                 f"- of the training pairs, {d.roundtrip_doubted} whose chunk the teacher ranked "
-                "outside its top k (train.roundtrip_top_k) trained on its ranking only"
+                "outside its top k (train.roundtrip_top_k) left the pairs"
+                + (", to train on its ranking only" if d.reject_rows else "")
             ]
             if d.roundtrip_doubted
             else []

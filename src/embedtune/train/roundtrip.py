@@ -19,6 +19,7 @@ from embedtune.dataset import QADataset
 from embedtune.embeddings import EmbeddingCache
 from embedtune.errors import InputError
 from embedtune.generate.filters import roundtrip_keep
+from embedtune.train.data import merged_corpus
 
 __all__ = ["roundtrip_split", "joined"]
 
@@ -70,7 +71,7 @@ def joined(first: QADataset | None, second: QADataset | None) -> QADataset | Non
         return first if second is None else second
     return QADataset(
         queries={**first.queries, **second.queries},
-        corpus={**first.corpus, **second.corpus},
+        corpus=merged_corpus(first, second),
         relevant_docs={**first.relevant_docs, **second.relevant_docs},
         mode=first.mode,
         metadata=dict(first.metadata),
