@@ -98,6 +98,8 @@ def train_config(recipe: str, seed: int, args) -> TrainConfig:
         "hard_negatives": args.hard_negatives,
     }
     fields = {
+        # a run's pairs passed generate's round trip: not checked again, as the train stage does
+        **({"roundtrip_top_k": None} if args.run else {}),
         **recipe_overrides(recipe, args.teacher),
         **{k: v for k, v in shortcuts.items() if v is not None},
         **parse_settings(args.set),
@@ -121,7 +123,13 @@ def train_model(
         args.base, train, val, train_config(recipe, seed, args), out, rejects=rejects
     )
     timing = {"train_s": round(time.time() - t0, 1), "steps": summary.steps}
-    return out, {**timing, "bf16": summary.recipe.bf16, "cpu": cpu_name()}
+    trip = (
+        {"roundtrip_share": summary.data.roundtrip_share,
+         "roundtrip_doubted": summary.data.roundtrip_doubted}
+        if summary.data.roundtrip_share is not None
+        else {}
+    )  # fmt: skip
+    return out, {**timing, **trip, "bf16": summary.recipe.bf16, "cpu": cpu_name()}
 
 
 def cpu_name() -> str | None:

@@ -492,3 +492,55 @@ def test_pairs_the_teacher_doubts_learn_its_ranking_only(tmp_path):
     # without a teacher there is no round trip
     plain = run_train(_cfg(matryoshka_dims=None, epochs=1, roundtrip_top_k=1), run, fresh=True)
     assert (plain.data.roundtrip_doubted, plain.data.train_pairs) == (0, 28)
+    # by default (auto) a run's own pairs are not checked again: generate's round trip did
+    auto = run_train(
+        _cfg(
+            teacher="all-MiniLM-L6-v2",
+            matryoshka_dims=None,
+            epochs=1,
+            eval_steps=None,
+            save_steps=None,
+        ),  # fmt: skip
+        run,
+        fresh=True,
+    )
+    assert (auto.data.roundtrip_share, auto.data.train_pairs) == (None, 28)
+    assert any(n.startswith("train.roundtrip_top_k auto -> unset") for n in auto.recipe.notes)
+
+
+def _mislabelled(wrong: int) -> tuple[QADataset, QADataset]:
+    """The test pairs with the last ``wrong`` naming another question's chunk."""
+    train, val = make_sets()
+    qids = list(train.queries)
+    start = len(qids) - wrong
+    swapped = {q: train.relevant_docs[qids[(i + start - 2) % len(qids)]]
+               for i, q in enumerate(qids[start:])}  # fmt: skip
+    train.relevant_docs.update(swapped)
+    return train, val
+
+
+@pytest.mark.parametrize("wrong", [12, 6])
+def test_a_users_pairs_leave_only_when_the_teacher_doubts_many(tmp_path, monkeypatch, wrong):
+    # A user's pairs (--train-data) under train.roundtrip_top_k: auto. More than a third doubted
+    # (12 of 28) reads as a weak writer's: those pairs learn the teacher's ranking only. A few
+    # (6 of 28) read as a good writer's hard pairs, which cost people's questions when removed:
+    # every pair trains, and the card says the share.
+    from embedtune.train import roundtrip
+
+    monkeypatch.setattr(roundtrip, "AUTO_TOP_K", 1)  # 28 chunks: a top 20 would doubt nothing
+    train, val = _mislabelled(wrong)
+    cfg = TrainConfig(**{**SETTINGS, "teacher": "all-MiniLM-L6-v2", "matryoshka_dims": None,
+                         "epochs": 1, "eval_steps": None, "save_steps": None})  # fmt: skip
+    assert cfg.roundtrip_top_k == "auto"
+    said: list[str] = []
+    summary = finetune("all-MiniLM-L6-v2", train, val, cfg, tmp_path / "out", echo=said.append)
+    assert summary.data.roundtrip_share == pytest.approx(wrong / 28, abs=1e-4)
+    card = (tmp_path / "out" / "README.md").read_text()
+    if wrong > 28 / 3:
+        assert (summary.data.train_pairs, summary.data.roundtrip_doubted) == (28 - wrong, wrong)
+        assert f"{wrong} whose chunk the teacher ranked outside its top k" in card
+        assert any("more than a third" in line for line in said)
+    else:
+        assert (summary.data.train_pairs, summary.data.roundtrip_doubted) == (28, 0)
+        assert "21% of the training pairs outside its top k" in card
+        assert any("every pair trains as given" in line for line in said)

@@ -304,12 +304,15 @@ class TrainConfig(_Section):
         "(GISTEmbed's rule, read from the teacher's labels, so it costs no extra pass); "
         "0 = mask what the teacher ranks above the own chunk; None = off.",
     )
-    roundtrip_top_k: int | None = Field(
-        None,
-        ge=1,
+    roundtrip_top_k: int | Literal["auto"] | None = Field(
+        "auto",
         description="With a teacher: a pair whose chunk the teacher ranks outside its top k of "
         "the training chunks trains as a reject (its ranking alone), as generate's round trip "
-        "does; for pairs no round trip checked (embedtune train --train-data). None = off.",
+        "does, for pairs no round trip checked (embedtune train --train-data). 'auto' = k 20 "
+        "where the teacher doubts more than a third of the pairs (a weak writer's; a good "
+        "writer's hard pairs, 12% doubted, lost 0.024 NDCG@10 when removed), else every pair "
+        "trains; a run's own pairs, which generate's round trip checked, are not checked again. "
+        "None = off.",
     )
     rejects: bool = Field(
         True,
@@ -352,6 +355,11 @@ class TrainConfig(_Section):
     def _teacher_length_own(cls, value: object) -> object:
         return _tokens_setting(value)
 
+    @field_validator("roundtrip_top_k", mode="before")
+    @classmethod
+    def _roundtrip_count(cls, value: object) -> object:
+        return _count_setting(value)
+
     @model_validator(mode="after")
     def _contrastive_options_apply(self) -> TrainConfig:
         # loss_directions and hardness_strength are MultipleNegativesRankingLoss's own: refused
@@ -380,6 +388,22 @@ class TrainConfig(_Section):
                 f"{'' if len(clash) > 1 else 's'}: drop one of the two settings"
             )
         return self
+
+
+def _count_setting(value: object) -> object:
+    """A count as a setting: a whole number (1 or more), "auto" or "none" (any case: where a
+    flag or an environment variable cannot say None); anything else is one error that lists
+    the three."""
+    if value is None or value == "auto":
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("none", "null", "auto"):
+            return word if word == "auto" else None
+        value = int(word) if word.isdigit() else value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ValueError("give a whole number (1 or more), 'auto' or 'none'")
 
 
 def _tokens_setting(value: object) -> object:

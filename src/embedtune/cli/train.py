@@ -221,11 +221,12 @@ def train(
         ),
     ] = None,
     roundtrip_top_k: Annotated[
-        int | None,
+        str | None,
         typer.Option(
             metavar="K",
             help="With a teacher: pairs whose chunk it ranks outside its top K of the training "
-            "chunks learn its ranking only (a round trip for --train-data pairs).",
+            "chunks learn its ranking only (a round trip for --train-data pairs); 'auto': K 20 "
+            "where it doubts more than a third of them; 'none': off.",
             show_default=default("train.roundtrip_top_k"),
         ),
     ] = None,

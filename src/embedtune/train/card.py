@@ -117,6 +117,15 @@ def embedtune_sections(summary: TrainSummary, level: int = 2) -> list[str]:
             if d.roundtrip_doubted
             else []
         ),
+        *(
+            [
+                f"- the teacher ranked the chunk of {d.roundtrip_share:.0%} of the training "
+                "pairs outside its top k; a third or less, so every pair trained as given "
+                "(train.roundtrip_top_k: auto)"
+            ]
+            if d.roundtrip_share and not d.roundtrip_doubted
+            else []
+        ),
         f"- validation: {d.val_queries} queries",
         "",
         f"{h} Recipe",

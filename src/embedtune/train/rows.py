@@ -28,7 +28,7 @@ from embedtune.train.data import check_dataset, pair_rows, pairs_dataset
 from embedtune.train.distill import teacher_labels
 from embedtune.train.negatives import mine_hard_negatives
 from embedtune.train.passages import passage_count
-from embedtune.train.roundtrip import joined, roundtrip_split
+from embedtune.train.roundtrip import apply_roundtrip, joined
 
 __all__ = ["TrainingRows", "training_rows", "reject_rows", "load_for_training"]
 
@@ -44,6 +44,7 @@ class TrainingRows:
     negatives: dict[str, Any] = field(default_factory=dict)  # mining counts, for the summary
     teacher: dict[str, Any] = field(default_factory=dict)  # teacher and seconds, for the summary
     roundtrip_doubted: int = 0  # pairs the teacher's round trip moved to the rejects
+    roundtrip_share: float | None = None  # the share of pairs it doubted (applied or not)
 
     @property
     def n_pairs(self) -> int:
@@ -126,23 +127,27 @@ def training_rows(
     prompt_names: tuple[str | None, str | None] = (None, None),
 ) -> TrainingRows:
     """The pairs of ``train`` (with hard negatives), the rejects, and the teacher's labels; with
-    ``train.roundtrip_top_k`` the pairs the teacher doubts join the rejects first."""
+    ``train.roundtrip_top_k`` the pairs the teacher doubts join the rejects first (under
+    ``auto``, only where it doubts more than a third of them)."""
     teacher = _Teacher.load(cfg, say) if cfg.teacher else None
-    doubted = 0
-    if teacher is not None and cfg.roundtrip_top_k:
+    trip = None
+    if teacher is not None and cfg.roundtrip_top_k is not None:
         t0 = time.perf_counter()
-        train, extra = roundtrip_split(
+        trip = apply_roundtrip(
+            cfg.roundtrip_top_k,
             teacher.model,
             train,
-            cfg.roundtrip_top_k,
             say,
             cache=teacher.cache,
             name=f"teacher {_short(teacher.name)}",
         )
         teacher.seconds += time.perf_counter() - t0
-        doubted = len(extra.queries) if extra is not None else 0
-        rejects = joined(rejects, extra)
-    rows = TrainingRows(pairs=pairs_dataset(train), roundtrip_doubted=doubted)
+        if trip.applied:
+            train, rejects = trip.kept, joined(rejects, trip.doubted)
+    rows = TrainingRows(pairs=pairs_dataset(train))
+    if trip is not None:
+        rows.roundtrip_doubted = trip.n_doubted if trip.applied else 0
+        rows.roundtrip_share = round(trip.share, 4)
     if cfg.hard_negatives:
         rows.pairs = _with_hard_negatives(model, model_name, train, cfg, say, prompt_names, rows)
     if rejects is not None and cfg.teacher and cfg.rejects:

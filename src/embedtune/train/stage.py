@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from embedtune.artifacts import is_current, read_manifest, stage_key, write_manifest
-from embedtune.config import PipelineConfig
+from embedtune.config import PipelineConfig, Resolved
 from embedtune.dataset import QADataset, load_dataset_path
 from embedtune.errors import InputError, TrainingError
 from embedtune.layout import RunLayout
@@ -42,7 +42,7 @@ def run_train(
     misspelt --model, a crash) leaves the previous model in place.
     """
     run = RunLayout(run_dir)
-    cfg = settle(cfg)
+    cfg = _checked_once(settle(cfg))
     train_path, val_path = run.data_file("train"), run.data_file("val")
     if not train_path.is_file():
         raise InputError(f"{train_path} not found; run `embedtune generate --run {run.root}` first")
@@ -79,6 +79,24 @@ def run_train(
     if world()[1] == 0:
         write_manifest(run.train.root, key, {"beats_base": summary.beats_base})
     return summary
+
+
+def _checked_once(cfg: PipelineConfig) -> PipelineConfig:
+    """``train.roundtrip_top_k: auto`` for the run's own pairs: generate's round trip checked
+    them already (``generate.roundtrip_top_k``), so training does not check them again."""
+    k = cfg.generate.roundtrip_top_k
+    if cfg.train.roundtrip_top_k != "auto" or k is None:
+        return cfg
+    why = f"the run's pairs passed generate's round trip (top {k}); not checked again"
+    return cfg.model_copy(
+        update={
+            "train": cfg.train.model_copy(update={"roundtrip_top_k": None}),
+            "resolved": {
+                **(cfg.resolved or {}),
+                "train.roundtrip_top_k": Resolved(given="auto", value=None, why=why),
+            },
+        }
+    )
 
 
 def _rejects(run: RunLayout, cfg: PipelineConfig) -> QADataset | None:

@@ -19,6 +19,7 @@ class TrainData(BaseModel):
     train_pairs: int
     reject_rows: int  # rejected questions trained on the teacher's KL term only
     roundtrip_doubted: int = 0  # of the training pairs, those train.roundtrip_top_k made rejects
+    roundtrip_share: float | None = None  # the share the teacher's round trip doubted (None: off)
     val_queries: int
     eval_corpus: int  # chunks the validation queries search
 

@@ -429,6 +429,7 @@ class FineTuning:
                 train_pairs=rows.n_pairs,
                 reject_rows=rows.n_rejects,
                 roundtrip_doubted=rows.roundtrip_doubted,
+                roundtrip_share=rows.roundtrip_share,
                 val_queries=len(val.queries) if val is not None else 0,
                 eval_corpus=len(corpus) if val is not None else 0,
             ),
