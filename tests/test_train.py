@@ -111,6 +111,7 @@ def test_best_checkpoint_is_the_one_saved(trained):
         "train_pairs": 28,
         "reject_rows": 0,
         "roundtrip_doubted": 0,
+        "roundtrip_share": None,  # no teacher, no round trip
         "val_queries": 8,
         "eval_corpus": 8,
     }
