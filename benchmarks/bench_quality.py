@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,13 @@ def train_model(
     out = args.work / f"{recipe}-s{seed}"
     t0 = time.time()
     summary = finetune(
-        args.base, train, val, train_config(recipe, seed, args), out, rejects=rejects
+        args.base,
+        train,
+        val,
+        train_config(recipe, seed, args),
+        out,
+        rejects=rejects,
+        echo=lambda line: print(line, file=sys.stderr),  # the trainer's lines, as the CLI's
     )
     timing = {"train_s": round(time.time() - t0, 1), "steps": summary.steps}
     trip = (
