@@ -545,3 +545,14 @@ def test_a_users_pairs_leave_only_when_the_teacher_doubts_many(tmp_path, monkeyp
         assert (summary.data.train_pairs, summary.data.roundtrip_doubted) == (28, 0)
         assert "21% of the training pairs outside its top k" in card
         assert any("every pair trains as given" in line for line in said)
+
+
+def test_without_a_teacher_a_users_pairs_are_said_to_be_unchecked(minilm):
+    from embedtune.train.rows import training_rows
+
+    train, _ = _mislabelled(12)
+    cfg = TrainConfig(**{**SETTINGS, "matryoshka_dims": None})  # no teacher, roundtrip auto
+    said: list[str] = []
+    rows = training_rows(minilm, "all-MiniLM-L6-v2", train, cfg, said.append)
+    assert rows.n_pairs == 28 and rows.roundtrip_share is None  # nothing was checked or dropped
+    assert any("no teacher, so no round trip checks these pairs" in line for line in said)

@@ -144,6 +144,11 @@ def training_rows(
         teacher.seconds += time.perf_counter() - t0
         if trip.applied:
             train, rejects = trip.kept, joined(rejects, trip.doubted)
+    elif teacher is None and cfg.roundtrip_top_k == "auto":
+        say(
+            "no teacher, so no round trip checks these pairs (train.roundtrip_top_k: auto needs "
+            "train.teacher): if a small or careless writer made them, filter them first"
+        )
     rows = TrainingRows(pairs=pairs_dataset(train))
     if trip is not None:
         rows.roundtrip_doubted = trip.n_doubted if trip.applied else 0
