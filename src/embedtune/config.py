@@ -391,35 +391,33 @@ class TrainConfig(_Section):
 
 
 def _count_setting(value: object) -> object:
-    """A count as a setting: a whole number (1 or more), "auto" or "none" (any case: where a
-    flag or an environment variable cannot say None); anything else is one error that lists
-    the three."""
-    if value is None or value == "auto":
-        return value
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in ("none", "null", "auto"):
-            return word if word == "auto" else None
-        value = int(word) if word.isdigit() else value
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    raise ValueError("give a whole number (1 or more), 'auto' or 'none'")
+    """A count as a setting (``train.roundtrip_top_k``): a whole number (1 or more), "auto",
+    or "none"/"null" for None."""
+    return _auto_number(value, 1, ("none", "null"), "give a whole number (1 or more)")
 
 
 def _tokens_setting(value: object) -> object:
     """A model's reading length as a setting: a number of tokens (8 or more), "auto" or
-    "none" (any case: where a flag or an environment variable cannot say None); anything else
-    is one error that lists the three, where pydantic would give one per branch of the type."""
+    "none" for None."""
+    return _auto_number(value, 8, ("none",), "give a number of tokens (8 or more)")
+
+
+def _auto_number(value: object, least: int, nones: tuple[str, ...], give: str) -> object:
+    """A number of at least ``least``, "auto", or one of ``nones`` (any case: where a flag or
+    an environment variable cannot say None) for None; anything else is one error that lists
+    the three, where pydantic would give one per branch of the type."""
     if value is None or value == "auto":
         return value
     if isinstance(value, str):
         word = value.strip().lower()
-        if word in ("none", "auto"):
-            return None if word == "none" else word
+        if word == "auto":
+            return word
+        if word in nones:
+            return None
         value = int(word) if word.isdigit() else value
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 8:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= least:
         return value
-    raise ValueError("give a number of tokens (8 or more), 'auto' or 'none'")
+    raise ValueError(f"{give}, 'auto' or 'none'")
 
 
 class EvaluateConfig(_Section):
