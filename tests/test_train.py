@@ -35,6 +35,11 @@ SETTINGS = dict(
     keep="best",
 )
 
+#: A teacher (the packaged MiniLM, a fast stand-in) and one quick epoch, for the teacher's tests.
+WITH_TEACHER = dict(
+    teacher="all-MiniLM-L6-v2", matryoshka_dims=None, epochs=1, eval_steps=None, save_steps=None
+)
+
 
 def _run_dir(root: Path) -> Path:
     train, val = make_sets()
@@ -386,9 +391,7 @@ def test_rejected_questions_train_on_the_teachers_ranking_in_their_own_batches(t
     run = _run_dir(tmp_path / "run")
     train, _ = make_sets()
     _rejects(train).to_json(run / "data" / "train_rejects.json")
-    cfg = _cfg(teacher="all-MiniLM-L6-v2", matryoshka_dims=None, epochs=1, eval_steps=None,
-               save_steps=None)  # fmt: skip
-    summary = run_train(cfg, run)
+    summary = run_train(_cfg(**WITH_TEACHER), run)
     assert summary.data.reject_rows == 12
     assert summary.recipe.rejects_kl_only is True
     # 28 pairs and 12 rejects in batches of 7, never mixed: 4 + 2 steps.
@@ -404,8 +407,7 @@ def test_rejected_questions_train_on_the_teachers_ranking_in_their_own_batches(t
 
 def test_the_teachers_mask_of_false_negatives_is_reported(tmp_path):
     run = _run_dir(tmp_path / "run")
-    cfg = _cfg(teacher="all-MiniLM-L6-v2", matryoshka_dims=None, epochs=1, eval_steps=None,
-               save_steps=None, false_negative_margin=0.3)  # fmt: skip
+    cfg = _cfg(**WITH_TEACHER, false_negative_margin=0.3)
     recipe = run_train(cfg, run).recipe
     assert recipe.false_negative_margin == 0.3
     # 28 pairs in batches of 7: 4 steps of 7 x 6 in-batch negatives; the test's chunks are
@@ -455,60 +457,6 @@ def test_model_card_is_sentence_transformers_own_with_embedtunes_sections(traine
     SentenceTransformer(str(run / "model"), device="cpu")  # the card changes nothing else
 
 
-def test_pairs_the_teacher_doubts_learn_its_ranking_only(tmp_path):
-    # the user's pairs: the last 6 name the wrong chunk (each question points at the chunk of
-    # another question), as a careless writer's would
-    run = _run_dir(tmp_path / "run")
-    train, _ = make_sets()
-    qids = list(train.queries)
-    wrong = {q: train.relevant_docs[qids[(i + 14) % len(qids)]] for i, q in enumerate(qids[-6:])}
-    train.relevant_docs.update(wrong)
-    train.to_json(run / "data" / "train.json")
-    cfg = _cfg(teacher="all-MiniLM-L6-v2", matryoshka_dims=None, epochs=1, eval_steps=None,
-               save_steps=None, roundtrip_top_k=1)  # fmt: skip
-    summary = run_train(cfg, run)
-    # the teacher ranks the true chunk first for the good pairs and not for the wrong ones
-    assert summary.data.roundtrip_doubted == 6
-    assert (summary.data.train_pairs, summary.data.reject_rows) == (22, 6)
-    card = (run / "model" / "README.md").read_text()
-    assert "6 whose chunk the teacher ranked outside its top k" in card
-    assert "left the pairs, to train on its ranking only" in card
-    # with train.rejects off they leave the pairs and nothing trains on them
-    dropped = run_train(
-        _cfg(
-            teacher="all-MiniLM-L6-v2",
-            matryoshka_dims=None,
-            epochs=1,
-            eval_steps=None,
-            save_steps=None,
-            roundtrip_top_k=1,
-            rejects=False,
-        ),  # fmt: skip
-        run,
-        fresh=True,
-    )
-    assert (dropped.data.roundtrip_doubted, dropped.data.reject_rows) == (6, 0)
-    card = (run / "model" / "README.md").read_text()
-    assert "left the pairs" in card and "to train on its ranking only" not in card
-    # without a teacher there is no round trip
-    plain = run_train(_cfg(matryoshka_dims=None, epochs=1, roundtrip_top_k=1), run, fresh=True)
-    assert (plain.data.roundtrip_doubted, plain.data.train_pairs) == (0, 28)
-    # by default (auto) a run's own pairs are not checked again: generate's round trip did
-    auto = run_train(
-        _cfg(
-            teacher="all-MiniLM-L6-v2",
-            matryoshka_dims=None,
-            epochs=1,
-            eval_steps=None,
-            save_steps=None,
-        ),  # fmt: skip
-        run,
-        fresh=True,
-    )
-    assert (auto.data.roundtrip_share, auto.data.train_pairs) == (None, 28)
-    assert any(n.startswith("train.roundtrip_top_k auto -> unset") for n in auto.recipe.notes)
-
-
 def _mislabelled(wrong: int) -> tuple[QADataset, QADataset]:
     """The test pairs with the last ``wrong`` naming another question's chunk."""
     train, val = make_sets()
@@ -518,6 +466,33 @@ def _mislabelled(wrong: int) -> tuple[QADataset, QADataset]:
                for i, q in enumerate(qids[start:])}  # fmt: skip
     train.relevant_docs.update(swapped)
     return train, val
+
+
+def test_pairs_the_teacher_doubts_learn_its_ranking_only(tmp_path):
+    # the user's pairs: the last 6 name the wrong chunk (each question points at the chunk of
+    # another question), as a careless writer's would
+    run = _run_dir(tmp_path / "run")
+    train, _ = _mislabelled(6)
+    train.to_json(run / "data" / "train.json")
+    summary = run_train(_cfg(**WITH_TEACHER, roundtrip_top_k=1), run)
+    # the teacher ranks the true chunk first for the good pairs and not for the wrong ones
+    assert summary.data.roundtrip_doubted == 6
+    assert (summary.data.train_pairs, summary.data.reject_rows) == (22, 6)
+    card = (run / "model" / "README.md").read_text()
+    assert "6 whose chunk the teacher ranked outside its top k" in card
+    assert "left the pairs, to train on its ranking only" in card
+    # with train.rejects off they leave the pairs and nothing trains on them
+    dropped = run_train(_cfg(**WITH_TEACHER, roundtrip_top_k=1, rejects=False), run, fresh=True)
+    assert (dropped.data.roundtrip_doubted, dropped.data.reject_rows) == (6, 0)
+    card = (run / "model" / "README.md").read_text()
+    assert "left the pairs" in card and "to train on its ranking only" not in card
+    # without a teacher there is no round trip
+    plain = run_train(_cfg(matryoshka_dims=None, epochs=1, roundtrip_top_k=1), run, fresh=True)
+    assert (plain.data.roundtrip_doubted, plain.data.train_pairs) == (0, 28)
+    # by default (auto) a run's own pairs are not checked again: generate's round trip did
+    auto = run_train(_cfg(**WITH_TEACHER), run, fresh=True)
+    assert (auto.data.roundtrip_share, auto.data.train_pairs) == (None, 28)
+    assert any(n.startswith("train.roundtrip_top_k auto -> unset") for n in auto.recipe.notes)
 
 
 @pytest.mark.parametrize("wrong", [12, 6])
@@ -530,8 +505,7 @@ def test_a_users_pairs_leave_only_when_the_teacher_doubts_many(tmp_path, monkeyp
 
     monkeypatch.setattr(roundtrip, "AUTO_TOP_K", 1)  # 28 chunks: a top 20 would doubt nothing
     train, val = _mislabelled(wrong)
-    cfg = TrainConfig(**{**SETTINGS, "teacher": "all-MiniLM-L6-v2", "matryoshka_dims": None,
-                         "epochs": 1, "eval_steps": None, "save_steps": None})  # fmt: skip
+    cfg = TrainConfig(**{**SETTINGS, **WITH_TEACHER})
     assert cfg.roundtrip_top_k == "auto"
     said: list[str] = []
     summary = finetune("all-MiniLM-L6-v2", train, val, cfg, tmp_path / "out", echo=said.append)

@@ -109,7 +109,6 @@ def apply_roundtrip(
     trip = roundtrip_split(
         teacher, train, AUTO_TOP_K if auto else int(setting), cache=cache, name=name
     )
-    source = train.metadata.get("source", "the training data")
     doubted = (
         f"round trip ({name}): {trip.n_doubted} of {trip.asked} questions ({trip.share:.0%}) have "
         f"their chunk outside its top {trip.top_k} of {trip.chunks} training chunks"
@@ -123,7 +122,7 @@ def apply_roundtrip(
         return trip
     if not trip.kept.queries:
         raise InputError(
-            f"{source}: {name} ranks none of its {trip.asked} questions' chunks in its top "
+            f"{train.metadata.get('source', 'the training data')}: {name} ranks none of its {trip.asked} questions' chunks in its top "
             f"{trip.top_k} of {trip.chunks}; check that relevant_docs names each question's "
             "chunk, or set train.roundtrip_top_k: null"
         )
