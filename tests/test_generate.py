@@ -690,6 +690,28 @@ def test_a_cache_row_of_the_wrong_shape_is_set_aside_said_and_asked_again(tmp_pa
     assert rows[0] in kept and rows[2] in kept and len(kept) == 3  # the good rows stay
 
 
+def test_a_reply_the_local_writer_cached_is_read_back_not_asked_again(tmp_path, caplog):
+    # The local writer's usage counts a fractional prompt_tokens_read; a cache check that took
+    # only whole numbers set every one of its replies aside, so a resumed run asked them all again.
+    run = make_run(tmp_path, n_train=3, n_val=0)
+    with FakeOpenAI() as server:
+        first = run_generate(config(server), run)
+        cache = run / "generate" / "cache" / "train.jsonl"
+        rows = [
+            {**r, "usage": {**r["usage"], "prompt_tokens_read": 124.69}}
+            for r in cache_rows(run, "train")
+        ]
+        cache.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        calls = server.calls_total
+        with caplog.at_level("WARNING", logger="embedtune"):
+            report = run_generate(config(server), run)
+        assert server.calls_total == calls  # every reply came from the cache
+    assert report.splits["train"].cache_rows_set_aside == 0 and "set aside" not in caplog.text
+    assert not cache.with_name("train.jsonl.set-aside").exists()
+    assert cache_rows(run, "train") == rows  # kept as written, the counts' types too
+    assert report.splits["train"].kept == first.splits["train"].kept
+
+
 def test_a_dry_run_says_what_it_would_set_aside_and_changes_nothing(tmp_path, caplog):
     run = make_run(tmp_path, n_train=2, n_val=0)
     with FakeOpenAI() as server:

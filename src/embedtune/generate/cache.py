@@ -45,7 +45,9 @@ class CachedReply(BaseModel):
 
     key: str
     text: str
-    usage: dict[str, int] | None = None
+    # token counts; the local writer's prompt_tokens_read is fractional (shared beginnings
+    # divided among their prompts)
+    usage: dict[str, int | float] | None = None
     attempts: int = 1
 
 
