@@ -161,6 +161,27 @@ def test_prompts_about_one_chunk_read_its_text_once_and_reply_as_transformers_ge
     assert [r.text for r in backend.complete_batch(prompts)] == [r.text for r in lists]
 
 
+def test_the_local_writers_replies_read_back_from_the_reply_cache(tmp_path):
+    # A resumed run reads the cache back through a check of each row's types; the local
+    # writer's usage (prompt_tokens_read: a chunk's text read once, divided among its calls,
+    # so a fraction) once failed it, and every reply was asked again.
+    from embedtune.generate.cache import ResponseCache
+    from embedtune.generate.prompts import load_template, render
+
+    backend = _tiny_backend()
+    template = load_template(None, "local")
+    prompts = [render(template, PASSAGES[c], 1, i) for c, k in (("t0", 2), ("t1", 3)) for i in range(k)]  # fmt: skip
+    replies = backend.complete_batch(prompts)
+    rows = [{"key": f"k{i}", "text": r.text, "usage": r.usage} for i, r in enumerate(replies)]
+    with ResponseCache(tmp_path / "train.jsonl") as cache:
+        for row in rows:
+            cache.append(row)
+    again = ResponseCache(tmp_path / "train.jsonl")
+    assert again.set_aside == 0 and [again.get(r["key"])["usage"] for r in rows] == [
+        r["usage"] for r in rows
+    ]
+
+
 def test_shared_prefix_groups_join_only_prompts_that_share_most_of_their_tokens():
     from embedtune.generate.local import shared_prefix_groups
 
