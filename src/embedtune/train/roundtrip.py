@@ -121,8 +121,9 @@ def apply_roundtrip(
         trip.applied = False
         return trip
     if not trip.kept.queries:
+        source = train.metadata.get("source", "the training data")
         raise InputError(
-            f"{train.metadata.get('source', 'the training data')}: {name} ranks none of its {trip.asked} questions' chunks in its top "
+            f"{source}: {name} ranks none of its {trip.asked} questions' chunks in its top "
             f"{trip.top_k} of {trip.chunks}; check that relevant_docs names each question's "
             "chunk, or set train.roundtrip_top_k: null"
         )
