@@ -250,6 +250,17 @@ def p_run_in_use(env: Env) -> list[str]:
     return _prepare(env, docs)
 
 
+def p_summary_of_another_version(env: Env) -> list[str]:
+    """A finished prepare whose saved summary this version cannot read (a field's type changed)."""
+    args = _prepare(env, _docs(env.inputs / "docs"))
+    assert _invoke(args).exit_code == 0
+    manifest = env.run / "chunks" / "manifest.json"
+    saved = json.loads(manifest.read_text(encoding="utf-8"))
+    saved["summary"]["chunks"] = 12
+    manifest.write_text(json.dumps(saved), encoding="utf-8")
+    return args
+
+
 PREPARE = [
     Case("unreadable file among good ones", p_unreadable_file_among_good, 0,
          "skipped {inputs}/docs/notes.md: cannot be read (Permission denied); check its permissions"),
@@ -287,6 +298,9 @@ PREPARE = [
     Case("documents too short to chunk", p_documents_too_short, 2,
          "no training chunks: the 2 training document(s) hold fewer than chunk.min_chunk_tokens"),
     Case("--run is a file", p_run_is_a_file, 2, "--run {run} is a file, not a folder"),
+    Case("saved summary of another version", p_summary_of_another_version, 0,
+         "{run}/chunks/manifest.json: the saved summary cannot be read (chunks: Input should be a "
+         "valid dictionary); preparing the chunks again"),
     Case("run in use by another process", p_run_in_use, 2,
          "{run} is in use by another embedtune process (pid"),
 ]  # fmt: skip
@@ -454,6 +468,16 @@ def g_run_in_use(env: Env) -> list[str]:
     return _generate(env)
 
 
+def g_report_of_another_version(env: Env) -> list[str]:
+    """A finished generate whose report lacks a field this version needs."""
+    _chunked(env)
+    _cached(env)
+    report = env.run / "generate" / "report.json"
+    saved = json.loads(report.read_text(encoding="utf-8"))
+    report.write_text(json.dumps({k: v for k, v in saved.items() if k != "backend"}))
+    return _generate(env)
+
+
 CACHE = "{run}/generate/cache/train.jsonl"
 SET_ASIDE = CACHE + ": set aside 1 row(s) that were not replies (torn or wrong types) in " + CACHE
 SET_ASIDE += ".set-aside; their calls will be made again"
@@ -517,6 +541,9 @@ GENERATE = [
          "generate.prompt_file {inputs}/prompt.txt cannot be read as UTF-8 text", ("chunks",)),
     Case("openai backend without a model", g_openai_without_model, 2,
          "generate.model is not set: name the model to call", ("chunks",)),
+    Case("report of another version", g_report_of_another_version, 0,
+         "{run}/generate/report.json: the saved summary cannot be read (backend: Field required); "
+         "filtering the cached questions again (no new call)", ("chunks",)),
     Case("run in use by another process", g_run_in_use, 2,
          "{run} is in use by another embedtune process (pid", ("chunks",)),
 ]  # fmt: skip

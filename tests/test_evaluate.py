@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -294,7 +295,7 @@ def _make_run(tmp_path: Path, minilm) -> Path:
 
 
 def test_run_evaluate_scores_base_and_fine_tuned_and_skips_when_current(
-    minilm, minilm_path, tmp_path
+    minilm, minilm_path, tmp_path, caplog
 ):
     run = _make_run(tmp_path, minilm)
     cfg = PipelineConfig(model=minilm_path, evaluate=_cfg())
@@ -310,6 +311,17 @@ def test_run_evaluate_scores_base_and_fine_tuned_and_skips_when_current(
 
     again = run_evaluate(cfg, run)
     assert again.skipped is True and again.datasets == summary.datasets
+
+    # A saved summary this version cannot read (an older embedtune's) is evaluated anew.
+    manifest = run / "eval" / "manifest.json"
+    saved = json.loads(manifest.read_text(encoding="utf-8"))
+    del saved["summary"]["verdict"]
+    manifest.write_text(json.dumps(saved), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="embedtune"):
+        anew = run_evaluate(cfg, run)
+    assert anew.skipped is False and anew.datasets == summary.datasets
+    assert f"{manifest}: the saved summary cannot be read (verdict: Field required)" in caplog.text
+    assert run_evaluate(cfg, run).skipped is True  # and its summary is saved again
 
     cfg.evaluate.corpus = "split"  # a changed setting is evaluated anew
     split = run_evaluate(cfg, run)

@@ -191,6 +191,28 @@ def test_rerun_with_same_inputs_is_skipped(trained):
     assert again.final == trained[1].final
 
 
+def test_a_saved_summary_this_version_cannot_read_stops_with_what_to_do(trained):
+    """metrics.json without a field this version needs (an older embedtune's, or damaged):
+    the rerun names the file and the way on, and neither trains again nor touches the model."""
+    run, _ = trained
+    metrics = run / "train" / "metrics.json"
+    saved = metrics.read_text(encoding="utf-8")
+    weights = (run / "model" / "model.safetensors").read_bytes()
+    old = {k: v for k, v in json.loads(saved).items() if k != "verdict"}
+    metrics.write_text(json.dumps(old), encoding="utf-8")
+    try:
+        with pytest.raises(InputError) as caught:
+            run_train(_cfg(), run)
+    finally:
+        metrics.write_text(saved, encoding="utf-8")
+    assert str(caught.value).startswith(
+        f"{metrics}: the saved summary cannot be read (verdict: Field required); the model in "
+        f"{run / 'model'} is complete: evaluate or serve it as it is, or train it again with --fresh"
+    )
+    assert (run / "model" / "model.safetensors").read_bytes() == weights
+    assert run_train(_cfg(), run).skipped is True
+
+
 class _Crash(TrainerCallback):
     def __init__(self, at: int) -> None:
         self.at = at

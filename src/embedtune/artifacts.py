@@ -19,14 +19,16 @@ from __future__ import annotations
 import json
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from embedtune.errors import InputError
 from embedtune.records import content_hash, write_json_atomic
 
 __all__ = [
     "StageResult",
+    "UnreadableSummary",
     "stage_key",
     "is_current",
     "write_manifest",
@@ -48,6 +50,28 @@ class StageResult(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    @classmethod
+    def read_back(cls, saved: object, where: str | Path, **more: Any) -> Self | None:
+        """The summary a finished stage saved in ``where``, marked ``skipped`` (``more``
+        replaces saved fields); None where none was saved. Raises :class:`UnreadableSummary`
+        where it lacks a field this version needs or holds a wrong one (damaged, or written by
+        an older embedtune whose stage key did not change): the caller runs the stage again,
+        or says what to do where that would repeat slow work."""
+        if not isinstance(saved, dict):
+            return None
+        try:
+            return cls.model_validate({**saved, **more, "skipped": True})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise UnreadableSummary(
+                f"{where}: the saved summary cannot be read ({field}: {first['msg']})"
+            ) from None
+
+
+class UnreadableSummary(InputError):
+    """A finished stage's saved summary that does not fit :class:`StageResult`'s fields."""
 
 
 _LIBS = ("embedtune", "torch", "sentence-transformers", "transformers", "pypdfium2", "openai")

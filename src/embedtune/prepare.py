@@ -37,7 +37,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from embedtune.artifacts import StageResult, is_current, read_manifest, stage_key, write_manifest
+from embedtune.artifacts import (
+    StageResult,
+    UnreadableSummary,
+    is_current,
+    read_manifest,
+    stage_key,
+    write_manifest,
+)
 from embedtune.chunk import Chunker
 from embedtune.config import ChunkConfig, PipelineConfig, dump_config
 from embedtune.errors import InputError
@@ -168,10 +175,17 @@ def run_prepare(cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False) -> P
     )
     done = all(run.chunks_file(s).is_file() for s in SPLITS)
     if not fresh and done and is_current(run.chunks_dir, key) and previous:
-        saved = {k: v for k, v in previous.get("summary", {}).items() if k != "skipped"}
-        log.debug("chunks in %s are up to date; nothing to do (pass --fresh to redo)", run)
         seconds = {"total": round(time.perf_counter() - t0, 3)}
-        return PrepareSummary.model_validate({**saved, "skipped": True, "seconds": seconds})
+        try:
+            saved = PrepareSummary.read_back(
+                previous.get("summary"), run.chunks_dir / "manifest.json", seconds=seconds
+            )
+        except UnreadableSummary as exc:
+            log.warning("%s; preparing the chunks again", exc)
+        else:
+            if saved is not None:
+                log.debug("chunks in %s are up to date; nothing to do (pass --fresh to redo)", run)
+                return saved
 
     summary = _Preparation(cfg, run).run(inputs)
     summary.seconds["total"] = round(time.perf_counter() - t0, 3)

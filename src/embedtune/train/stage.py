@@ -10,7 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from embedtune.artifacts import is_current, read_manifest, stage_key, write_manifest
+from embedtune.artifacts import (
+    UnreadableSummary,
+    is_current,
+    read_manifest,
+    stage_key,
+    write_manifest,
+)
 from embedtune.config import PipelineConfig, Resolved
 from embedtune.dataset import QADataset, load_dataset_path
 from embedtune.errors import InputError, TrainingError
@@ -121,10 +127,15 @@ def _done(run: RunLayout, key: str) -> TrainSummary | None:
     """The saved summary when the model is current; None when training must run."""
     if not (is_current(run.train.root, key) and (run.model_dir / "modules.json").is_file()):
         return None
-    saved = read_json(run.train.metrics)
-    if not isinstance(saved, dict):
-        return None  # the summary is torn: train again rather than report nothing
-    return TrainSummary.model_validate({**saved, "skipped": True})
+    try:
+        # None where the summary is torn: train again rather than report nothing.
+        return TrainSummary.read_back(read_json(run.train.metrics), run.train.metrics)
+    except UnreadableSummary as exc:
+        # Training again would repeat the slowest stage for a report: say what to do instead.
+        raise InputError(
+            f"{exc}; the model in {run.model_dir} is complete: evaluate or serve it as it is, "
+            "or train it again with --fresh"
+        ) from None
 
 
 def _start(run: RunLayout, key: str, resume: bool) -> None:
