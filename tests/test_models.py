@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,38 @@ def test_folder_that_is_not_a_model(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(InputError, match="not a model"):
         load_model(str(tmp_path))
+
+
+def _cut_short(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        (
+            lambda m: _cut_short(m / "model.safetensors"),
+            "SafetensorError: Error while deserializing",
+        ),
+        (lambda m: _cut_short(m / "tokenizer.json"), "{m}/tokenizer.json is not valid JSON ("),
+        (lambda m: (m / "modules.json").write_text("[]"), "ValueError: An empty modules list"),
+        (lambda m: _cut_short(m / "1_Pooling" / "config.json"), "{m}/1_Pooling/config.json is not"),
+    ],
+    ids=["weights cut short", "tokenizer cut short", "no modules", "module config cut short"],
+)
+def test_a_damaged_model_folder_is_named_with_what_is_wrong(damage, says, minilm_path, tmp_path):
+    """A copy or download cut short fails with one line naming the folder (and the file, where
+    it is JSON) and what to do, never a library's traceback."""
+    model = tmp_path / "model"
+    shutil.copytree(minilm_path, model)
+    damage(model)
+    with pytest.raises(InputError) as caught:
+        load_model(str(model))
+    message = str(caught.value)
+    assert message.startswith(f"could not load the model in {model}: "), message
+    assert says.format(m=model) in message
+    assert message.endswith("(a copy or download cut short?): copy or save the model again")
 
 
 def test_packaged_minilm_embeds(minilm):

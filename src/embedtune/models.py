@@ -282,9 +282,30 @@ def load_model(name: str, *, dtype: str = "float32", **kwargs: Any) -> SentenceT
         return SentenceTransformer(path, **kwargs)
     except OSError as exc:
         raise InputError(
-            f"could not load model {name!r}: {exc}. Give a sentence-transformers model as a hub "
-            "id (needs internet) or a local folder"
+            f"could not load model {name!r}: {str(exc).rstrip('.')}. Give a sentence-transformers "
+            "model as a hub id (needs internet) or a local folder"
         ) from None
+    except Exception as exc:
+        if not os.path.isdir(path):
+            raise
+        # A local folder whose files do not read (a copy or download cut short, a file edited
+        # by hand): each library raises its own kind (safetensors, tokenizers, json), so name
+        # the folder, and the file where it is a JSON one, rather than show a traceback.
+        why = _unreadable_json(Path(path)) or f"{type(exc).__name__}: {str(exc).rstrip('.')}"
+        raise InputError(
+            f"could not load the model in {path}: {why}. The folder is damaged or incomplete "
+            "(a copy or download cut short?): copy or save the model again"
+        ) from exc
+
+
+def _unreadable_json(folder: Path) -> str | None:
+    """Which JSON file of a model folder (or of its module folders) is not JSON, and why."""
+    for file in sorted([*folder.glob("*.json"), *folder.glob("*/*.json")]):
+        try:
+            json.loads(file.read_bytes())
+        except (ValueError, OSError) as exc:
+            return f"{file} is not valid JSON ({exc})"
+    return None
 
 
 def smollm2_gguf_path() -> Path | None:
