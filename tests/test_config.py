@@ -50,6 +50,13 @@ def test_missing_and_invalid_files(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("model: café\n".encode("cp1252"))  # saved by an editor in Windows-1252
+    with pytest.raises(ConfigError) as caught:
+        load_config(latin)
+    assert (
+        str(caught.value) == f"{latin} is not UTF-8 text (byte 0xe9 at offset 10); save it as UTF-8"
+    )
 
 
 def test_default_config_round_trips(tmp_path):

@@ -561,6 +561,13 @@ class _YamlFile(YamlConfigSettingsSource):
             loaded = yaml.safe_load(Path(file_path).read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{file_path} is not valid YAML: {_yaml_problem(exc)}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{file_path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                f"{exc.start}); save it as UTF-8"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"{file_path} cannot be read ({exc.strerror or exc})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(
                 f"{file_path} must hold a mapping of sections, not {type(loaded).__name__}"
