@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 
 import typer
 from typer.testing import CliRunner
@@ -55,6 +56,21 @@ def test_library_errors_become_one_line_without_traceback(tmp_path):
     assert result.exit_code == 2
     assert "did you mean 'chunk.chunk_size'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_serve_on_a_port_in_use_says_so_before_loading_the_model(monkeypatch, minilm_path):
+    from embedtune.serve import backends
+
+    def load_backend(*args, **kwargs):
+        raise AssertionError("the model loaded before the port was checked")
+
+    monkeypatch.setattr(backends, "load_backend", load_backend)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", minilm_path, "--port", str(port)])
+    assert result.exit_code == 2, result.output
+    assert f"port {port} on 127.0.0.1 is in use" in result.output
+    assert "pass another --port" in result.output
 
 
 def _help(name: str) -> str:

@@ -34,8 +34,10 @@ Retry-After, also before its body is read. Errors never surface as a bare
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,6 +48,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from embedtune.config import ServeConfig
+from embedtune.errors import InputError
 from embedtune.models import default_device
 from embedtune.serve.errors import AnswerUnexpected, ApiError, add_error_handlers
 from embedtune.serve.guards import Admission, Instrument, LimitBody, RequireApiKey
@@ -148,6 +151,7 @@ def serve(
     from embedtune.serve.backends import load_backend
 
     settings = ServeSettings.from_config(settings)
+    check_can_listen(settings.host, settings.port)  # before the model loads, not after
     # ONNX backends run on onnxruntime's CPU provider; torch goes to the GPU when there is one.
     device = default_device() if settings.backend == "torch" else "cpu"
     model = load_backend(model_path, settings.backend, device=device)
@@ -161,3 +165,23 @@ def serve(
     gc.collect()
     gc.freeze()
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Bind ``host:port`` as uvicorn will and let go, so that a port in use (or an address this
+    machine does not have) is said at once, in one line, rather than by uvicorn's log after the
+    model has loaded."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family=family) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise InputError(
+                    f"port {port} on {host} is in use (another server, or embedtune serve "
+                    "already running?): stop it or pass another --port"
+                ) from None
+            raise InputError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}): check --host and --port"
+            ) from None
