@@ -4,6 +4,7 @@ free of training text, re-runs skip finished work, and the CLI."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import pytest
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from embedtune.cli import app
 from embedtune.config import load_config
 from embedtune.errors import InputError
+from embedtune.ownership import mark
 from embedtune.prepare import run_prepare
 from embedtune.records import read_chunks
 
@@ -99,6 +101,31 @@ def test_rerun_skips_work_until_inputs_or_settings_change(tmp_path):
     note.write_text(note.read_text() + " A new closing sentence was added to the notes.")
     os.utime(note, ns=(note.stat().st_atime_ns, note.stat().st_mtime_ns + 10**9))
     assert not run_prepare(_cfg([docs], chunk_size=96), run).skipped  # input changed
+
+
+def test_a_run_kept_inside_the_documents_folder_never_reads_its_own_outputs(tmp_path, caplog):
+    """``--docs . --run runs/first``: the model card and report the run writes there are not
+    documents, so the next prepare finds its chunks current instead of splitting anew."""
+    docs = _docs(tmp_path / "docs", n=3)
+    run = docs / "runs" / "first"
+    cfg = _cfg([docs])
+    first = run_prepare(cfg, run)
+    # What training and evaluation leave in the run: a model card, an HTML report.
+    mark(run / "model", "model")
+    (run / "model" / "README.md").write_text("# A fine-tuned model\n\n" + LICENCE * 3)
+    mark(run / "eval", "eval")
+    (run / "eval" / "report.html").write_text(f"<html><body><p>{LICENCE}</p></body></html>")
+    again = run_prepare(cfg, run)
+    assert again.skipped and again.chunks == first.chunks and again.files_read == 4
+    with caplog.at_level(logging.WARNING, logger="embedtune"):
+        redone = run_prepare(cfg, run, fresh=True)
+    assert redone.files_read == 4 and redone.chunks == first.chunks
+    assert f"skipped {run}: a folder embedtune wrote (a run, model or report)" in caplog.text
+    # A documents folder holding only a run says so rather than "it is empty".
+    with pytest.raises(
+        InputError, match=r"holds no .* files \(only 1 folder\(s\) embedtune wrote\)"
+    ):
+        run_prepare(_cfg([run.parent]), tmp_path / "other-run")
 
 
 def test_one_document_warns_and_still_fills_both_splits(tmp_path):

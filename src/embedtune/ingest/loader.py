@@ -8,6 +8,11 @@ read permission, a symbolic link that points nowhere or at itself, a link to a f
 followed, so a loop cannot make the walk endless), a folder that cannot be listed. Only a
 missing path, or inputs with nothing readable at all, raise InputError, because then there is
 nothing to fine-tune on.
+
+Folders embedtune wrote (a run directory, a model, an export, an evaluation report) are skipped
+the same way, with a line saying so: a run kept inside the documents' folder (``--docs . --run
+runs/first``) would otherwise read its own model card and reports as documents on the next
+prepare, change the split, and train again on them.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from embedtune.errors import InputError
 from embedtune.ingest.html import load_html
 from embedtune.ingest.pdf import load_pdf
 from embedtune.ingest.text import SkipFile, load_text
+from embedtune.layout import RunLayout
+from embedtune.ownership import MARKER
 from embedtune.records import Document, Page
 
 __all__ = [
@@ -131,6 +138,9 @@ def _walk(root: Path) -> Iterator[tuple[Path, tuple[str, str] | None]]:
     for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
         here = Path(dirpath)
         dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+        for name in [n for n in dirnames if _written_by_embedtune(here / n)]:
+            dirnames.remove(name)
+            yield here / name, OWN
         for name in [n for n in dirnames if (here / n).is_symlink()]:
             dirnames.remove(name)  # os.walk does not follow it either; said, not silent
             yield (
@@ -154,6 +164,15 @@ def _walk(root: Path) -> Iterator[tuple[Path, tuple[str, str] | None]]:
                 f"folder cannot be read ({exc.strerror or exc}); check its permissions",
             ),
         )
+
+
+#: A folder embedtune wrote, met among the documents: passed over, and said.
+OWN = ("embedtune's own", "a folder embedtune wrote (a run, model or report), not documents")
+
+
+def _written_by_embedtune(folder: Path) -> bool:
+    """A run directory (its lock file) or a folder embedtune marked as its own."""
+    return (folder / MARKER).is_file() or RunLayout(folder).lock.is_file()
 
 
 def find_files(
@@ -184,12 +203,13 @@ def find_files(
                 problem = ("unsupported", "not a regular file or folder (a pipe, socket or device)")
             found.setdefault(os.path.realpath(root), SourceFile(root, root.name, problem))
             continue
-        matched = 0
+        matched = own = 0
         for path, problem in _walk(root):
             rel = path.relative_to(root).as_posix() if path != root else root.name
             if problem:
                 found.setdefault(str(path.absolute()), SourceFile(path, rel, problem))
-                matched += 1
+                own += problem is OWN
+                matched += problem is not OWN
             elif not path.is_file():
                 ignored += 1  # a pipe, socket or device: never opened
             elif path.suffix.lower() in wanted and path.suffix.lower() in LOADERS:
@@ -201,7 +221,13 @@ def find_files(
             kinds = ", ".join(sorted(wanted))
             raise InputError(
                 f"no documents in {raw}: it holds no {kinds} files"
-                + (f" ({ignored} file(s) of other types)" if ignored else " (it is empty)")
+                + (
+                    f" ({ignored} file(s) of other types)"
+                    if ignored
+                    else f" (only {own} folder(s) embedtune wrote)"
+                    if own
+                    else " (it is empty)"
+                )
                 + "; add documents there, or pass other files or folders"
             )
     return sorted(found.values(), key=lambda s: (s.rel, str(s.path))), ignored
