@@ -73,6 +73,15 @@ def test_serve_on_a_port_in_use_says_so_before_loading_the_model(monkeypatch, mi
     assert "pass another --port" in result.output
 
 
+def test_serve_of_a_run_not_trained_yet_says_what_to_run(tmp_path):
+    run = tmp_path / "runs" / "first"
+    (run / "chunks").mkdir(parents=True)
+    result = runner.invoke(app, ["serve", "--run", str(run)])
+    assert result.exit_code == 2, result.output
+    assert f"no fine-tuned model in {run} yet" in result.output
+    assert f"run `embedtune train --run {run}`" in " ".join(result.output.split())
+
+
 def _help(name: str) -> str:
     """A command's help with its lines joined, so that wrapping cannot split what is checked."""
     result = runner.invoke(app, [name, "--help"])

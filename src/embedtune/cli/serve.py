@@ -102,6 +102,11 @@ def serve(
     if model is None:
         if run is None:
             raise InputError("give the model to serve (e.g. runs/first/model) or --run RUN")
+        if not (run / "model" / "modules.json").is_file():
+            raise InputError(
+                f"no fine-tuned model in {run} yet ({run / 'model'} holds none): run "
+                f"`embedtune train --run {run}` (or `embedtune run`) first, or name a model to serve"
+            )
         model = str(run / "model")
     cfg = run_config(
         run,
