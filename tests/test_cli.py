@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -80,6 +81,26 @@ def test_serve_of_a_run_not_trained_yet_says_what_to_run(tmp_path):
     assert result.exit_code == 2, result.output
     assert f"no fine-tuned model in {run} yet" in result.output
     assert f"run `embedtune train --run {run}`" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("better", [True, False], ids=["fine-tuned better", "base kept"])
+def test_a_finished_run_says_how_to_serve_the_model_it_chose(better):
+    from rich.console import Console
+
+    from embedtune.cli.run import _print_verdict
+    from embedtune.pipeline import PipelineRun, RunResult
+
+    model, base = "runs/first/model", "all-MiniLM-L6-v2"
+    result = RunResult(model=model if better else base, fine_tuned=model, base=base,
+                       fine_tuned_is_better=better, verdict="better" if better else "worse")  # fmt: skip
+    out = Console(record=True, width=80)
+    _print_verdict(out, PipelineRun(result=result))
+    said = " ".join(out.export_text().split())
+    if better:
+        assert f"serve it over HTTP: embedtune serve {model}; load it in Python: " in said
+        assert f"SentenceTransformer('{model}')" in said
+    else:
+        assert f"serve the base over HTTP: embedtune serve {base}" in said
 
 
 def _help(name: str) -> str:

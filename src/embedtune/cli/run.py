@@ -146,6 +146,11 @@ def _print_verdict(out: Any, run: PipelineRun) -> None:
         return
     if result.fine_tuned_is_better:
         out.print(f"[green]result: the fine-tuned model {result.model} is better; use it.[/green]")
+        out.print(
+            f"serve it over HTTP: embedtune serve {result.model}; load it in Python: "
+            f"SentenceTransformer({result.model!r})",
+            soft_wrap=True,
+        )
     else:
         out.print(
             "[yellow]result: the fine-tuned model is not clearly better on the validation sets "
@@ -153,5 +158,6 @@ def _print_verdict(out: Any, run: PipelineRun) -> None:
             f"model {result.base}. The fine-tuned weights are at {result.fine_tuned} for your "
             "own checks.[/yellow]"
         )
+        out.print(f"serve the base over HTTP: embedtune serve {result.base}", soft_wrap=True)
     for recommendation in result.recommendations.values():
         out.print(f"[cyan]recommendation: {recommendation['message']}.[/cyan]")
