@@ -17,9 +17,11 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -407,6 +409,16 @@ def g_refused(env: Env) -> list[str]:
     return _generate(env)
 
 
+def g_not_an_openai_server(env: Env) -> list[str]:
+    """--base-url at a plain web server (a web UI's address, a typo'd port): POST gets 501."""
+    _chunked(env)
+    web = ThreadingHTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    env.cleanups.append(lambda: (web.shutdown(), web.server_close()))
+    env.url = f"http://127.0.0.1:{web.server_address[1]}/v1"
+    return _generate(env, "--base-url", env.url)
+
+
 def g_wrong_key(env: Env) -> list[str]:
     _chunked(env)
     env.server.api_key = "sk-right"
@@ -518,6 +530,9 @@ GENERATE = [
     Case("no training chunks", _chunks_file(""), 2, CHUNKS + " holds no chunks", ("chunks",)),
     Case("server refuses the connection", g_refused, 2,
          "the server at {url} refused the connection: is it running?", ("chunks",)),
+    Case("a web server that is not OpenAI-compatible", g_not_an_openai_server, 2,
+         "the server at {url} does not serve chat completions (501): is it an OpenAI-compatible "
+         "server?", ("chunks",)),
     Case("server rejects the API key", g_wrong_key, 2,
          "the server at {url} rejected the API key for model 'fake-model' (401 Unauthorized)",
          ("chunks",)),

@@ -5,7 +5,8 @@ OpenAI itself, vLLM, Ollama, llama.cpp's server, LM Studio, TGI: anything that s
 ``openai`` SDK's ``AsyncOpenAI`` with the SDK's own retries switched off, so that the policy is
 ours, logged and tested: retry 429, 5xx, timeouts, dropped connections and malformed replies
 with exponential backoff and jitter, waiting at least what a ``Retry-After`` header asks; stop at
-once on 401/403/404 with a message naming the server, the model and the key variable::
+once on 401/403/404, and on 405/501 (a server that does not do chat completions), with a message
+naming the server, the model and the key variable::
 
     backend = OpenAIBackend(cfg.generate)
     reply = asyncio.run(backend.complete("Write two questions about ..."))
@@ -52,6 +53,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("embedtune.generate")
+
+#: Statuses that say the server does not do chat completions at all (not a passing failure):
+#: 501 Not Implemented (a plain web server's answer to POST), 505, and 405 Method Not Allowed.
+NOT_IMPLEMENTED = {405, 501, 505}
 
 #: First backoff delay in seconds (doubled per retry, with jitter, up to ``max_delay``).
 INITIAL_DELAY = 0.5
@@ -344,6 +349,12 @@ class OpenAIBackend:
                     f"(400 Bad Request): {_error_detail(exc)}"
                 ) from None
             except openai.APIStatusError as exc:
+                if exc.status_code in NOT_IMPLEMENTED:
+                    raise GenerationError(
+                        f"the server at {self.base_url} does not serve chat completions "
+                        f"({exc.status_code}): is it an OpenAI-compatible server? Check "
+                        "generate.base_url (--base-url); the URL usually ends in /v1"
+                    ) from None
                 if exc.status_code != 429 and exc.status_code < 500:
                     raise GenerationError(
                         f"the server at {self.base_url} answered {exc.status_code} for model "
