@@ -173,8 +173,36 @@ def make_sets(
 import pytest  # noqa: E402
 
 from embedtune.errors import InputError, TrainingError  # noqa: E402
-from embedtune.train.data import merged_corpus, pairs_dataset  # noqa: E402
+from embedtune.train.data import leaked_questions, merged_corpus, pairs_dataset  # noqa: E402
 from embedtune.train.negatives import mine_hard_negatives  # noqa: E402
+
+
+def test_validation_questions_also_trained_on_are_warned_of():
+    """The same file given as --train-data and --val-data, or overlapping splits: the verdict
+    would be judged on questions the model was trained on."""
+    train, val = make_sets(n_train=12)
+    assert leaked_questions(train, val) is None
+    same = train.model_copy(deep=True)  # the same file read again
+    same.metadata["source"] = "pairs.json"
+    warning = leaked_questions(train, same)
+    assert warning is not None and warning.startswith(
+        "12 of the 12 validation questions in pairs.json are training questions too (e.g. "
+    )
+
+    def val_plus(question: str) -> QADataset:
+        first = next(iter(val.corpus))
+        return QADataset(
+            queries={**val.queries, "x": question},
+            corpus=val.corpus,
+            relevant_docs={**val.relevant_docs, "x": [first]},
+        )
+
+    # One repeated question among many is not a leak (a generic "What is R?" can recur) ...
+    assert len(val.queries) >= 20 and leaked_questions(train, val_plus(train.queries["q0"])) is None
+    # ... and case and spacing do not hide repeats where they are many.
+    shouted = train.model_copy(deep=True)
+    shouted.queries = {k: "  " + q.upper() for k, q in shouted.queries.items()}
+    assert leaked_questions(train, shouted) is not None
 
 
 def test_pairs_one_row_per_query_and_relevant_chunk_without_duplicates():

@@ -55,7 +55,7 @@ from embedtune.recipe import describe, resolve_train
 from embedtune.records import read_json, write_json_atomic
 from embedtune.train.arguments import Schedule, schedule, training_arguments
 from embedtune.train.card import write_model_card
-from embedtune.train.data import check_dataset
+from embedtune.train.data import check_dataset, leaked_questions
 from embedtune.train.lora import add_lora, lora_trainer_class, merge_lora
 from embedtune.train.losses import build_loss
 from embedtune.train.merge import base_snapshot, merge_base
@@ -216,6 +216,10 @@ class FineTuning:
         check_dataset(train, str(train.metadata.get("source", "training data")))
         if val is not None:
             check_dataset(val, str(val.metadata.get("source", "validation data")))
+            leak = leaked_questions(train, val)
+            if leak:
+                self.warnings.append(leak)
+                self.say("warning: " + leak)
         # Validation during training searches the validation set's own corpus by default: it
         # follows training cheaply (the R manuals' 292 validation chunks, not all 2,093), and
         # `embedtune evaluate` judges the saved model against the full corpus afterwards.
