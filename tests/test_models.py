@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from embedtune.config import load_config
@@ -65,6 +66,38 @@ def test_a_damaged_model_folder_is_named_with_what_is_wrong(damage, says, minilm
     assert message.startswith(f"could not load the model in {model}: "), message
     assert says.format(m=model) in message
     assert message.endswith("(a copy or download cut short?): copy or save the model again")
+
+
+def _offline(monkeypatch) -> None:
+    from embedtune import models
+
+    monkeypatch.setattr(models, "hub_reachable", lambda: False)
+
+
+def test_a_hub_model_cached_before_loads_at_once_without_a_network(
+    monkeypatch, tmp_path, minilm_path, minilm
+):
+    """Offline, hub libraries waited on their timeouts per file before reading their cache (80 s
+    here for a hub id); now the cache is read alone."""
+    _offline(monkeypatch)
+    repo = tmp_path / "hub" / "models--someone--minilm"
+    shutil.copytree(minilm_path, repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    model = load_model("someone/minilm", cache_folder=str(tmp_path / "hub"))
+    text = ["How do I read a CSV file?"]
+    assert np.allclose(model.encode(text), minilm.encode(text), atol=1e-5)
+
+
+def test_a_hub_model_not_cached_without_a_network_says_so_at_once(monkeypatch, tmp_path):
+    _offline(monkeypatch)
+    with pytest.raises(InputError) as caught:
+        load_model("someone/not-cached", cache_folder=str(tmp_path / "hub"))
+    assert str(caught.value) == (
+        "could not load model 'someone/not-cached': it is not a local folder, the Hugging Face "
+        "hub cannot be reached (no network), and the hub's local cache does not hold it: give a "
+        "local folder, or run once with internet to cache it"
+    )
 
 
 def test_packaged_minilm_embeds(minilm):

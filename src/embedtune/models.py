@@ -18,10 +18,12 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -215,6 +217,42 @@ def resolve_model(name: str) -> str:
     return name
 
 
+@cache
+def hub_reachable() -> bool:
+    """Whether the Hugging Face hub can be asked (once per process). Without a network, hub
+    libraries wait on their timeouts for each file (80 s before a hub id failed here) before
+    they fall back to their cache, so where the hub's host cannot even be connected to, models
+    and tokenizers are read from that cache alone: a cached hub model loads at once, an
+    uncached one fails at once. ``HF_HUB_OFFLINE`` forces it; behind a proxy it is assumed."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname
+    try:
+        socket.create_connection((host or "huggingface.co", 443), timeout=3).close()
+    except OSError:
+        log.info("the Hugging Face hub cannot be reached; hub models come from its cache only")
+        return False
+    return True
+
+
+def _not_loaded(what: str, name: str, exc: Exception) -> InputError:
+    """The error for a model (or tokenizer) ``name`` that did not load from a hub id or path."""
+    if os.path.isdir(os.path.expanduser(name)) or hub_reachable():
+        return InputError(
+            f"could not load {what} {name!r}: {str(exc).rstrip('.')}. Give a sentence-transformers "
+            "model as a hub id (needs internet) or a local folder"
+        )
+    return InputError(
+        f"could not load {what} {name!r}: it is not a local folder, the Hugging Face hub cannot "
+        "be reached (no network), and the hub's local cache does not hold it: give a local "
+        "folder, or run once with internet to cache it"
+    )
+
+
 def default_device(setting: str | None = None) -> str:
     """Where models run: ``setting`` (``--device``), else ``$EMBEDTUNE_DEVICE``, else "auto",
     which is the GPU when torch sees one (``cuda``) and the CPU otherwise. Every stage asks
@@ -278,15 +316,14 @@ def load_model(name: str, *, dtype: str = "float32", **kwargs: Any) -> SentenceT
             f"{name} is a folder but not a model: it has neither modules.json "
             "(sentence-transformers) nor config.json (transformers)"
         )
+    if not os.path.isdir(path) and not hub_reachable():
+        kwargs["local_files_only"] = True
     try:
         return SentenceTransformer(path, **kwargs)
-    except OSError as exc:
-        raise InputError(
-            f"could not load model {name!r}: {str(exc).rstrip('.')}. Give a sentence-transformers "
-            "model as a hub id (needs internet) or a local folder"
-        ) from None
     except Exception as exc:
         if not os.path.isdir(path):
+            if isinstance(exc, OSError):  # not on the hub, or no network and not in its cache
+                raise _not_loaded("model", name, exc) from None
             raise
         # A local folder whose files do not read (a copy or download cut short, a file edited
         # by hand): each library raises its own kind (safetensors, tokenizers, json), so name
@@ -414,7 +451,11 @@ def model_max_seq_length(model_path: str, tokenizer: Any = None) -> int | None:
         try:
             from huggingface_hub import hf_hub_download
 
-            config = Path(hf_hub_download(model_path, "sentence_bert_config.json"))
+            config = Path(
+                hf_hub_download(
+                    model_path, "sentence_bert_config.json", local_files_only=not hub_reachable()
+                )
+            )
         except Exception:  # not on the hub, offline, or no such file: fall back below
             config = None
     if config is not None and config.is_file():
@@ -435,13 +476,11 @@ def load_tokenizer(model: str) -> tuple[PreTrainedTokenizerBase, int | None]:
     from transformers import AutoTokenizer  # lazy: a config is settled without training libraries
 
     path = resolve_model(model)
+    offline = not os.path.isdir(path) and not hub_reachable()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=offline)
     except (OSError, ValueError) as exc:
-        raise InputError(
-            f"could not load the tokenizer of {model!r} ({exc}); give a sentence-transformers "
-            "model as a hub id (needs internet) or a local folder"
-        ) from None
+        raise _not_loaded("the tokenizer of", model, exc) from None
     if getattr(tokenizer, "backend_tokenizer", None) is None:
         raise InputError(
             f"{model!r} has no fast tokenizer (tokenizer.json), which chunking needs for token "
