@@ -103,6 +103,23 @@ def test_a_finished_run_says_how_to_serve_the_model_it_chose(better):
         assert f"serve the base over HTTP: embedtune serve {base}" in said
 
 
+def test_a_full_disk_is_one_line_that_says_to_free_space_and_rerun(monkeypatch, tmp_path):
+    import errno
+
+    from embedtune import prepare
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "r" / "chunks"))
+
+    monkeypatch.setattr(prepare, "run_prepare", full)
+    (tmp_path / "d.md").write_text("# Notes\n\nSome text.")
+    result = runner.invoke(app, ["prepare", str(tmp_path / "d.md"), "--run", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert f"{tmp_path / 'r' / 'chunks'}: the disk is full: free space, then run the same" in said
+    assert "Traceback" not in result.output
+
+
 def _help(name: str) -> str:
     """A command's help with its lines joined, so that wrapping cannot split what is checked."""
     result = runner.invoke(app, [name, "--help"])

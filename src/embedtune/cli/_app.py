@@ -3,6 +3,7 @@ style of help (uppercase placeholders such as DIR, N, MODEL; defaults read from 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Iterator
@@ -40,14 +41,34 @@ class UserError(ClickException):
     exit_code = 2
 
 
+#: What the machine refused while writing, which the user fixes and then reruns: a full disk
+#: or quota, a read-only file system, a file or folder they may not write.
+_MACHINE_REFUSED = {
+    errno.ENOSPC: "the disk is full: free space",
+    errno.EDQUOT: "the disk quota is used up: free space",
+    errno.EROFS: "the file system is read-only: give a folder that can be written",
+    errno.EACCES: "permission denied: check the permissions",
+    errno.EPERM: "not permitted: check the permissions",
+}
+
+
 class _Group(TyperGroup):
-    """Turns library errors into one line on stderr and exit code 2: no traceback for bad input."""
+    """Turns library errors into one line on stderr and exit code 2: no traceback for bad input,
+    nor for a full disk or a folder that cannot be written."""
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except EmbedtuneError as exc:
             raise UserError(str(exc)) from None
+        except OSError as exc:
+            if exc.errno not in _MACHINE_REFUSED:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise UserError(
+                f"{where}{_MACHINE_REFUSED[exc.errno]}, then run the same command again "
+                "(finished stages and cached replies are kept and reused)"
+            ) from None
 
 
 class Shown(str):
