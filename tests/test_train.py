@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -227,10 +228,17 @@ def test_resume_ends_where_an_uninterrupted_run_does(trained, tmp_path):
     run = _run_dir(tmp_path / "run")
     with pytest.raises(KeyboardInterrupt):
         run_train(_cfg(), run, callbacks=[_Crash(5)])
-    assert (run / "train" / "checkpoints" / "checkpoint-4").is_dir()
+    checkpoints = run / "train" / "checkpoints"
+    assert (checkpoints / "checkpoint-4").is_dir()
     assert not (run / "model").exists()
+    # A later checkpoint cut short while saving (the trainer writes trainer_state.json last).
+    (checkpoints / "checkpoint-6").mkdir()
+    shutil.copy(checkpoints / "checkpoint-4" / "model.safetensors", checkpoints / "checkpoint-6")
     resumed = run_train(_cfg(), run, resume=True)
     assert resumed.resumed_from.endswith("checkpoint-4")
+    assert (
+        f"--resume: checkpoint-6 in {checkpoints} stopped while being saved" in resumed.warnings[0]
+    )
     assert resumed.steps == ref.steps
     assert resumed.final["ndcg@10"] == pytest.approx(ref.final["ndcg@10"], abs=1e-3)
     a, b = _weights(run / "model"), _weights(ref_run / "model")

@@ -32,6 +32,7 @@ call. Library use::
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -43,7 +44,6 @@ from typing import Any
 
 import torch
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-from transformers.trainer_utils import get_last_checkpoint
 
 from embedtune.config import TrainConfig
 from embedtune.dataset import QADataset
@@ -132,6 +132,29 @@ class _Trained:
     seconds: float
     samples_per_second: float
     resumed_from: str | None
+
+
+def _last_saved_checkpoint(folder: Path) -> tuple[str | None, list[str]]:
+    """The newest checkpoint the trainer finished saving, and the newer ones it did not.
+
+    The trainer writes a checkpoint's ``trainer_state.json`` last, after the weights, optimizer
+    and random states, and keeps no staging folder: a run killed (or out of disk) while saving
+    leaves a ``checkpoint-N`` without it, which transformers' ``get_last_checkpoint`` would pick
+    and fail to resume from."""
+    steps = {
+        int(p.name.removeprefix("checkpoint-")): p
+        for p in (folder.glob("checkpoint-*") if folder.is_dir() else [])
+        if p.is_dir() and p.name.removeprefix("checkpoint-").isdigit()
+    }
+    torn = []
+    for step in sorted(steps, reverse=True):
+        try:
+            json.loads((steps[step] / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            torn.append(steps[step].name)
+            continue
+        return str(steps[step]), torn
+    return None, torn
 
 
 class FineTuning:
@@ -301,7 +324,13 @@ class FineTuning:
             if checkpoints.exists() and self.rank == 0:
                 shutil.rmtree(checkpoints)
             return None
-        last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        last, torn = _last_saved_checkpoint(checkpoints)
+        if torn:
+            self.warnings.append(
+                f"--resume: {', '.join(torn)} in {checkpoints} stopped while being saved (a kill "
+                f"or a full disk); resumed from {Path(last).name if last else 'the start'}"
+            )
+            self.say("warning: " + self.warnings[-1])
         if last is None:
             self.warnings.append(
                 f"--resume: no checkpoint in {checkpoints}; trained from the start"
