@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from embedtune.cli import app
 from embedtune.config import PipelineConfig, TrainConfig
 from embedtune.dataset import QADataset
-from embedtune.errors import InputError
+from embedtune.errors import InputError, TrainingError
 from embedtune.train import finetune, run_train
 
 QUERY_PROMPT = "query: "
@@ -223,7 +223,7 @@ class _Crash(TrainerCallback):
             raise KeyboardInterrupt("simulated kill")
 
 
-def test_resume_ends_where_an_uninterrupted_run_does(trained, tmp_path):
+def test_a_rerun_after_a_kill_resumes_and_ends_where_an_uninterrupted_run_does(trained, tmp_path):
     ref_run, ref = trained
     run = _run_dir(tmp_path / "run")
     with pytest.raises(KeyboardInterrupt):
@@ -234,7 +234,9 @@ def test_resume_ends_where_an_uninterrupted_run_does(trained, tmp_path):
     # A later checkpoint cut short while saving (the trainer writes trainer_state.json last).
     (checkpoints / "checkpoint-6").mkdir()
     shutil.copy(checkpoints / "checkpoint-4" / "model.safetensors", checkpoints / "checkpoint-6")
-    resumed = run_train(_cfg(), run, resume=True)
+    with pytest.raises(TrainingError, match="were made with other data or settings"):
+        run_train(_cfg(learning_rate=1e-4), run, resume=True)  # --resume insists on the same
+    resumed = run_train(_cfg(), run)  # run again as it was (embedtune run does): it resumes
     assert resumed.resumed_from.endswith("checkpoint-4")
     assert (
         f"--resume: checkpoint-6 in {checkpoints} stopped while being saved" in resumed.warnings[0]

@@ -289,7 +289,12 @@ def train(
         typer.Option(metavar="TEXT", help="Prefix for passages, saved into the model."),
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from the last checkpoint.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue from the last checkpoint (with --run, a rerun with the same data and "
+            "settings does so by itself; --resume fails where they changed).",
+        ),
     ] = False,
     fresh: Annotated[
         bool,

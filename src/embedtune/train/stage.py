@@ -1,7 +1,9 @@
 """The train stage of a run: RUN/data/{train,val,train_rejects}.json in, RUN/model out.
 
-Skipped when ``RUN/train/manifest.json`` holds the same inputs and settings; ``resume`` continues
-from the last checkpoint in ``RUN/train/checkpoints``; ``fresh`` trains again.
+Skipped when ``RUN/train/manifest.json`` holds the same inputs and settings; a training that
+stopped on the way (a kill, a crash, a full disk) continues from its last checkpoint in
+``RUN/train/checkpoints`` when it is run again with the same inputs and settings (``resume``
+insists on it); ``fresh`` trains again.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from embedtune.records import content_hash, read_json, write_json_atomic
 from embedtune.runlock import holds_run
 from embedtune.train.data import load_sets
 from embedtune.train.summary import TrainSummary
-from embedtune.train.trainer import finetune, world
+from embedtune.train.trainer import finetune, last_saved_checkpoint, world
 
 __all__ = ["run_train"]
 
@@ -65,6 +67,9 @@ def run_train(
         done = _done(run, key)
         if done is not None:
             return done
+        # The same training stopped on the way (embedtune run again after a crash): go on from
+        # its last checkpoint rather than discard it, as generate goes on from its cache.
+        resume = resume or _interrupted(run, key)
     _start(run, key, resume)
 
     train, val = load_sets(train_path, val_path if val_path.is_file() else None)
@@ -136,6 +141,16 @@ def _done(run: RunLayout, key: str) -> TrainSummary | None:
             f"{exc}; the model in {run.model_dir} is complete: evaluate or serve it as it is, "
             "or train it again with --fresh"
         ) from None
+
+
+def _interrupted(run: RunLayout, key: str) -> bool:
+    """A training with this key started and saved a checkpoint, and never finished."""
+    started = read_json(run.train.started)
+    return (
+        isinstance(started, dict)
+        and started.get("key") == key
+        and last_saved_checkpoint(run.train.checkpoints)[0] is not None
+    )
 
 
 def _start(run: RunLayout, key: str, resume: bool) -> None:

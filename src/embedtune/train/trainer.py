@@ -134,7 +134,7 @@ class _Trained:
     resumed_from: str | None
 
 
-def _last_saved_checkpoint(folder: Path) -> tuple[str | None, list[str]]:
+def last_saved_checkpoint(folder: Path) -> tuple[str | None, list[str]]:
     """The newest checkpoint the trainer finished saving, and the newer ones it did not.
 
     The trainer writes a checkpoint's ``trainer_state.json`` last, after the weights, optimizer
@@ -324,7 +324,7 @@ class FineTuning:
             if checkpoints.exists() and self.rank == 0:
                 shutil.rmtree(checkpoints)
             return None
-        last, torn = _last_saved_checkpoint(checkpoints)
+        last, torn = last_saved_checkpoint(checkpoints)
         if torn:
             self.warnings.append(
                 f"--resume: {', '.join(torn)} in {checkpoints} stopped while being saved (a kill "
