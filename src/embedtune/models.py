@@ -325,6 +325,8 @@ def load_model(name: str, *, dtype: str = "float32", **kwargs: Any) -> SentenceT
             if isinstance(exc, OSError):  # not on the hub, or no network and not in its cache
                 raise _not_loaded("model", name, exc) from None
             raise
+        if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+            raise  # the machine's, not the folder's (torch's CUDA OOM is a RuntimeError)
         # A local folder whose files do not read (a copy or download cut short, a file edited
         # by hand): each library raises its own kind (safetensors, tokenizers, json), so name
         # the folder, and the file where it is a JSON one, rather than show a traceback.
