@@ -65,7 +65,9 @@ def test_a_damaged_model_folder_is_named_with_what_is_wrong(damage, says, minilm
     message = str(caught.value)
     assert message.startswith(f"could not load the model in {model}: "), message
     assert says.format(m=model) in message
-    assert message.endswith("(a copy or download cut short?): copy or save the model again")
+    assert message.endswith(
+        "(a copy or download cut short leaves one incomplete: copy or save it again)"
+    )
 
 
 def _offline(monkeypatch) -> None:

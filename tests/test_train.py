@@ -293,7 +293,8 @@ def test_a_folder_that_is_not_a_model_is_refused(tmp_path):
         finetune(str(not_model), train, val, TrainConfig(), tmp_path / "m")
     broken = tmp_path / "broken-model"
     _write(broken / "config.json", {"model_type": "no-such-architecture"})
-    with pytest.raises(InputError, match="could not load .* as a sentence-transformers model"):
+    with pytest.raises(InputError, match="could not load the model in .*broken-model: ValueError: .*"
+                       "model type `no-such-architecture`"):  # fmt: skip
         finetune(str(broken), train, val, TrainConfig(), tmp_path / "m")
 
 

@@ -330,10 +330,12 @@ def load_model(name: str, *, dtype: str = "float32", **kwargs: Any) -> SentenceT
         # A local folder whose files do not read (a copy or download cut short, a file edited
         # by hand): each library raises its own kind (safetensors, tokenizers, json), so name
         # the folder, and the file where it is a JSON one, rather than show a traceback.
-        why = _unreadable_json(Path(path)) or f"{type(exc).__name__}: {str(exc).rstrip('.')}"
+        first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""
+        why = _unreadable_json(Path(path)) or f"{type(exc).__name__}: {first}"
         raise InputError(
-            f"could not load the model in {path}: {why}. The folder is damaged or incomplete "
-            "(a copy or download cut short?): copy or save the model again"
+            f"could not load the model in {path}: {why}. Check that the folder holds a whole "
+            "sentence-transformers or transformers model (a copy or download cut short leaves "
+            "one incomplete: copy or save it again)"
         ) from exc
 
 
