@@ -17,6 +17,7 @@ What a stage returns is a :class:`StageResult`: typed, written as JSON next to i
 from __future__ import annotations
 
 import json
+import logging
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Self
@@ -25,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from embedtune.errors import InputError
 from embedtune.records import content_hash, write_json_atomic
+
+log = logging.getLogger("embedtune")
 
 __all__ = [
     "StageResult",
@@ -52,12 +55,15 @@ class StageResult(BaseModel):
         return self.model_dump(mode="json")
 
     @classmethod
-    def read_back(cls, saved: object, where: str | Path, **more: Any) -> Self | None:
+    def read_back(
+        cls, saved: object, where: str | Path, *, redo: str | None = None, **more: Any
+    ) -> Self | None:
         """The summary a finished stage saved in ``where``, marked ``skipped`` (``more``
-        replaces saved fields); None where none was saved. Raises :class:`UnreadableSummary`
-        where it lacks a field this version needs or holds a wrong one (damaged, or written by
-        an older embedtune whose stage key did not change): the caller runs the stage again,
-        or says what to do where that would repeat slow work."""
+        replaces saved fields); None where none was saved. Where it lacks a field this version
+        needs or holds a wrong one (damaged, or written by an older embedtune whose stage key
+        did not change), a stage that can run again says ``redo`` (what it does instead) in a
+        warning and gets None; without ``redo`` :class:`UnreadableSummary` is raised, for a
+        stage where running again would repeat slow work and the caller says what to do."""
         if not isinstance(saved, dict):
             return None
         try:
@@ -65,9 +71,11 @@ class StageResult(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
-            raise UnreadableSummary(
-                f"{where}: the saved summary cannot be read ({field}: {first['msg']})"
-            ) from None
+            problem = f"{where}: the saved summary cannot be read ({field}: {first['msg']})"
+        if redo is None:
+            raise UnreadableSummary(problem)
+        log.warning("%s; %s", problem, redo)
+        return None
 
 
 class UnreadableSummary(InputError):

@@ -39,7 +39,6 @@ from pydantic import BaseModel
 
 from embedtune.artifacts import (
     StageResult,
-    UnreadableSummary,
     is_current,
     read_manifest,
     stage_key,
@@ -176,16 +175,15 @@ def run_prepare(cfg: PipelineConfig, run_dir: Path, *, fresh: bool = False) -> P
     done = all(run.chunks_file(s).is_file() for s in SPLITS)
     if not fresh and done and is_current(run.chunks_dir, key) and previous:
         seconds = {"total": round(time.perf_counter() - t0, 3)}
-        try:
-            saved = PrepareSummary.read_back(
-                previous.get("summary"), run.chunks_dir / "manifest.json", seconds=seconds
-            )
-        except UnreadableSummary as exc:
-            log.warning("%s; preparing the chunks again", exc)
-        else:
-            if saved is not None:
-                log.debug("chunks in %s are up to date; nothing to do (pass --fresh to redo)", run)
-                return saved
+        saved = PrepareSummary.read_back(
+            previous.get("summary"),
+            run.chunks_dir / "manifest.json",
+            redo="preparing the chunks again",
+            seconds=seconds,
+        )
+        if saved is not None:
+            log.debug("chunks in %s are up to date; nothing to do (pass --fresh to redo)", run)
+            return saved
 
     summary = _Preparation(cfg, run).run(inputs)
     summary.seconds["total"] = round(time.perf_counter() - t0, 3)

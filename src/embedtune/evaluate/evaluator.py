@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,13 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embedtune.artifacts import (
-    UnreadableSummary,
-    is_current,
-    read_manifest,
-    stage_key,
-    write_manifest,
-)
+from embedtune.artifacts import is_current, read_manifest, stage_key, write_manifest
 from embedtune.config import EvaluateConfig, PipelineConfig
 from embedtune.dataset import QADataset, load_dataset_path
 from embedtune.embeddings import (
@@ -71,8 +64,6 @@ from embedtune.runlock import holds_run
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
-
-log = logging.getLogger("embedtune.evaluate")
 
 __all__ = [
     "ModelSpec",
@@ -522,16 +513,13 @@ def run_evaluate(
         hashed["train-corpus"] = _path_hash(train_path)
     key = stage_key("evaluate", models=fingerprints, data=hashed, config=cfg.evaluate)
     if not fresh and is_current(run.eval_dir, key):
-        where = run.eval_dir / "manifest.json"
-        try:
-            saved = EvaluateSummary.read_back(
-                (read_manifest(run.eval_dir) or {}).get("summary"), where
-            )
-        except UnreadableSummary as exc:
-            log.warning("%s; evaluating again", exc)
-        else:
-            if saved is not None:
-                return saved
+        saved = EvaluateSummary.read_back(
+            (read_manifest(run.eval_dir) or {}).get("summary"),
+            run.eval_dir / "manifest.json",
+            redo="evaluating again",
+        )
+        if saved is not None:
+            return saved
 
     datasets = {name: load_dataset_path(p) for name, p in data_paths.items()}
     extra = {"val": QADataset.from_json(train_path).corpus} if train_path.is_file() else {}

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedtune.artifacts import UnreadableSummary, is_current, stage_key, write_manifest
+from embedtune.artifacts import is_current, stage_key, write_manifest
 from embedtune.config import GenerateConfig, PipelineConfig
 from embedtune.dataset import QADataset
 from embedtune.embeddings import EmbeddingCache, model_fingerprint
@@ -387,15 +387,13 @@ def run_generate(
         current = is_current(job.run.generate_dir, job.key)
         if not fresh and not missing and current and all(p.is_file() for p in job.outputs):
             # Chunks, config and cache are complete and the outputs were built from them.
-            try:
-                saved = GenerateReport.read_back(
-                    read_json(job.run.generate_report), job.run.generate_report
-                )
-            except UnreadableSummary as exc:
-                log.warning("%s; filtering the cached questions again (no new call)", exc)
-            else:
-                if saved is not None:
-                    return saved
+            saved = GenerateReport.read_back(
+                read_json(job.run.generate_report),
+                job.run.generate_report,
+                redo="filtering the cached questions again (no new call)",
+            )
+            if saved is not None:
+                return saved
         timings = _call(job, missing, caches)
     finally:
         for cache in caches.values():
