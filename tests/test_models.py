@@ -76,6 +76,23 @@ def _offline(monkeypatch) -> None:
     monkeypatch.setattr(models, "hub_reachable", lambda: False)
 
 
+def test_the_hub_probe_asks_the_endpoint_a_mirror_names(monkeypatch):
+    """HF_ENDPOINT at a mirror on its own port: reached there, not on huggingface.co's 443."""
+    import socket
+
+    from embedtune import models
+
+    with socket.create_server(("127.0.0.1", 0)) as mirror:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{mirror.getsockname()[1]}")
+        for name in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        models.hub_reachable.cache_clear()
+        try:
+            assert models.hub_reachable() is True
+        finally:
+            models.hub_reachable.cache_clear()
+
+
 def test_a_hub_model_cached_before_loads_at_once_without_a_network(
     monkeypatch, tmp_path, minilm_path, minilm
 ):

@@ -230,9 +230,10 @@ def hub_reachable() -> bool:
         return True
     from urllib.parse import urlparse
 
-    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)  # a mirror's own port
     try:
-        socket.create_connection((host or "huggingface.co", 443), timeout=3).close()
+        socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=3).close()
     except OSError:
         log.info("the Hugging Face hub cannot be reached; hub models come from its cache only")
         return False
