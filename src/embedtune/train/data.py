@@ -60,11 +60,15 @@ def leaked_questions(train: QADataset, val: QADataset) -> str | None:
     """A warning where more than :data:`LEAK_SHARE` of the validation questions are training
     questions too (the same text, case and spacing aside): the same file given twice, or
     splits that overlap. Scores on them flatter the fine-tuned model and sway the verdict."""
-    asked = {" ".join(str(q).lower().split()) for q in train.queries.values()}
-    shared = [q for q in val.queries.values() if " ".join(str(q).lower().split()) in asked]
+
+    def plain(question: str) -> str:
+        return " ".join(str(question).lower().split())
+
+    asked = {plain(q) for q in train.queries.values()}
+    shared = [q for q in val.queries.values() if plain(q) in asked]
     if not val.queries or len(shared) <= LEAK_SHARE * len(val.queries):
         return None
-    where = f"{val.metadata.get('source', 'the validation data')}"
+    where = val.metadata.get("source", "the validation data")
     return (
         f"{len(shared)} of the {len(val.queries)} validation questions in {where} are training "
         f"questions too (e.g. {shared[0][:80]!r}): their scores flatter the fine-tuned model "

@@ -215,6 +215,11 @@ class FineTuning:
         self.say(summary.verdict)
         return summary
 
+    def warn(self, text: str) -> None:
+        """Say ``text`` now, and keep it for the summary and the model card."""
+        self.warnings.append(text)
+        self.say("warning: " + text)
+
     # --- before training ------------------------------------------------------------------
 
     def check_teacher(self) -> None:
@@ -241,8 +246,7 @@ class FineTuning:
             check_dataset(val, str(val.metadata.get("source", "validation data")))
             leak = leaked_questions(train, val)
             if leak:
-                self.warnings.append(leak)
-                self.say("warning: " + leak)
+                self.warn(leak)
         # Validation during training searches the validation set's own corpus by default: it
         # follows training cheaply (the R manuals' 292 validation chunks, not all 2,093), and
         # `embedtune evaluate` judges the saved model against the full corpus afterwards.
@@ -286,8 +290,7 @@ class FineTuning:
         else:
             plan = schedule(self.cfg, rows.sizes, self.world)
         if plan.warning:
-            self.warnings.append(plan.warning)
-            self.say("warning: " + plan.warning)
+            self.warn(plan.warning)
         return plan
 
     def validate_base(
@@ -326,16 +329,12 @@ class FineTuning:
             return None
         last, torn = last_saved_checkpoint(checkpoints)
         if torn:
-            self.warnings.append(
+            self.warn(
                 f"--resume: {', '.join(torn)} in {checkpoints} stopped while being saved (a kill "
                 f"or a full disk); resumed from {Path(last).name if last else 'the start'}"
             )
-            self.say("warning: " + self.warnings[-1])
         if last is None:
-            self.warnings.append(
-                f"--resume: no checkpoint in {checkpoints}; trained from the start"
-            )
-            self.say("warning: " + self.warnings[-1])
+            self.warn(f"--resume: no checkpoint in {checkpoints}; trained from the start")
         else:
             self.say(f"resuming from {last}")
         return last
