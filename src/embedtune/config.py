@@ -304,6 +304,14 @@ class TrainConfig(_Section):
         "(GISTEmbed's rule, read from the teacher's labels, so it costs no extra pass); "
         "0 = mask what the teacher ranks above the own chunk; None = off.",
     )
+    margin_teacher: str | None = Field(
+        None,
+        description="A cross-encoder (reranker, e.g. cross-encoder/ms-marco-MiniLM-L6-v2) or "
+        "embedding model whose score margins between each pair's chunk and its mined hard "
+        "negatives the student learns (GPL's MarginMSE, weighted distill_weight), in place of "
+        "the teacher's KL term on the pairs; needs hard_negatives >= 1. The teacher, where there "
+        "is one, still checks the pairs (round trip) and teaches the rejects. None = off.",
+    )
     roundtrip_top_k: int | Literal["auto"] | None = Field(
         "auto",
         description="With a teacher: a pair whose chunk the teacher ranks outside its top k of "
@@ -344,7 +352,7 @@ class TrainConfig(_Section):
         description="bf16 autocast; 'auto' = on where the GPU or CPU (AVX512-BF16/AMX) has bf16.",
     )
 
-    @field_validator("teacher")
+    @field_validator("teacher", "margin_teacher")
     @classmethod
     def _teacher_off(cls, value: str | None) -> str | None:
         # `--teacher none` on the command line, where an empty flag cannot say None
@@ -381,6 +389,17 @@ class TrainConfig(_Section):
             )
             if on
         ]
+        if self.margin_teacher is not None:
+            if self.hard_negatives < 1:
+                raise ValueError(
+                    "margin_teacher scores each pair's chunk against its mined hard negatives: "
+                    "set hard_negatives to 1 or more (GPL mines one per question)"
+                )
+            if self.loss == "cached_mnrl" or self.false_negative_margin is not None:
+                raise ValueError(
+                    "margin_teacher works with loss 'mnrl' and without false_negative_margin "
+                    "(the teacher's mask, which reads the embedding teacher's labels): drop one"
+                )
         if named and clash:
             raise ValueError(
                 f"{' and '.join(named)} {'work' if len(named) > 1 else 'works'} on "

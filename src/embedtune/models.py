@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "resolve_model",
     "load_model",
+    "is_cross_encoder",
+    "load_cross_encoder",
     "load_tokenizer",
     "model_max_seq_length",
     "ModelWindow",
@@ -338,6 +340,70 @@ def load_model(name: str, *, dtype: str = "float32", **kwargs: Any) -> SentenceT
             "sentence-transformers or transformers model (a copy or download cut short leaves "
             "one incomplete: copy or save it again)"
         ) from exc
+
+
+def is_cross_encoder(name: str) -> bool:
+    """Whether ``name`` (alias, hub id or path) is a cross-encoder (a reranker: it scores a
+    question and a passage together) rather than an embedding model: sentence-transformers
+    saves ``model_type: CrossEncoder`` in config_sentence_transformers.json; an older reranker
+    on the hub is a transformers sequence classifier with no modules.json. A hub id that cannot
+    be read is taken for an embedding model (loading it then says what went wrong)."""
+    path = resolve_model(name)
+    st_config = _model_json(path, "config_sentence_transformers.json")
+    if st_config is not None:
+        return st_config.get("model_type") == "CrossEncoder"
+    if _model_json(path, "modules.json") is not None:
+        return False
+    architectures = (_model_json(path, "config.json") or {}).get("architectures") or []
+    return any(str(a).endswith("ForSequenceClassification") for a in architectures)
+
+
+def _model_json(path: str, filename: str) -> Any:
+    """One JSON file of a model folder or hub repo (None where it has none or it does not read)."""
+    if os.path.isdir(path):
+        file: str | Path | None = Path(path, filename)
+        if not Path(file).is_file():
+            return None
+    else:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            file = hf_hub_download(path, filename, local_files_only=not hub_reachable())
+        except Exception:  # not in the repo, no network, not a repo id: unknown
+            return None
+    try:
+        return json.loads(Path(file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def load_cross_encoder(name: str, *, dtype: str = "float32") -> Any:
+    """Load a sentence-transformers ``CrossEncoder`` by hub id or path, on
+    :func:`default_device`, in ``dtype``, with one clear error where it does not load."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    path = resolve_model(name)
+    kwargs: dict[str, Any] = {"device": default_device()}
+    if dtype != "float32":
+        kwargs["model_kwargs"] = {"dtype": getattr(torch, dtype)}
+    if not os.path.isdir(path) and not hub_reachable():
+        kwargs["local_files_only"] = True
+    try:
+        return CrossEncoder(path, **kwargs)
+    except Exception as exc:
+        if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+            raise
+        if not os.path.isdir(path) and isinstance(exc, OSError):
+            raise _not_loaded("cross-encoder", name, exc) from None
+        first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""
+        why = (_unreadable_json(Path(path)) if os.path.isdir(path) else None) or (
+            f"{type(exc).__name__}: {first}"
+        )
+        raise InputError(
+            f"could not load the cross-encoder {name!r}: {why}. Give a cross-encoder (reranker) "
+            "as a hub id or a folder that holds a whole one"
+        ) from None
 
 
 def _unreadable_json(folder: Path) -> str | None:

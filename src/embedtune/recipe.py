@@ -128,24 +128,25 @@ def resolve_train(base: str, cfg: TrainConfig) -> tuple[TrainConfig, dict[str, R
     if teacher == "auto":
         teacher, why = resolve_teacher(base, cfg.loss)
         resolved["train.teacher"] = Resolved(given="auto", value=teacher, why=why)
+    taught = bool(teacher or cfg.margin_teacher)  # a margin teacher's labels teach as well
     epochs, learning_rate = cfg.epochs, cfg.learning_rate
     if epochs is None:
-        epochs = 2.0 if teacher else 1.0
-        why = "with a teacher: 2 epochs" if teacher else "without a teacher: 1 epoch"
+        epochs = 2.0 if taught else 1.0
+        why = "with a teacher: 2 epochs" if taught else "without a teacher: 1 epoch"
         resolved["train.epochs"] = Resolved(
             value=epochs,
-            why=why + ("" if teacher else ", as sentence-transformers trains by default"),
+            why=why + ("" if taught else ", as sentence-transformers trains by default"),
         )
     if learning_rate is None:
-        learning_rate = 5e-5 if teacher else 2e-5
-        why = "with a teacher: 5e-5" if teacher else "without a teacher: 2e-5"
+        learning_rate = 5e-5 if taught else 2e-5
+        why = "with a teacher: 5e-5" if taught else "without a teacher: 2e-5"
         resolved["train.learning_rate"] = Resolved(
             value=learning_rate,
-            why=why + ("" if teacher else ", sentence-transformers' default"),
+            why=why + ("" if taught else ", sentence-transformers' default"),
         )
     merge = cfg.merge_base
     if merge is None:
-        if teacher:
+        if taught:
             merge, why = 0.0, "with a teacher: 0, the teacher's labels are its forgetting control"
         elif cfg.lora:
             merge, why = 0.0, "with LoRA: 0, the low-rank update is its forgetting control"
@@ -222,7 +223,7 @@ def resolve_judge(
         update["roundtrip_model"] = judge
     if cfg.roundtrip_max_seq_length == "auto":
         length, why = None, "the judge reads its own window"
-        if teacher and judge and _same_model(judge, teacher):
+        if teacher and judge and same_model(judge, teacher):
             length = teacher_length(train)
             why = "as many as the teacher reads: the two share their embeddings"
         resolved["generate.roundtrip_max_seq_length"] = Resolved(
@@ -251,7 +252,7 @@ def judge_length(cfg: GenerateConfig) -> int | None:
     return None if value == "auto" else value
 
 
-def _same_model(a: str, b: str) -> bool:
+def same_model(a: str, b: str) -> bool:
     """Whether two names (alias, hub id or path) give the same model."""
     if a == b:
         return True

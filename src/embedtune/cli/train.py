@@ -175,6 +175,17 @@ def train(
             show_default=default("train.teacher_max_seq_length"),
         ),
     ] = None,
+    margin_teacher: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MODEL",
+            help="A cross-encoder (reranker, e.g. cross-encoder/ms-marco-MiniLM-L6-v2) or "
+            "embedding model whose score margins between each pair's passage and its mined hard "
+            "negatives the base model learns (GPL's MarginMSE); needs --hard-negatives 1 or "
+            "more.",
+            show_default=default("train.margin_teacher"),
+        ),
+    ] = None,
     distill_weight: Annotated[
         float | None,
         typer.Option(
@@ -340,6 +351,7 @@ def train(
             "hard_negatives": hard_negatives,
             "teacher": teacher,
             "teacher_max_seq_length": teacher_max_seq_length,
+            "margin_teacher": margin_teacher,
             "distill_weight": distill_weight,
             "false_negative_margin": false_negative_margin,
             "distill_over": distill_over,

@@ -169,6 +169,9 @@ def embedtune_sections(summary: TrainSummary, level: int = 2) -> list[str]:
             reads = r.teacher.get("max_seq_length")
             window = f" (reads {reads} tokens)" if reads else ""
             lines.append(f"| teacher | {_fmt(r.teacher['model'])}{window} |")
+        if key == "loss" and r.margin_teacher:
+            m = r.margin_teacher
+            lines.append(f"| margin teacher | {_fmt(m['model'])} ({m['kind']}, MarginMSE) |")
     lines += [
         "",
         f"Training: {summary.steps} steps in {summary.train_seconds:.1f} s "

@@ -7,6 +7,8 @@
   towards the teacher's in-batch ranking, weighted ``distill_weight``), and for the round
   trip's rejects the KL term alone, at weight 1 (they have no pairs to weigh it against);
   with ``false_negative_margin`` the teacher also keeps false negatives out of the pairs' term;
+- with a margin teacher, :class:`~embedtune.train.margins.MarginDistillLoss` on the pairs
+  instead (MNRL plus MarginMSE towards its margins over each pair's mined negatives: GPL);
 - ``loss_directions`` and ``hardness_strength``: MultipleNegativesRankingLoss's own variants
   (GTE's four directions in one softmax; Lan et al.'s weighting of hard in-batch negatives);
 - wrapped in ``MatryoshkaLoss`` when ``matryoshka_dims`` are set.
@@ -23,6 +25,7 @@ from sentence_transformers.sentence_transformer import losses
 from embedtune.config import TrainConfig
 from embedtune.errors import ConfigError
 from embedtune.train.distill import TeacherDistillLoss
+from embedtune.train.margins import MarginDistillLoss
 from embedtune.train.passages import PassageRankingLoss, uses_passage_batches
 
 if TYPE_CHECKING:
@@ -45,6 +48,14 @@ def build_loss(
             contrastive_weight=0.0,
             grouped=grouped,
             gather_across_devices=gather,
+        )
+    elif cfg.margin_teacher:
+        loss = MarginDistillLoss(
+            model,
+            distill_weight=cfg.distill_weight,
+            grouped=grouped,
+            gather_across_devices=gather,
+            **options,
         )
     elif cfg.teacher:
         if cfg.loss == "cached_mnrl":

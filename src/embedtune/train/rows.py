@@ -5,7 +5,9 @@
 - with a teacher, the questions the round trip rejected, in batches of their own that learn only
   the teacher's in-batch ranking (never their doubted chunk as the answer);
 - with a teacher, its embedding of every text column, attached to each row as its ``label``
-  (:func:`embedtune.train.distill.teacher_labels`), encoded once before training.
+  (:func:`embedtune.train.distill.teacher_labels`), encoded once before training;
+- with a margin teacher (a cross-encoder or embedding model), the pairs' labels are its margins
+  between each chunk and the pair's mined negatives instead (:mod:`embedtune.train.margins`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from embedtune.config import TrainConfig
 from embedtune.dataset import QADataset
 from embedtune.embeddings import EmbeddingCache, model_fingerprint
 from embedtune.errors import EmbedtuneError, InputError
-from embedtune.models import load_model
-from embedtune.recipe import teacher_length
+from embedtune.models import is_cross_encoder, load_cross_encoder, load_model
+from embedtune.recipe import same_model, teacher_length
 from embedtune.train.data import check_dataset, pair_rows, pairs_dataset
 from embedtune.train.distill import teacher_labels
+from embedtune.train.margins import margin_labels
 from embedtune.train.negatives import mine_hard_negatives
 from embedtune.train.passages import passage_count
 from embedtune.train.roundtrip import apply_roundtrip, joined
@@ -43,6 +46,7 @@ class TrainingRows:
     rejects: Dataset | None = None
     negatives: dict[str, Any] = field(default_factory=dict)  # mining counts, for the summary
     teacher: dict[str, Any] = field(default_factory=dict)  # teacher and seconds, for the summary
+    margin_teacher: dict[str, Any] = field(default_factory=dict)  # the same, for the margins
     roundtrip_doubted: int = 0  # pairs the teacher's round trip moved to the rejects
     roundtrip_share: float | None = None  # the share of pairs it doubted (applied or not)
 
@@ -129,7 +133,7 @@ def training_rows(
     """The pairs of ``train`` (with hard negatives), the rejects, and the teacher's labels; with
     ``train.roundtrip_top_k`` the pairs the teacher doubts join the rejects first (under
     ``auto``, only where it doubts more than a third of them)."""
-    teacher = _Teacher.load(cfg, say) if cfg.teacher else None
+    teacher = _Teacher.load(cfg.teacher, cfg, say) if cfg.teacher else None
     trip = None
     if teacher is not None and cfg.roundtrip_top_k is not None:
         t0 = time.perf_counter()
@@ -157,8 +161,10 @@ def training_rows(
         rows.pairs = _with_hard_negatives(model, model_name, train, cfg, say, prompt_names, rows)
     if rejects is not None and cfg.teacher and cfg.rejects:
         rows.rejects = reject_rows(rejects, known=set(rows.pairs["anchor"]))
-    if teacher is not None:
-        _add_teacher_labels(rows, teacher)
+    if teacher is not None:  # with a margin teacher, the pairs' labels are its margins
+        _add_teacher_labels(rows, teacher, pairs=not cfg.margin_teacher)
+    if cfg.margin_teacher:
+        _add_margin_labels(rows, cfg, say, teacher)
     return rows
 
 
@@ -216,17 +222,16 @@ class _Teacher:
     seconds: float  # spent loading it, then on the round trip and the labels
 
     @classmethod
-    def load(cls, cfg: TrainConfig, say: Say) -> _Teacher:
-        assert cfg.teacher is not None
+    def load(cls, name: str, cfg: TrainConfig, say: Say) -> _Teacher:
         t0 = time.perf_counter()
         say(
-            f"loading the teacher {cfg.teacher} to encode the training rows once (texts it "
+            f"loading the teacher {name} to encode the training rows once (texts it "
             "encoded before are read from the embedding cache)"
         )
         # In bf16 where training is (native bf16 hardware), like the round trip's judge under
         # generate.roundtrip_dtype: auto: 3x faster than float32, the labels barely change.
         dtype = "bfloat16" if cfg.bf16 == "on" else "float32"
-        teacher = load_for_training(cfg.teacher, dtype=dtype)
+        teacher = load_for_training(name, dtype=dtype)
         # It reads what the student reads (train.teacher_max_seq_length: auto), so its labels
         # describe no text beyond the student's window.
         length = teacher_length(cfg)
@@ -235,13 +240,14 @@ class _Teacher:
         # Through the teacher's embedding cache: a re-run or the round trip it judged (at the
         # same length and dtype) encodes nothing twice. Another length or dtype changes the
         # embeddings, so it has a cache of its own (shared by re-runs at that length and dtype).
-        fingerprint = model_fingerprint(cfg.teacher, max_seq_length=length, dtype=dtype)
+        fingerprint = model_fingerprint(name, max_seq_length=length, dtype=dtype)
         cache = EmbeddingCache(fingerprint) if fingerprint else None
-        return cls(cfg.teacher, teacher, cache, time.perf_counter() - t0)
+        return cls(name, teacher, cache, time.perf_counter() - t0)
 
 
-def _add_teacher_labels(rows: TrainingRows, teacher: _Teacher) -> None:
-    """Encode every text column once with the teacher and attach it as each row's label."""
+def _add_teacher_labels(rows: TrainingRows, teacher: _Teacher, *, pairs: bool = True) -> None:
+    """Encode every text column once with the teacher and attach it as each row's label (of
+    the rejects only where ``pairs`` is False)."""
     t0 = time.perf_counter()
 
     def labelled(data: Dataset) -> Dataset:
@@ -251,11 +257,41 @@ def _add_teacher_labels(rows: TrainingRows, teacher: _Teacher) -> None:
         )
         return data.add_column("label", labels)
 
-    rows.pairs = labelled(rows.pairs)
+    if pairs:
+        rows.pairs = labelled(rows.pairs)
     if rows.rejects is not None:
         rows.rejects = labelled(rows.rejects)
     rows.teacher = {
         "model": teacher.name,
         "max_seq_length": teacher.model.max_seq_length,
         "seconds": round(teacher.seconds + time.perf_counter() - t0, 1),
+    }
+
+
+def _add_margin_labels(
+    rows: TrainingRows, cfg: TrainConfig, say: Say, teacher: _Teacher | None
+) -> None:
+    """The margin teacher's margins between each pair's chunk and its mined negatives, as the
+    pairs' labels; an embedding teacher already loaded is not loaded twice."""
+    name = cfg.margin_teacher
+    assert name is not None
+    t0 = time.perf_counter()
+    cross = is_cross_encoder(name)
+    cache = None
+    if cross:
+        say(f"loading the cross-encoder {name} to score each pair against its hard negatives")
+        scorer = load_cross_encoder(name, dtype="bfloat16" if cfg.bf16 == "on" else "float32")
+    elif teacher is not None and same_model(name, teacher.name):
+        scorer, cache = teacher.model, teacher.cache
+    else:
+        loaded = _Teacher.load(name, cfg, say)
+        scorer, cache = loaded.model, loaded.cache
+    labels = margin_labels(
+        scorer, rows.pairs, cross_encoder=cross, cache=cache, progress=f"margins {_short(name)}"
+    )
+    rows.pairs = rows.pairs.add_column("label", labels)
+    rows.margin_teacher = {
+        "model": name,
+        "kind": "cross-encoder" if cross else "embedding model",
+        "seconds": round(time.perf_counter() - t0, 1),
     }

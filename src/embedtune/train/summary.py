@@ -48,6 +48,7 @@ class Recipe(BaseModel):
     attention_dropout: float | None = None  # None: the model's own rate
     teacher: dict[str, Any] | None  # the teacher's name, the tokens it read, its labels' seconds
     distill_weight: float | None
+    margin_teacher: dict[str, Any] | None = None  # its name, kind and seconds (GPL's MarginMSE)
     distill_over: str | None = None  # "negatives" where the KL term leaves the own chunk out
     loss_directions: str | None = None  # MNRL's directions where not query_to_doc alone
     hardness_strength: float | None = None  # MNRL's weighting of hard in-batch negatives

@@ -49,7 +49,7 @@ from embedtune.config import TrainConfig
 from embedtune.dataset import QADataset
 from embedtune.errors import ConfigError, InputError, TrainingError
 from embedtune.layout import TrainDir
-from embedtune.models import resolve_model
+from embedtune.models import is_cross_encoder, resolve_model
 from embedtune.ownership import check_replaceable, mark
 from embedtune.recipe import describe, resolve_train
 from embedtune.records import read_json, write_json_atomic
@@ -224,11 +224,20 @@ class FineTuning:
 
     def check_teacher(self) -> None:
         """Fail before the base is scored and the rows encoded, naming the setting."""
-        if self.cfg.teacher:
-            try:
-                resolve_model(self.cfg.teacher)
-            except InputError as exc:
-                raise ConfigError(f"train.teacher: {exc}") from None
+        for setting in ("teacher", "margin_teacher"):
+            name = getattr(self.cfg, setting)
+            if name:
+                try:
+                    resolve_model(name)
+                except InputError as exc:
+                    raise ConfigError(f"train.{setting}: {exc}") from None
+        if self.cfg.teacher and is_cross_encoder(self.cfg.teacher):
+            raise ConfigError(
+                f"train.teacher: {self.cfg.teacher} is a cross-encoder (a reranker), which "
+                "scores pairs rather than embedding texts; name it in train.margin_teacher "
+                "(--margin-teacher, with --hard-negatives 1) and keep an embedding model or "
+                "none as the teacher"
+            )
 
     def claim_folders(self) -> None:
         """Refuse, before any work, to replace a folder that embedtune did not write."""
@@ -430,6 +439,7 @@ class FineTuning:
             + (f" x {self.world} processes" if self.world > 1 else "")
             + f", {cfg.loss}"
             + (f", teacher {cfg.teacher}" if cfg.teacher else "")
+            + (f", margins of {cfg.margin_teacher}" if cfg.margin_teacher else "")
             + (f", {cfg.hard_negatives} hard negative(s)" if cfg.hard_negatives else "")
             + (", bf16" if cfg.bf16 == "on" else "")
             + (
@@ -502,7 +512,8 @@ class FineTuning:
             bf16=cfg.bf16 == "on",
             attention_dropout=cfg.attention_dropout,
             teacher=rows.teacher or None,
-            distill_weight=cfg.distill_weight if cfg.teacher else None,
+            margin_teacher=rows.margin_teacher or None,
+            distill_weight=cfg.distill_weight if cfg.teacher or cfg.margin_teacher else None,
             distill_over=cfg.distill_over if cfg.teacher and cfg.distill_over != "batch" else None,
             loss_directions=cfg.loss_directions if cfg.loss_directions != "query_to_doc" else None,
             hardness_strength=cfg.hardness_strength or None,
