@@ -192,6 +192,24 @@ def test_rerun_with_same_inputs_is_skipped(trained):
     assert again.final == trained[1].final
 
 
+class _Later(TrainConfig):
+    """TrainConfig as a later embedtune might have it: a new setting, off by default."""
+
+    future_setting: str | None = None
+
+
+def test_a_setting_added_later_and_left_off_does_not_train_a_finished_run_again(trained):
+    from embedtune.artifacts import stage_key
+
+    run, first = trained
+    later = PipelineConfig(model="all-MiniLM-L6-v2", train=_Later(**SETTINGS))
+    again = run_train(later, run)
+    assert again.skipped is True and again.final == first.final
+    # set, the new setting is part of the key: the stage would run again
+    on = _Later(**SETTINGS, future_setting="on")
+    assert stage_key("train", config=on) != stage_key("train", config=_Later(**SETTINGS))
+
+
 def test_a_saved_summary_this_version_cannot_read_stops_with_what_to_do(trained):
     """metrics.json without a field this version needs (an older embedtune's, or damaged):
     the rerun names the file and the way on, and neither trains again nor touches the model."""

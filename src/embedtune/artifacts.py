@@ -95,21 +95,26 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def _plain(obj: Any) -> Any:
+def _plain(obj: Any, *, unset: bool = True) -> Any:
+    """``obj`` as JSON values; without ``unset``, settings left None are left out."""
     if isinstance(obj, BaseModel):
-        return obj.model_dump(mode="json")
+        return obj.model_dump(mode="json", exclude_none=not unset)
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): _plain(v, unset=unset) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
+        return [_plain(v, unset=unset) for v in obj]
     return obj
 
 
 def stage_key(stage: str, **parts: Any) -> str:
-    """A stable hash of a stage name and the JSON form of everything it depends on."""
-    blob = json.dumps(_plain(parts), sort_keys=True, ensure_ascii=False, default=str)
+    """A stable hash of a stage name and the JSON form of everything it depends on.
+
+    Settings that are None (off or unset) are left out of a configuration's form, so a setting
+    that a later embedtune adds, off by default, leaves the key of a finished stage as it was:
+    upgrading does not redo an hour of training that the new setting would not change."""
+    blob = json.dumps(_plain(parts, unset=False), sort_keys=True, ensure_ascii=False, default=str)
     return content_hash(stage, blob, length=24)
 
 
