@@ -241,6 +241,29 @@ class _Crash(TrainerCallback):
             raise KeyboardInterrupt("simulated kill")
 
 
+def test_own_files_resume_after_a_kill_and_a_finished_training_starts_over(trained, tmp_path):
+    from embedtune.train import train_on_files
+
+    ref_run, ref = trained
+    train, val = make_sets()
+    train.to_json(tmp_path / "train.json")
+    val.to_json(tmp_path / "val.json")
+    files = (tmp_path / "train.json", tmp_path / "val.json", tmp_path / "model")
+    with pytest.raises(KeyboardInterrupt):
+        train_on_files(_cfg(), *files, callbacks=[_Crash(5)])
+    said: list[str] = []
+    resumed = train_on_files(_cfg(), *files, echo=said.append)  # the same command, no --resume
+    assert resumed.resumed_from is not None and resumed.resumed_from.endswith("checkpoint-4")
+    assert any("stopped on the way: resuming" in line for line in said)
+    assert resumed.steps == ref.steps
+    mine, theirs = _weights(tmp_path / "model"), _weights(ref_run / "model")
+    assert max(float((mine[k] - theirs[k]).abs().max()) for k in theirs) < 1e-4
+    assert train_on_files(_cfg(), *files).resumed_from is None  # finished: trains from the start
+    with pytest.raises(KeyboardInterrupt):
+        train_on_files(_cfg(), *files, callbacks=[_Crash(5)])
+    assert train_on_files(_cfg(), *files, fresh=True).resumed_from is None  # --fresh
+
+
 def test_a_rerun_after_a_kill_resumes_and_ends_where_an_uninterrupted_run_does(trained, tmp_path):
     ref_run, ref = trained
     run = _run_dir(tmp_path / "run")

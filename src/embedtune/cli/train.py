@@ -303,16 +303,17 @@ def train(
         bool,
         typer.Option(
             "--resume",
-            help="Continue from the last checkpoint (with --run, a rerun with the same data and "
-            "settings does so by itself; --resume fails where they changed).",
+            help="Continue from the last checkpoint (a rerun with the same data and settings "
+            "does so by itself after a stop; --resume fails where they changed).",
         ),
     ] = False,
     fresh: Annotated[
         bool,
         typer.Option(
             "--fresh",
-            help="Train again even when RUN/model is up to date; earlier checkpoints are "
-            "discarded, and the old model stays until the new one replaces it.",
+            help="Train again from the start even when RUN/model is up to date or a training "
+            "stopped on the way; earlier checkpoints are discarded, and the old model stays "
+            "until the new one replaces it.",
         ),
     ] = False,
     device: Device = None,
@@ -330,8 +331,7 @@ def train(
     """
     from embedtune.layout import RunLayout
     from embedtune.runlock import lock_run
-    from embedtune.train import finetune, run_train
-    from embedtune.train.data import load_sets
+    from embedtune.train import run_train, train_on_files
 
     if run is None and train_data is None:
         raise ConfigError("give --run DIR, or --train-data PATH with --output DIR")
@@ -384,26 +384,18 @@ def train(
                 raise ConfigError("--train-data needs --output DIR (or --run DIR)")
             output = RunLayout(run).model_dir
         work = RunLayout(run).train.root if run is not None else None  # None: <output>.train
-        tr, va = load_sets(train_data, val_data)
-        extra = None
-        if rejects_data is not None:
-            from embedtune.dataset import load_dataset_path
-
-            extra = load_dataset_path(rejects_data)
-            extra.metadata["source"] = str(rejects_data)
         # Into a run directory: hold it, as the train stage does (another process may write it).
         with lock_run(run, "train") if run is not None else nullcontext():
-            summary = finetune(
-                cfg.model,
-                tr,
-                va,
-                cfg.train,
+            summary = train_on_files(
+                cfg,
+                train_data,
+                val_data,
                 output,
-                resume=resume,
+                rejects_path=rejects_data,
                 work_dir=work,
+                fresh=fresh,
+                resume=resume,
                 echo=echo,
-                rejects=extra,
-                val_batch_size=cfg.evaluate.batch_size,
             )
     if rank0:
         _print_summary(summary)

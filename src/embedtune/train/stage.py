@@ -3,11 +3,13 @@
 Skipped when ``RUN/train/manifest.json`` holds the same inputs and settings; a training that
 stopped on the way (a kill, a crash, a full disk) continues from its last checkpoint in
 ``RUN/train/checkpoints`` when it is run again with the same inputs and settings (``resume``
-insists on it); ``fresh`` trains again.
+insists on it); ``fresh`` trains again. :func:`train_on_files` does the same for one's own
+files (``embedtune train --train-data``), with its checkpoints in ``<output>.train``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,8 @@ from embedtune.artifacts import (
 from embedtune.config import PipelineConfig, Resolved
 from embedtune.dataset import QADataset, load_dataset_path
 from embedtune.errors import InputError, TrainingError
-from embedtune.layout import RunLayout
+from embedtune.layout import RunLayout, TrainDir
+from embedtune.ownership import check_replaceable
 from embedtune.recipe import describe, settle
 from embedtune.records import content_hash, read_json, write_json_atomic
 from embedtune.runlock import holds_run
@@ -30,7 +33,9 @@ from embedtune.train.data import load_sets
 from embedtune.train.summary import TrainSummary
 from embedtune.train.trainer import finetune, last_saved_checkpoint, world
 
-__all__ = ["run_train"]
+__all__ = ["run_train", "train_on_files"]
+
+logger = logging.getLogger(__name__)
 
 
 @holds_run("train")
@@ -69,8 +74,8 @@ def run_train(
             return done
         # The same training stopped on the way (embedtune run again after a crash): go on from
         # its last checkpoint rather than discard it, as generate goes on from its cache.
-        resume = resume or _interrupted(run, key)
-    _start(run, key, resume)
+        resume = resume or _interrupted(run.train, key)
+    _start(run.train, key, resume)
 
     train, val = load_sets(train_path, val_path if val_path.is_file() else None)
     summary = finetune(
@@ -143,29 +148,90 @@ def _done(run: RunLayout, key: str) -> TrainSummary | None:
         ) from None
 
 
-def _interrupted(run: RunLayout, key: str) -> bool:
+def _interrupted(work: TrainDir, key: str) -> bool:
     """A training with this key started and saved a checkpoint, and never finished."""
-    started = read_json(run.train.started)
+    started = read_json(work.started)
     return (
         isinstance(started, dict)
         and started.get("key") == key
-        and last_saved_checkpoint(run.train.checkpoints)[0] is not None
+        and not is_current(work.root, key)
+        and last_saved_checkpoint(work.checkpoints)[0] is not None
     )
 
 
-def _start(run: RunLayout, key: str, resume: bool) -> None:
+def _start(work: TrainDir, key: str, resume: bool) -> None:
     """Check that ``--resume`` continues the same training, and mark which one this is."""
-    started = read_json(run.train.started)
+    started = read_json(work.started)
     if resume and isinstance(started, dict) and started.get("key") != key:
         raise TrainingError(
-            f"the checkpoints in {run.train.checkpoints} were made with other data or settings; "
+            f"the checkpoints in {work.checkpoints} were made with other data or settings; "
             "run again with --fresh to start over"
         )
-    manifest = read_manifest(run.train.root)
+    manifest = read_manifest(work.root)
     if manifest and manifest.get("key") != key:
-        run.train.manifest.unlink(missing_ok=True)
+        work.manifest.unlink(missing_ok=True)
     if world()[1] == 0:
-        write_json_atomic(run.train.started, {"key": key})
+        write_json_atomic(work.started, {"key": key})
+
+
+def train_on_files(
+    cfg: PipelineConfig,
+    train_path: Path,
+    val_path: Path | None,
+    output: Path,
+    *,
+    rejects_path: Path | None = None,
+    work_dir: Path | None = None,
+    fresh: bool = False,
+    resume: bool = False,
+    echo: Callable[[str], None] | None = None,
+    callbacks: list[Any] | None = None,
+) -> TrainSummary:
+    """``embedtune train --train-data``: train ``cfg.model`` on one's own files into ``output``.
+
+    A training that stopped on the way continues from its last checkpoint in ``work_dir``
+    (default ``<output>.train``) when it is run again with the same files and settings, as a
+    run's train stage does (``fresh``: from the start); a finished one trains again from the
+    start."""
+    work = TrainDir(Path(work_dir) if work_dir else output.with_name(output.name + ".train"))
+    train, val = load_sets(train_path, val_path)  # each file named where it does not read
+    rejects = None
+    if rejects_path is not None:
+        rejects = load_dataset_path(rejects_path)
+        rejects.metadata["source"] = str(rejects_path)
+    key = stage_key(
+        "train-files",
+        model=cfg.model,
+        config=cfg.train,
+        train=_file_hash(train_path),
+        val=_file_hash(val_path) if val_path is not None else None,
+        rejects=_file_hash(rejects_path) if rejects_path is not None else None,
+    )
+    # both refused before started.json goes in, as training would refuse them
+    check_replaceable(output, "the output folder")
+    check_replaceable(work.root, "the training work folder")
+    if not (resume or fresh) and _interrupted(work, key):
+        resume = True
+        (echo or logger.info)(
+            f"a training of these files stopped on the way: resuming from {work.checkpoints}"
+        )
+    _start(work, key, resume)
+    summary = finetune(
+        cfg.model,
+        train,
+        val,
+        cfg.train,
+        output,
+        resume=resume,
+        work_dir=work.root,
+        callbacks=callbacks,
+        echo=echo,
+        rejects=rejects,
+        val_batch_size=cfg.evaluate.batch_size,
+    )
+    if world()[1] == 0:
+        write_manifest(work.root, key, {"beats_base": summary.beats_base})
+    return summary
 
 
 def _file_hash(path: Path) -> str:
