@@ -328,6 +328,24 @@ def test_run_evaluate_scores_base_and_fine_tuned_and_skips_when_current(
     assert split.skipped is False and split.datasets["val"].n_corpus == len(CORPUS)
 
 
+def test_evaluation_questions_the_run_trained_on_are_warned_of(minilm, minilm_path, tmp_path):
+    run = _make_run(tmp_path, minilm)
+    mine = QADataset.from_json(run / "data" / "train.json")  # "my questions" = training ones
+    mine.to_json(tmp_path / "mine.json")
+    clean = small_dataset()
+    clean.to_json(tmp_path / "clean.json")
+    cfg = PipelineConfig(model=minilm_path, evaluate=_cfg())
+    cfg.evaluate.data = [str(tmp_path / "mine.json"), str(tmp_path / "clean.json")]
+    said: list[str] = []
+    summary = run_evaluate(cfg, run, progress=said.append)
+    assert len(summary.warnings) == 1
+    assert summary.warnings[0].startswith(
+        f"1 of the 1 evaluation questions in {tmp_path / 'mine.json'} are training questions too"
+    )
+    assert f"warning: {summary.warnings[0]}" in said
+    assert run_evaluate(cfg, run).warnings == summary.warnings  # kept when skipped
+
+
 def test_run_evaluate_without_generated_data_says_what_to_run(tmp_path):
     with pytest.raises(InputError, match="embedtune generate --run"):
         run_evaluate(PipelineConfig(), tmp_path / "empty-run")

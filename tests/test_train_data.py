@@ -172,8 +172,9 @@ def make_sets(
 # ---------------------------------------------------------------------- tests of train/data.py
 import pytest  # noqa: E402
 
+from embedtune.dataset import leaked_questions  # noqa: E402
 from embedtune.errors import InputError, TrainingError  # noqa: E402
-from embedtune.train.data import leaked_questions, merged_corpus, pairs_dataset  # noqa: E402
+from embedtune.train.data import merged_corpus, pairs_dataset  # noqa: E402
 from embedtune.train.negatives import mine_hard_negatives  # noqa: E402
 
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from embedtune.errors import InputError
 from embedtune.records import read_jsonl, write_json_atomic, write_jsonl
 
-__all__ = ["QADataset", "load_dataset_path"]
+__all__ = ["QADataset", "load_dataset_path", "leaked_questions"]
 
 
 class QADataset(BaseModel):
@@ -275,4 +275,30 @@ def load_dataset_path(path: str | Path, split: str | None = None) -> QADataset:
     raise InputError(
         f"{path} not found: pass a llama-index EmbeddingQAFinetuneDataset JSON file or a BEIR "
         "folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)"
+    )
+
+
+#: The share of validation questions also asked in training above which a run is warned.
+LEAK_SHARE = 0.05
+
+
+def leaked_questions(train: QADataset, val: QADataset, role: str = "validation") -> str | None:
+    """A warning where more than :data:`LEAK_SHARE` of the ``role`` questions (validation, or
+    evaluation) are training questions too (the same text, case and spacing aside): the same
+    file given twice, or splits that overlap. Scores on them flatter the fine-tuned model and,
+    for validation, sway the verdict."""
+
+    def plain(question: str) -> str:
+        return " ".join(str(question).lower().split())
+
+    asked = {plain(q) for q in train.queries.values()}
+    shared = [q for q in val.queries.values() if plain(q) in asked]
+    if not val.queries or len(shared) <= LEAK_SHARE * len(val.queries):
+        return None
+    where = val.metadata.get("source", f"the {role} data")
+    harm = "and sway the verdict; validate" if role == "validation" else "; evaluate"
+    return (
+        f"{len(shared)} of the {len(val.queries)} {role} questions in {where} are training "
+        f"questions too (e.g. {shared[0][:80]!r}): their scores flatter the fine-tuned model "
+        f"{harm} on questions about documents not trained on"
     )

@@ -188,5 +188,7 @@ def _print_run_summary(out: Any, summary: EvaluateSummary) -> None:
         for label, b in row.baselines.items():
             rows.append((name, label, b.score, b))
     print_rows(rows, "base", out, base_source=summary.base_model)
+    for warning in summary.warnings:
+        out.print(f"warning: {warning}", markup=False)
     state = "current, not re-evaluated" if summary.skipped else "wrote"
     out.print(f"{state}: {summary.output}/report.html")

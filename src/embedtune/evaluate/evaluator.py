@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,7 +36,7 @@ import numpy as np
 
 from embedtune.artifacts import is_current, read_manifest, stage_key, write_manifest
 from embedtune.config import EvaluateConfig, PipelineConfig
-from embedtune.dataset import QADataset, load_dataset_path
+from embedtune.dataset import QADataset, leaked_questions, load_dataset_path
 from embedtune.embeddings import (
     EmbeddingCache,
     Role,
@@ -73,6 +74,8 @@ __all__ = [
     "recommend_base",
     "run_verdict",
 ]
+
+logger = logging.getLogger(__name__)
 
 _SIMILARITIES = {"cosine", "dot", "euclidean", "manhattan"}
 
@@ -522,7 +525,11 @@ def run_evaluate(
             return saved
 
     datasets = {name: load_dataset_path(p) for name, p in data_paths.items()}
-    extra = {"val": QADataset.from_json(train_path).corpus} if train_path.is_file() else {}
+    train = QADataset.from_json(train_path) if train_path.is_file() else None
+    extra = {"val": train.corpus} if train is not None else {}
+    warnings = _trained_questions(train, datasets, data_paths)
+    for warning in warnings:
+        (progress or logger.warning)(f"warning: {warning}")
     result = evaluate_models(
         specs,
         datasets,
@@ -535,8 +542,26 @@ def run_evaluate(
         else None,
     )
     summary = _run_summary(result, cfg.model)
+    summary.warnings = warnings
     write_manifest(run.eval_dir, key, {"summary": summary.to_json()})
     return summary
+
+
+def _trained_questions(
+    train: QADataset | None, datasets: dict[str, QADataset], paths: dict[str, Path]
+) -> list[str]:
+    """A warning for each of the user's evaluation sets whose questions the run trained on."""
+    if train is None:
+        return []
+    warnings = []
+    for name, ds in datasets.items():
+        if name in ("val", "val-headings"):  # the run's own, split from training by document
+            continue
+        ds.metadata.setdefault("source", str(paths[name]))
+        leak = leaked_questions(train, ds, role="evaluation")
+        if leak:
+            warnings.append(leak)
+    return warnings
 
 
 def _training_curves(run: RunLayout) -> TrainingCurves | None:

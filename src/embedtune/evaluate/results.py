@@ -260,3 +260,4 @@ class EvaluateSummary(StageResult):
     judged_on: list[str]
     output: str
     base_model: str | None = None
+    warnings: list[str] = []  # e.g. evaluation questions the fine-tuned model trained on

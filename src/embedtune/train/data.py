@@ -52,30 +52,6 @@ def check_dataset(ds: QADataset, source: str) -> None:
         )
 
 
-#: The share of validation questions also asked in training above which a run is warned.
-LEAK_SHARE = 0.05
-
-
-def leaked_questions(train: QADataset, val: QADataset) -> str | None:
-    """A warning where more than :data:`LEAK_SHARE` of the validation questions are training
-    questions too (the same text, case and spacing aside): the same file given twice, or
-    splits that overlap. Scores on them flatter the fine-tuned model and sway the verdict."""
-
-    def plain(question: str) -> str:
-        return " ".join(str(question).lower().split())
-
-    asked = {plain(q) for q in train.queries.values()}
-    shared = [q for q in val.queries.values() if plain(q) in asked]
-    if not val.queries or len(shared) <= LEAK_SHARE * len(val.queries):
-        return None
-    where = val.metadata.get("source", "the validation data")
-    return (
-        f"{len(shared)} of the {len(val.queries)} validation questions in {where} are training "
-        f"questions too (e.g. {shared[0][:80]!r}): their scores flatter the fine-tuned model "
-        "and sway the verdict; validate on questions about documents not trained on"
-    )
-
-
 def pair_rows(ds: QADataset) -> list[tuple[str, str]]:
     """Unique (query text, relevant chunk text) pairs, in the dataset's order."""
     seen: set[tuple[str, str]] = set()

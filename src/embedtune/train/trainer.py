@@ -46,7 +46,7 @@ import torch
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
 
 from embedtune.config import TrainConfig
-from embedtune.dataset import QADataset
+from embedtune.dataset import QADataset, leaked_questions
 from embedtune.errors import ConfigError, InputError, TrainingError
 from embedtune.layout import TrainDir
 from embedtune.models import is_cross_encoder, resolve_model
@@ -55,7 +55,7 @@ from embedtune.recipe import describe, resolve_train
 from embedtune.records import read_json, write_json_atomic
 from embedtune.train.arguments import Schedule, schedule, training_arguments
 from embedtune.train.card import write_model_card
-from embedtune.train.data import check_dataset, leaked_questions
+from embedtune.train.data import check_dataset
 from embedtune.train.lora import add_lora, lora_trainer_class, merge_lora
 from embedtune.train.losses import build_loss
 from embedtune.train.merge import base_snapshot, merge_base
