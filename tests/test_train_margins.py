@@ -167,3 +167,19 @@ def test_a_cross_encoder_named_as_the_teacher_is_pointed_to_margin_teacher(
     run = _run_dir(tmp_path / "run")
     with pytest.raises(ConfigError, match=r"is a cross-encoder .* train\.margin_teacher"):
         run_train(_cfg(teacher=tiny_cross_encoder), run)
+
+
+def test_a_hub_teacher_that_cannot_load_offline_is_named_before_any_work(tmp_path, monkeypatch):
+    """Without a network and not in the hub's cache: said at once, not after the round trip
+    and the mining (minutes on a real corpus)."""
+    from embedtune import models
+
+    monkeypatch.setattr(models, "hub_reachable", lambda: False)
+    run = _run_dir(tmp_path / "run")
+    with pytest.raises(ConfigError) as caught:
+        run_train(_cfg(hard_negatives=1, margin_teacher="someone/not-cached-reranker"), run)
+    assert str(caught.value).startswith(
+        "train.margin_teacher: could not load model 'someone/not-cached-reranker': it is not a "
+        "local folder, the Hugging Face hub cannot be reached (no network)"
+    )
+    assert not (run / "train" / "base_metrics.json").exists()

@@ -393,7 +393,7 @@ class TrainConfig(_Section):
             if self.hard_negatives < 1:
                 raise ValueError(
                     "margin_teacher scores each pair's chunk against its mined hard negatives: "
-                    "set hard_negatives to 1 or more (GPL mines one per question)"
+                    "set hard_negatives to 1 or more (--hard-negatives 1; GPL mines one per question)"
                 )
             if self.loss == "cached_mnrl" or self.false_negative_margin is not None:
                 raise ValueError(

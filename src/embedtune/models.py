@@ -40,6 +40,7 @@ __all__ = [
     "load_model",
     "is_cross_encoder",
     "load_cross_encoder",
+    "check_available",
     "load_tokenizer",
     "model_max_seq_length",
     "ModelWindow",
@@ -340,6 +341,23 @@ def load_model(name: str, *, dtype: str = "float32", **kwargs: Any) -> SentenceT
             "sentence-transformers or transformers model (a copy or download cut short leaves "
             "one incomplete: copy or save it again)"
         ) from exc
+
+
+def check_available(name: str, what: str = "model") -> None:
+    """Raise :class:`InputError` at once where ``name`` cannot load: a path that does not
+    exist, or a hub id while the hub cannot be reached and its cache does not hold it (which
+    would otherwise fail only when the model is loaded, after the work before it)."""
+    path = resolve_model(name)
+    if os.path.isdir(path) or hub_reachable():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(path, "config.json")
+    except Exception:  # not a repo id at all
+        cached = None
+    if not isinstance(cached, str):
+        raise _not_loaded(what, name, OSError("not cached"))
 
 
 def is_cross_encoder(name: str) -> bool:

@@ -161,6 +161,13 @@ def _interrupted(work: TrainDir, key: str) -> bool:
 
 def _start(work: TrainDir, key: str, resume: bool) -> None:
     """Check that ``--resume`` continues the same training, and mark which one this is."""
+    _check_start(work, key, resume)
+    if world()[1] == 0:
+        write_json_atomic(work.started, {"key": key})
+
+
+def _check_start(work: TrainDir, key: str, resume: bool) -> None:
+    """Refuse ``--resume`` of another training; forget a finished one of other inputs."""
     started = read_json(work.started)
     if resume and isinstance(started, dict) and started.get("key") != key:
         raise TrainingError(
@@ -170,8 +177,6 @@ def _start(work: TrainDir, key: str, resume: bool) -> None:
     manifest = read_manifest(work.root)
     if manifest and manifest.get("key") != key:
         work.manifest.unlink(missing_ok=True)
-    if world()[1] == 0:
-        write_json_atomic(work.started, {"key": key})
 
 
 def train_on_files(
@@ -207,15 +212,13 @@ def train_on_files(
         val=_file_hash(val_path) if val_path is not None else None,
         rejects=_file_hash(rejects_path) if rejects_path is not None else None,
     )
-    # both refused before started.json goes in, as training would refuse them
-    check_replaceable(output, "the output folder")
-    check_replaceable(work.root, "the training work folder")
+    check_replaceable(work.root, "the training work folder")  # before reading what it holds
     if not (resume or fresh) and _interrupted(work, key):
         resume = True
         (echo or logger.info)(
             f"a training of these files stopped on the way: resuming from {work.checkpoints}"
         )
-    _start(work, key, resume)
+    _check_start(work, key, resume)
     summary = finetune(
         cfg.model,
         train,
@@ -223,6 +226,7 @@ def train_on_files(
         cfg.train,
         output,
         resume=resume,
+        started_key=key,  # written once the folders are claimed and the teachers found
         work_dir=work.root,
         callbacks=callbacks,
         echo=echo,

@@ -49,7 +49,7 @@ from embedtune.config import TrainConfig
 from embedtune.dataset import QADataset, leaked_questions
 from embedtune.errors import ConfigError, InputError, TrainingError
 from embedtune.layout import TrainDir
-from embedtune.models import is_cross_encoder, resolve_model
+from embedtune.models import check_available, is_cross_encoder
 from embedtune.ownership import check_replaceable, mark
 from embedtune.recipe import describe, resolve_train
 from embedtune.records import read_json, write_json_atomic
@@ -89,6 +89,7 @@ def finetune(
     rejects: QADataset | None = None,
     val_batch_size: int = 64,
     notes: list[str] | None = None,
+    started_key: str | None = None,
 ) -> TrainSummary:
     """Fine-tune ``model`` on ``train``'s (query, chunk) pairs and save the model.
 
@@ -99,7 +100,9 @@ def finetune(
     model card. With a teacher, ``rejects`` (questions the round trip dropped) train on the
     teacher's KL term only. Checkpoints and ``metrics.json`` go to ``work_dir`` (default:
     ``<output_dir>.train``). ``cfg`` is settled already (``notes`` say how) or its "auto"
-    settings are resolved here.
+    settings are resolved here. ``started_key`` (the inputs' and settings' key) is written to
+    the work folder's ``started.json`` once it is claimed, so a rerun can tell this training's
+    checkpoints from another's.
     """
     say = echo or logger.info
     if notes is None:  # a TrainConfig from a library caller, maybe with "auto" left in it
@@ -119,6 +122,7 @@ def finetune(
         notes=notes,
         say=say,
         progress_bars=echo is not None,
+        started_key=started_key,
     )
     return run(
         train, val, rejects=rejects, full_corpus=full_corpus, resume=resume, callbacks=callbacks
@@ -171,6 +175,7 @@ class FineTuning:
         notes: list[str] | None = None,
         say: Callable[[str], None] = logger.info,
         progress_bars: bool = False,
+        started_key: str | None = None,
     ) -> None:
         self.model_name = model
         self.cfg = cfg
@@ -180,6 +185,7 @@ class FineTuning:
         self.notes = list(notes or [])
         self.say = say
         self.progress_bars = progress_bars
+        self.started_key = started_key
         self.world, self.rank = world()
         self.warnings: list[str] = []
         self.mask_share: float | None = None  # share of negatives the teacher masked
@@ -228,7 +234,7 @@ class FineTuning:
             name = getattr(self.cfg, setting)
             if name:
                 try:
-                    resolve_model(name)
+                    check_available(name)
                 except InputError as exc:
                     raise ConfigError(f"train.{setting}: {exc}") from None
         if self.cfg.teacher and is_cross_encoder(self.cfg.teacher):
@@ -245,6 +251,8 @@ class FineTuning:
         check_replaceable(self.work.root, "the training work folder")
         if self.rank == 0:
             mark(self.work.root, "train")
+            if self.started_key is not None:
+                write_json_atomic(self.work.started, {"key": self.started_key})
 
     def check_data(
         self, train: QADataset, val: QADataset | None, full_corpus: dict[str, str] | None
