@@ -183,3 +183,18 @@ def test_a_hub_teacher_that_cannot_load_offline_is_named_before_any_work(tmp_pat
         "local folder, the Hugging Face hub cannot be reached (no network)"
     )
     assert not (run / "train" / "base_metrics.json").exists()
+
+
+def test_a_cross_encoders_scores_are_read_back_after_a_crash(tiny_cross_encoder, tmp_path):
+    """The scores are the slow part of a cross-encoder teacher (a forward pass per pair): a
+    rerun scores nothing twice."""
+    from embedtune.embeddings import EmbeddingCache
+
+    ce = CrossEncoder(tiny_cross_encoder, device="cpu")
+    first_cache = EmbeddingCache("test-reranker-pair-scores", root=tmp_path)
+    first = margin_labels(ce, ROWS, cross_encoder=True, cache=first_cache)
+    assert first_cache.encoded == 4  # 2 questions x (own chunk + negative)
+    again = EmbeddingCache("test-reranker-pair-scores", root=tmp_path)
+    second = margin_labels(ce, ROWS, cross_encoder=True, cache=again)
+    assert again.encoded == 0 and again.hits == 4
+    assert np.allclose(first, second, atol=1e-4)

@@ -25,6 +25,7 @@ mined negatives, as in GPL.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -61,30 +62,28 @@ def margin_labels(
     """Each row's margins ``score(anchor, positive) - score(anchor, negative_i)``.
 
     A cross-encoder scores each distinct (question, text) pair once, as raw logits; an
-    embedding model encodes each distinct text once (through ``cache`` where given) and its
-    cosine similarities are multiplied by :data:`SCALE`.
+    embedding model encodes each distinct text once and its cosine similarities are multiplied
+    by :data:`SCALE`. Through ``cache`` (the model's embedding cache; for a cross-encoder, one
+    of its scores) what it scored or encoded before is read back, e.g. after a crash.
     """
     negatives = negative_columns(data)
     if not negatives:
         raise ValueError("margin labels need mined negatives (train.hard_negatives >= 1)")
-    columns = ["positive", *negatives]
-    if cross_encoder:
-        pairs = sorted({(q, data[c][i]) for c in columns for i, q in enumerate(data["anchor"])})
-        logits = scorer.predict(
-            pairs,
-            batch_size=batch_size,
-            activation_fn=torch.nn.Identity(),
-            convert_to_numpy=True,
-            show_progress_bar=False,
+    texts = {name: list(data[name]) for name in ["anchor", "positive", *negatives]}
+    if cross_encoder:  # the columns read once: a Dataset copies a whole column on each read
+        anchors = texts["anchor"]
+        pairs = sorted(
+            {(q, texts[c][i]) for c in ["positive", *negatives] for i, q in enumerate(anchors)}
         )
-        score = dict(zip(pairs, np.asarray(logits, dtype=np.float64).reshape(-1), strict=True))
+        logits = _pair_scores(scorer, pairs, batch_size, cache, f"{progress}: pairs")
+        score = dict(zip(pairs, logits, strict=True))
         return [
-            [float(score[(q, data["positive"][i])] - score[(q, data[c][i])]) for c in negatives]
-            for i, q in enumerate(data["anchor"])
+            [float(score[(q, texts["positive"][i])] - score[(q, texts[c][i])]) for c in negatives]
+            for i, q in enumerate(anchors)
         ]
     vectors = teacher_labels(
         scorer,
-        {name: data[name] for name in ["anchor", *columns]},
+        texts,
         batch_size=batch_size,
         cache=cache,
         progress=progress,
@@ -92,6 +91,32 @@ def margin_labels(
     rows = np.asarray(vectors, dtype=np.float64)  # (rows, 1 + 1 + negatives, dim), normalised
     sims = np.einsum("rd,rcd->rc", rows[:, 0], rows[:, 1:]) * SCALE
     return (sims[:, :1] - sims[:, 1:]).tolist()
+
+
+def _pair_scores(
+    scorer: Any,
+    pairs: list[tuple[str, str]],
+    batch_size: int,
+    cache: EmbeddingCache | None,
+    progress: str,
+) -> list[float]:
+    """A cross-encoder's raw score of each pair, through ``cache``: each pair is kept there as
+    a one-number "embedding" of its JSON form."""
+    store = cache if cache is not None else EmbeddingCache(None)  # None: stores nothing
+
+    def score(keys: list[str]) -> np.ndarray:
+        logits = scorer.predict(
+            [tuple(json.loads(k)) for k in keys],
+            batch_size=batch_size,
+            activation_fn=torch.nn.Identity(),
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(logits, dtype=np.float32).reshape(-1, 1)
+
+    keys = [json.dumps([q, p], ensure_ascii=False) for q, p in pairs]
+    scores = store.get_or_encode(keys, "query", score, progress=progress, block=batch_size)
+    return scores[:, 0].astype(np.float64).tolist()
 
 
 class MarginDistillLoss(PassageRankingLoss):

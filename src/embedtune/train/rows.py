@@ -279,8 +279,14 @@ def _add_margin_labels(
     cross = is_cross_encoder(name)
     cache = None
     if cross:
-        say(f"loading the cross-encoder {name} to score each pair against its hard negatives")
-        scorer = load_cross_encoder(name, dtype="bfloat16" if cfg.bf16 == "on" else "float32")
+        say(
+            f"loading the cross-encoder {name} to score each pair against its hard negatives "
+            "(pairs it scored before are read from its score cache)"
+        )
+        dtype = "bfloat16" if cfg.bf16 == "on" else "float32"
+        scorer = load_cross_encoder(name, dtype=dtype)
+        fingerprint = model_fingerprint(name, dtype=dtype)
+        cache = EmbeddingCache(fingerprint + "-pair-scores") if fingerprint else None
     elif teacher is not None and same_model(name, teacher.name):
         scorer, cache = teacher.model, teacher.cache
     else:
