@@ -198,3 +198,17 @@ def test_a_cross_encoders_scores_are_read_back_after_a_crash(tiny_cross_encoder,
     second = margin_labels(ce, ROWS, cross_encoder=True, cache=again)
     assert again.encoded == 0 and again.hits == 4
     assert np.allclose(first, second, atol=1e-4)
+
+
+def test_a_teacher_folder_with_a_broken_json_file_is_named_before_any_work(tmp_path):
+    broken = tmp_path / "reranker"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"architectures": [', encoding="utf-8")
+    run = _run_dir(tmp_path / "run")
+    with pytest.raises(ConfigError) as caught:
+        run_train(_cfg(teacher=str(broken)), run)
+    assert str(caught.value).startswith(
+        f"train.teacher: could not load the model in {broken}: {broken / 'config.json'} is not "
+        "valid JSON"
+    )
+    assert not (run / "train" / "base_metrics.json").exists()

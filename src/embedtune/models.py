@@ -336,19 +336,29 @@ def load_model(name: str, *, dtype: str = "float32", **kwargs: Any) -> SentenceT
         # the folder, and the file where it is a JSON one, rather than show a traceback.
         first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""
         why = _unreadable_json(Path(path)) or f"{type(exc).__name__}: {first}"
-        raise InputError(
-            f"could not load the model in {path}: {why}. Check that the folder holds a whole "
-            "sentence-transformers or transformers model (a copy or download cut short leaves "
-            "one incomplete: copy or save it again)"
-        ) from exc
+        raise _damaged(path, why) from exc
+
+
+def _damaged(path: str, why: str) -> InputError:
+    return InputError(
+        f"could not load the model in {path}: {why}. Check that the folder holds a whole "
+        "sentence-transformers or transformers model (a copy or download cut short leaves "
+        "one incomplete: copy or save it again)"
+    )
 
 
 def check_available(name: str, what: str = "model") -> None:
     """Raise :class:`InputError` at once where ``name`` cannot load: a path that does not
-    exist, or a hub id while the hub cannot be reached and its cache does not hold it (which
-    would otherwise fail only when the model is loaded, after the work before it)."""
+    exist, a folder with a JSON file that does not read, or a hub id while the hub cannot be
+    reached and its cache does not hold it (each would otherwise fail only when the model is
+    loaded, after the work before it)."""
     path = resolve_model(name)
-    if os.path.isdir(path) or hub_reachable():
+    if os.path.isdir(path):
+        why = _unreadable_json(Path(path))
+        if why:
+            raise _damaged(path, why)
+        return
+    if hub_reachable():
         return
     from huggingface_hub import try_to_load_from_cache
 
