@@ -210,6 +210,25 @@ def test_a_setting_added_later_and_left_off_does_not_train_a_finished_run_again(
     assert stage_key("train", config=on) != stage_key("train", config=_Later(**SETTINGS))
 
 
+def test_a_run_the_previous_version_finished_is_not_trained_again(trained):
+    """Session 27's embedtune keyed a stage with every setting, None included, and without the
+    settings added since: its finished runs are adopted, not trained again after the upgrade."""
+    from embedtune.artifacts import stage_key
+    from embedtune.layout import RunLayout
+    from embedtune.recipe import settle
+    from embedtune.train.stage import _checked_once, _key_parts
+
+    run, first = trained
+    manifest = run / "train" / "manifest.json"
+    saved = json.loads(manifest.read_text(encoding="utf-8"))
+    key = stage_key("train", **_key_parts(_checked_once(settle(_cfg())), RunLayout(run), False))
+    assert saved["key"] == key and key.earlier != key
+    manifest.write_text(json.dumps({**saved, "key": key.earlier}), encoding="utf-8")
+    again = run_train(_cfg(), run)
+    assert again.skipped is True and again.final == first.final
+    assert json.loads(manifest.read_text(encoding="utf-8"))["key"] == saved["key"]
+
+
 def test_a_saved_summary_this_version_cannot_read_stops_with_what_to_do(trained):
     """metrics.json without a field this version needs (an older embedtune's, or damaged):
     the rerun names the file and the way on, and neither trains again nor touches the model."""

@@ -25,7 +25,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from embedtune.errors import InputError
-from embedtune.records import content_hash, write_json_atomic
+from embedtune.records import content_hash, read_json, write_json_atomic
 
 log = logging.getLogger("embedtune")
 
@@ -33,6 +33,8 @@ __all__ = [
     "StageResult",
     "UnreadableSummary",
     "stage_key",
+    "StageKey",
+    "key_matches",
     "is_current",
     "write_manifest",
     "read_manifest",
@@ -108,14 +110,58 @@ def _plain(obj: Any, *, unset: bool = True) -> Any:
     return obj
 
 
-def stage_key(stage: str, **parts: Any) -> str:
+#: Settings added since the release whose keys held every setting, None included (session 27's):
+#: left out of that earlier form of a key, which the stages that release finished carry. Add
+#: every new setting that defaults to None here, or those runs redo the stages it feeds.
+ADDED_SINCE_EARLIER_KEYS = frozenset({"margin_teacher"})
+
+
+class StageKey(str):
+    """A stage's key; ``earlier`` is the key session 27's embedtune gave the same inputs and
+    settings (every setting, None included; none added since), which :func:`key_matches`
+    accepts and rewrites, so that an upgrade redoes no finished stage."""
+
+    earlier: str | None = None
+
+
+def stage_key(stage: str, **parts: Any) -> StageKey:
     """A stable hash of a stage name and the JSON form of everything it depends on.
 
     Settings that are None (off or unset) are left out of a configuration's form, so a setting
     that a later embedtune adds, off by default, leaves the key of a finished stage as it was:
     upgrading does not redo an hour of training that the new setting would not change."""
     blob = json.dumps(_plain(parts, unset=False), sort_keys=True, ensure_ascii=False, default=str)
-    return content_hash(stage, blob, length=24)
+    key = StageKey(content_hash(stage, blob, length=24))
+    earlier = json.dumps(_earlier(_plain(parts)), sort_keys=True, ensure_ascii=False, default=str)
+    key.earlier = content_hash(stage, earlier, length=24)
+    return key
+
+
+def _earlier(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {
+            k: _earlier(v)
+            for k, v in obj.items()
+            if not (k in ADDED_SINCE_EARLIER_KEYS and v is None)
+        }
+    if isinstance(obj, list):
+        return [_earlier(v) for v in obj]
+    return obj
+
+
+def key_matches(path: str | Path, key: str) -> bool:
+    """Whether the JSON file ``path`` (a manifest, or a training's started.json) holds ``key``;
+    where it holds the key's earlier form, it is rewritten to hold ``key``."""
+    saved = read_json(path)
+    if not isinstance(saved, dict):
+        return False
+    if saved.get("key") == key:
+        return True
+    earlier = getattr(key, "earlier", None)
+    if earlier is None or saved.get("key") != earlier:
+        return False
+    write_json_atomic(path, {**saved, "key": str(key)})
+    return True
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any] | None:
@@ -129,8 +175,13 @@ def read_manifest(folder: str | Path) -> dict[str, Any] | None:
 
 
 def is_current(folder: str | Path, key: str) -> bool:
+    """Whether ``folder``'s manifest marks the stage of ``key`` complete."""
     manifest = read_manifest(folder)
-    return bool(manifest) and manifest.get("key") == key and manifest.get("complete", False)
+    return (
+        bool(manifest)
+        and bool(manifest.get("complete", False))
+        and key_matches(Path(folder) / "manifest.json", key)
+    )
 
 
 def write_manifest(folder: str | Path, key: str, info: dict[str, Any] | None = None) -> None:

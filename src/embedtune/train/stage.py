@@ -17,6 +17,7 @@ from typing import Any
 from embedtune.artifacts import (
     UnreadableSummary,
     is_current,
+    key_matches,
     read_manifest,
     stage_key,
     write_manifest,
@@ -60,14 +61,8 @@ def run_train(
     if not train_path.is_file():
         raise InputError(f"{train_path} not found; run `embedtune generate --run {run.root}` first")
     rejects = _rejects(run, cfg)
-    key = stage_key(
-        "train",
-        model=cfg.model,
-        config=cfg.train,
-        train=_file_hash(train_path),
-        val=_file_hash(val_path) if val_path.is_file() else None,
-        rejects=_file_hash(run.rejects_file) if rejects is not None else None,
-    )
+    parts = _key_parts(cfg, run, rejects is not None)
+    key = stage_key("train", **parts)
     if not fresh:
         done = _done(run, key)
         if done is not None:
@@ -95,6 +90,18 @@ def run_train(
     if world()[1] == 0:
         write_manifest(run.train.root, key, {"beats_base": summary.beats_base})
     return summary
+
+
+def _key_parts(cfg: PipelineConfig, run: RunLayout, with_rejects: bool) -> dict[str, Any]:
+    """What a run's training depends on: the model, the settled settings and its data files."""
+    val_path = run.data_file("val")
+    return {
+        "model": cfg.model,
+        "config": cfg.train,
+        "train": _file_hash(run.data_file("train")),
+        "val": _file_hash(val_path) if val_path.is_file() else None,
+        "rejects": _file_hash(run.rejects_file) if with_rejects else None,
+    }
 
 
 def _checked_once(cfg: PipelineConfig) -> PipelineConfig:
@@ -150,10 +157,8 @@ def _done(run: RunLayout, key: str) -> TrainSummary | None:
 
 def _interrupted(work: TrainDir, key: str) -> bool:
     """A training with this key started and saved a checkpoint, and never finished."""
-    started = read_json(work.started)
     return (
-        isinstance(started, dict)
-        and started.get("key") == key
+        key_matches(work.started, key)
         and not is_current(work.root, key)
         and last_saved_checkpoint(work.checkpoints)[0] is not None
     )
@@ -169,13 +174,12 @@ def _start(work: TrainDir, key: str, resume: bool) -> None:
 def _check_start(work: TrainDir, key: str, resume: bool) -> None:
     """Refuse ``--resume`` of another training; forget a finished one of other inputs."""
     started = read_json(work.started)
-    if resume and isinstance(started, dict) and started.get("key") != key:
+    if resume and isinstance(started, dict) and not key_matches(work.started, key):
         raise TrainingError(
             f"the checkpoints in {work.checkpoints} were made with other data or settings; "
             "run again with --fresh to start over"
         )
-    manifest = read_manifest(work.root)
-    if manifest and manifest.get("key") != key:
+    if read_manifest(work.root) and not key_matches(work.manifest, key):
         work.manifest.unlink(missing_ok=True)
 
 
