@@ -81,3 +81,19 @@ def test_training_drops_no_attention_weights_but_keeps_the_models_own_config():
     assert model.transformers_model.config.attention_probs_dropout_prob == 0.1
     own = load_for_training("all-MiniLM-L6-v2", attention_dropout=None)
     assert rates(own, "BertSelfAttention") == {0.1}
+
+
+def test_a_training_below_the_base_says_why_the_runs_verdict_may_differ():
+    """`embedtune run` prints the training's verdict, then evaluate's, which may call the same
+    model better (every chunk searched, the headings asked too): the first says so."""
+    from pathlib import Path
+
+    from embedtune.train.validation import verdict
+
+    said = verdict(0.496, 0.478, Path("runs/demo/model"))
+    assert (
+        "not above the base here, where each question searches the validation chunks alone" in said
+    )
+    assert "its verdict decides which model a run gives (beats_base: false)" in said
+    assert "validation chunks alone" not in verdict(0.5, 0.4, Path("m"), own_chunks=False)
+    assert verdict(0.5, 0.6, Path("m")).endswith("(+0.100)")

@@ -576,7 +576,11 @@ class FineTuning:
                 f"during training {best[PRIMARY]:.4f} (step {best['step']})"
             )
         summary.verdict = verdict(
-            base[PRIMARY], final[PRIMARY], self.output_dir, summary.best_step if keep_best else None
+            base[PRIMARY],
+            final[PRIMARY],
+            self.output_dir,
+            summary.best_step if keep_best else None,
+            own_chunks=len(validation.corpus) == len(validation.val.corpus),
         )
 
     def save(self, trained: _Trained, summary: TrainSummary) -> None:

@@ -135,8 +135,16 @@ def holds_checkpoint(model: SentenceTransformer, checkpoint: str | None) -> bool
     return all(k in current and torch.equal(current[k].cpu(), v) for k, v in saved.items())
 
 
-def verdict(base: float, final: float, output_dir: Path, best_step: int | None = None) -> str:
-    """The sentence a user reads: NDCG@10 of the base and the weights saved, and what next::
+def verdict(
+    base: float,
+    final: float,
+    output_dir: Path,
+    best_step: int | None = None,
+    *,
+    own_chunks: bool = True,
+) -> str:
+    """The sentence a user reads: NDCG@10 of the base and the weights saved, and what next
+    (``own_chunks``: the questions searched the validation set's own chunks alone)::
 
     >>> verdict(0.70, 0.75, Path("runs/first/model"))
     'NDCG@10 on the generated validation questions: base 0.700 -> fine-tuned 0.750 (+0.050)'
@@ -149,7 +157,11 @@ def verdict(base: float, final: float, output_dir: Path, best_step: int | None =
         change += f", best at step {best_step}"
     if final > base:
         return change
+    # Said plainly, since `embedtune run` goes on to a verdict of its own that may differ:
+    # evaluate searches every chunk and asks the validation documents' headings too.
+    where = ", where each question searches the validation chunks alone" if own_chunks else ""
     return (
-        f"{change}: not above the base. The weights are saved at {output_dir}; "
-        "`embedtune evaluate` judges them on every validation set (beats_base: false)"
+        f"{change}: not above the base here{where}. The weights are saved at {output_dir}; "
+        "`embedtune evaluate` judges them against every chunk and on every validation set, and "
+        "its verdict decides which model a run gives (beats_base: false)"
     )
