@@ -189,6 +189,12 @@ def p_missing_path(env: Env) -> list[str]:
     return _prepare(env, env.inputs / "nope")
 
 
+def p_empty_path(env: Env) -> list[str]:
+    env.inputs.mkdir()
+    (env.inputs / "notes.txt").write_text("Not to be read: the path given was empty. " * 20)
+    return ["prepare", "", "--run", str(env.run)]  # "$DOCS" with DOCS unset
+
+
 def p_empty_folder(env: Env) -> list[str]:
     (env.inputs / "empty").mkdir(parents=True)
     return _prepare(env, env.inputs / "empty")
@@ -279,6 +285,9 @@ PREPARE = [
     Case("link to a folder in a folder", p_link_to_folder_in_folder, 0,
          "skipped {inputs}/docs/again: a symbolic link to the folder {inputs}/docs, which is not followed"),
     Case("missing path", p_missing_path, 2, "{inputs}/nope does not exist; check the path"),
+    Case("empty path (an unset shell variable)", p_empty_path, 2,
+         "an empty path (an unset shell variable?): give a file or folder, or '.' for the "
+         "current folder (got ['']) from PATHS"),
     Case("empty folder", p_empty_folder, 2, "no documents in {inputs}/empty: it holds no"),
     Case("folder of other file types", p_folder_of_other_types, 2,
          "no documents in {inputs}/pics: it holds no .htm, .html, .markdown, .md, .pdf"),

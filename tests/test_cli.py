@@ -214,3 +214,15 @@ def test_device_reaches_every_stage_for_the_command_and_no_further(monkeypatch, 
     bad = runner.invoke(app, ["evaluate", "--run", str(tmp_path), "--device", "gpu"])
     assert bad.exit_code == 2
     assert "Invalid value for '--device': 'gpu' is not a device; use auto, cpu" in bad.output
+
+
+def test_run_with_an_empty_docs_path_reads_nothing(tmp_path, monkeypatch):
+    """`embedtune run --docs "$DOCS"` with DOCS unset: typer would read "" as the current
+    folder (a home directory, say); the run refuses and names the flag instead."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "private.txt").write_text("Not a document for this run. " * 20)
+    result = runner.invoke(app, ["run", "--docs", "", "--run", str(tmp_path / "runs" / "x")])
+    assert result.exit_code == 2
+    assert "an empty path (an unset shell variable?)" in result.output
+    assert "from --docs" in result.output
+    assert not (tmp_path / "runs").exists()

@@ -75,6 +75,19 @@ class IngestConfig(_Section):
     """Loading documents and splitting them by document into train and validation sets."""
 
     paths: list[str] = Field(default_factory=list, description="Files or folders to read.")
+
+    @field_validator("paths")
+    @classmethod
+    def _no_empty_path(cls, value: list[str]) -> list[str]:
+        # An unset shell variable ("$DOCS") arrives as "": reading the current folder instead
+        # could mean reading a whole home directory.
+        if any(not str(p).strip() for p in value):
+            raise ValueError(
+                "an empty path (an unset shell variable?): give a file or folder, or '.' for "
+                "the current folder"
+            )
+        return value
+
     extensions: list[str] = Field(
         default_factory=lambda: [".pdf", ".txt", ".md", ".markdown", ".html", ".htm"],
         description="File types read when walking a folder.",

@@ -229,30 +229,43 @@ def console():  # noqa: ANN201 - rich is imported lazily to keep `--help` fast
     return Console(stderr=True)
 
 
-def run_config(run: Path | None, config: Path | None, overrides: dict[str, Any] | None = None):
+def run_config(
+    run: Path | None,
+    config: Path | None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    given_by: dict[str, str] | None = None,
+):
     """The config for a stage: --config, else the run's saved config.yaml, else defaults;
     then environment variables, then flags (``overrides``). An invalid value is blamed on its
-    flag, its environment variable or its file."""
+    flag, its environment variable or its file. ``given_by`` names the parameter of an override
+    named otherwise (``{"ingest.paths": "docs"}``)."""
     from embedtune.config import load_config
     from embedtune.layout import RunLayout
 
     if config is None and run is not None and RunLayout(run).config.is_file():
         config = RunLayout(run).config
-    return load_config(config, overrides=overrides, flags=flag_names(overrides or {}))
+    flags = flag_names(overrides or {}, given_by=given_by or {})
+    return load_config(config, overrides=overrides, flags=flags)
 
 
-def flag_names(overrides: dict[str, Any], prefix: str = "") -> dict[str, str]:
+def flag_names(
+    overrides: dict[str, Any], prefix: str = "", *, given_by: dict[str, str] | None = None
+) -> dict[str, str]:
     """``{"train.epochs": "--epochs"}``: each override's flag, found among the current command's
-    parameters by name (an override is named after the parameter that gives it)."""
+    parameters by name (an override is named after the parameter that gives it, or in
+    ``given_by``)."""
     ctx = click_context()
     params = {p.name: p for p in ctx.command.params} if ctx is not None else {}
+    given_by = given_by or {}
     out: dict[str, str] = {}
     for key, value in overrides.items():
         dotted = f"{prefix}{key}"
+        name = given_by.get(dotted, key)
         if isinstance(value, dict):
-            out.update(flag_names(value, dotted + "."))
-        elif key in params:
-            param = params[key]
+            out.update(flag_names(value, dotted + ".", given_by=given_by))
+        elif name in params:
+            param = params[name]
             flags = [o for o in param.opts if o.startswith("--")]
             out[dotted] = flags[0] if flags else str(param.name).upper()  # an argument
     return out

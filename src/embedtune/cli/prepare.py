@@ -82,7 +82,7 @@ def _absolute(path: Path) -> str:
 def prepare(
     run: RunDir,
     paths: Annotated[
-        list[Path] | None,
+        list[str] | None,  # str, not Path: typer would read "" (an unset variable) as "."
         typer.Argument(
             metavar="PATHS",
             help="PDF, text, Markdown or HTML files, or folders of them (recursive). Default: "
@@ -153,7 +153,7 @@ def prepare(
     overrides: dict[str, Any] = {
         "model": model,
         "ingest": {
-            "paths": [_absolute(p) for p in paths] if paths else None,
+            "paths": [_absolute(Path(p)) if p.strip() else p for p in paths] if paths else None,
             "val_ratio": val_ratio,
             "seed": seed,
         },

@@ -24,7 +24,7 @@ def run(
     ] = None,
     run_dir: RunDir = Path("runs/latest"),
     docs: Annotated[
-        list[Path] | None,
+        list[str] | None,  # str, not Path: typer would read "" (an unset variable) as "."
         typer.Option(
             "--docs",
             metavar="PATH",
@@ -87,10 +87,10 @@ def run(
 
     overrides: dict[str, Any] = {"model": model}
     if docs:
-        overrides["ingest"] = {"paths": [str(p) for p in docs]}
+        overrides["ingest"] = {"paths": list(docs)}
     if local_model:
         overrides["generate"] = {"local_model": local_model}
-    cfg = run_config(run_dir, config, overrides)
+    cfg = run_config(run_dir, config, overrides, given_by={"ingest.paths": "docs"})
     if eval_data:
         cfg.evaluate.data = list(dict.fromkeys([*cfg.evaluate.data, *map(str, eval_data)]))
     if baseline:
