@@ -323,7 +323,9 @@ class TrainConfig(_Section):
         "embedding model whose score margins between each pair's chunk and its mined hard "
         "negatives the student learns (GPL's MarginMSE, weighted distill_weight), in place of "
         "the teacher's KL term on the pairs; needs hard_negatives >= 1. The teacher, where there "
-        "is one, still checks the pairs (round trip) and teaches the rejects. None = off.",
+        "is one, still checks the pairs (round trip) and teaches the rejects. None = off (with "
+        "mpnet's margins it lost 0.043 NDCG@10 against the defaults on llama-index's 10-K pairs, "
+        "2 seeds; a cross-encoder is unmeasured: BENCHMARKS.md, Quality).",
     )
     roundtrip_top_k: int | Literal["auto"] | None = Field(
         "auto",
