@@ -472,6 +472,24 @@ def test_bad_roundtrip_model_fails_before_any_call(tmp_path):
         assert server.calls_total == 0
 
 
+def test_a_cross_encoder_as_the_round_trips_judge_fails_before_any_call(tmp_path):
+    """The round trip ranks every chunk by embedding, which a reranker does not give: said
+    before any call, naming where a reranker can teach instead."""
+    import json
+
+    run = make_run(tmp_path, n_train=2, n_val=1)
+    reranker = tmp_path / "reranker"
+    reranker.mkdir()
+    (reranker / "config.json").write_text(
+        json.dumps({"architectures": ["BertForSequenceClassification"]})
+    )
+    with FakeOpenAI() as server:
+        cfg = config(server, roundtrip_top_k=5, roundtrip_model=str(reranker))
+        with pytest.raises(ConfigError, match=r"is a cross-encoder .* train\.margin_teacher"):
+            run_generate(cfg, run)
+        assert server.calls_total == 0
+
+
 # ------------------------------------------------------------------ never lose work
 def test_killed_run_resumes_without_repeating_a_call_and_fresh_repeats(tmp_path):
     run = make_run(tmp_path, n_train=12, n_val=4)

@@ -54,7 +54,7 @@ from embedtune.generate.prompts import (
 )
 from embedtune.generate.report import DryRunReport, DryRunSplit, GenerateReport, SplitReport
 from embedtune.layout import BEIR_SPLIT, SPLITS, RunLayout
-from embedtune.models import load_model, resolve_model
+from embedtune.models import check_available, is_cross_encoder, load_model
 from embedtune.progress import bar
 from embedtune.recipe import judge_dtype, judge_length, settle
 from embedtune.records import Chunk, content_hash, read_chunks, read_json, write_json_atomic
@@ -313,9 +313,15 @@ def _plan_job(cfg: PipelineConfig, run: RunLayout, *, dry_run: bool) -> _Job:
     judge = g.roundtrip_model or cfg.model  # settled: "auto" is the teacher or the base
     if judge != cfg.model and g.roundtrip_top_k is not None:
         try:  # fail before the paid or slow calls, not after them at the filter
-            resolve_model(judge)
+            check_available(judge)
         except InputError as exc:
             raise ConfigError(f"generate.roundtrip_model: {exc}") from None
+        if is_cross_encoder(judge):
+            raise ConfigError(
+                f"generate.roundtrip_model: {judge} is a cross-encoder (a reranker); the round "
+                "trip ranks every chunk by its embedding, so name an embedding model ('auto' "
+                "takes train.teacher: give a cross-encoder as train.margin_teacher instead)"
+            )
     backend_name = resolve_backend(g)
     template = load_template(g.prompt_file, backend_name)
     chunks = _read_split_chunks(run)
