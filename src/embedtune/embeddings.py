@@ -30,6 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -55,6 +56,9 @@ _FORMAT = "v1"
 _lock = threading.Lock()
 #: Fewer texts than this time the model's loading more than its speed: no rate recorded.
 _RATE_MIN_TEXTS = 32
+#: Texts encoded between two writes to the cache: a kill during a long pass (mpnet's labels of
+#: a large corpus take many minutes on a CPU) loses at most this many, not the whole pass.
+SAVE_EVERY = 1024
 
 
 def text_key(role: Role, text: str) -> str:
@@ -280,14 +284,19 @@ class EmbeddingCache:
         fresh: dict[str, np.ndarray] = {}
         if missing:
             t0 = time.perf_counter()
-            vectors = _encode_in_blocks(list(missing.values()), encode, progress, block)
+            missing_keys = list(missing)
+
+            def save(rows: list[int], vectors: np.ndarray) -> None:
+                # as the pass goes, so that a kill keeps what was encoded before it
+                with _lock:
+                    self._append([missing_keys[i] for i in rows], vectors)
+
+            vectors = _encode_in_blocks(list(missing.values()), encode, progress, block, save)
             if vectors.ndim != 2 or vectors.shape[0] != len(missing):
                 raise ValueError(f"encoder returned shape {vectors.shape} for {len(missing)} texts")
             self._record_rate(list(missing.values()), time.perf_counter() - t0)
             self.encoded += len(missing)
             fresh = dict(zip(missing, vectors, strict=True))
-            with _lock:
-                self._append(list(missing), vectors)
         self.hits += len(texts) - len(missing)
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
@@ -325,18 +334,30 @@ def _encode_in_blocks(
     encode: Callable[[list[str]], np.ndarray],
     progress: str | None,
     block: int,
+    save: Callable[[list[int], np.ndarray], None] | None = None,
 ) -> np.ndarray:
-    if progress is None or not bars_shown() or len(texts) <= block:
-        return np.asarray(encode(texts), dtype=np.float32)
+    """``encode`` over ``texts``, longest first, ``block`` at a time under a progress bar where
+    bars show (else :data:`SAVE_EVERY` at a time); every :data:`SAVE_EVERY` texts and at the
+    end, ``save`` gets the rows encoded since (indices into ``texts``) and their vectors."""
+    shown_bars = progress is not None and bars_shown() and len(texts) > block
+    step = block if shown_bars else SAVE_EVERY
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     out: np.ndarray | None = None
-    with bar(len(texts), progress) as shown:
-        for start in range(0, len(texts), block):
-            rows = order[start : start + block]
+    unsaved: list[int] = []
+    with bar(len(texts), progress or "encoding") if shown_bars else nullcontext() as shown:
+        for start in range(0, len(texts), step):
+            rows = order[start : start + step]
             vectors = np.asarray(encode([texts[i] for i in rows]), dtype=np.float32)
+            if vectors.ndim != 2 or vectors.shape[0] != len(rows):
+                raise ValueError(f"encoder returned shape {vectors.shape} for {len(rows)} texts")
             if out is None:
                 out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
             out[rows] = vectors
-            shown.update(len(rows))
-    assert out is not None
+            unsaved += rows
+            if save is not None and (len(unsaved) >= SAVE_EVERY or start + step >= len(texts)):
+                save(unsaved, out[unsaved])
+                unsaved = []
+            if shown is not None:
+                shown.update(len(rows))
+    assert out is not None, "called with texts to encode"
     return out
