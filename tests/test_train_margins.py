@@ -212,3 +212,14 @@ def test_a_teacher_folder_with_a_broken_json_file_is_named_before_any_work(tmp_p
         "valid JSON"
     )
     assert not (run / "train" / "base_metrics.json").exists()
+
+
+def test_a_margin_teacher_alone_takes_the_teachers_settings_and_says_so():
+    from embedtune.recipe import resolve_train
+
+    cfg, why = resolve_train(
+        "all-MiniLM-L6-v2",
+        TrainConfig(teacher=None, margin_teacher="a-reranker", hard_negatives=1),
+    )
+    assert (cfg.epochs, cfg.learning_rate, cfg.merge_base) == (2.0, 5e-5, 0.0)
+    assert why["train.learning_rate"].why == "with a margin teacher, as with a teacher: 5e-5"

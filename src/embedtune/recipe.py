@@ -129,17 +129,19 @@ def resolve_train(base: str, cfg: TrainConfig) -> tuple[TrainConfig, dict[str, R
         teacher, why = resolve_teacher(base, cfg.loss)
         resolved["train.teacher"] = Resolved(given="auto", value=teacher, why=why)
     taught = bool(teacher or cfg.margin_teacher)  # a margin teacher's labels teach as well
+    # a margin teacher alone takes the teacher's settings, which were measured with mpnet's KL
+    who = "with a teacher" if teacher else "with a margin teacher, as with a teacher"
     epochs, learning_rate = cfg.epochs, cfg.learning_rate
     if epochs is None:
         epochs = 2.0 if taught else 1.0
-        why = "with a teacher: 2 epochs" if taught else "without a teacher: 1 epoch"
+        why = f"{who}: 2 epochs" if taught else "without a teacher: 1 epoch"
         resolved["train.epochs"] = Resolved(
             value=epochs,
             why=why + ("" if taught else ", as sentence-transformers trains by default"),
         )
     if learning_rate is None:
         learning_rate = 5e-5 if taught else 2e-5
-        why = "with a teacher: 5e-5" if taught else "without a teacher: 2e-5"
+        why = f"{who}: 5e-5" if taught else "without a teacher: 2e-5"
         resolved["train.learning_rate"] = Resolved(
             value=learning_rate,
             why=why + ("" if taught else ", sentence-transformers' default"),
@@ -147,7 +149,7 @@ def resolve_train(base: str, cfg: TrainConfig) -> tuple[TrainConfig, dict[str, R
     merge = cfg.merge_base
     if merge is None:
         if taught:
-            merge, why = 0.0, "with a teacher: 0, the teacher's labels are its forgetting control"
+            merge, why = 0.0, f"{who}: 0, the teacher's labels are its forgetting control"
         elif cfg.lora:
             merge, why = 0.0, "with LoRA: 0, the low-rank update is its forgetting control"
         else:
