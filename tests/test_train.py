@@ -221,7 +221,10 @@ def test_a_run_the_previous_version_finished_is_not_trained_again(trained):
     run, first = trained
     manifest = run / "train" / "manifest.json"
     saved = json.loads(manifest.read_text(encoding="utf-8"))
-    key = stage_key("train", **_key_parts(_checked_once(settle(_cfg())), RunLayout(run), False))
+    data = RunLayout(run).data_file
+    key = stage_key(
+        "train", **_key_parts(_checked_once(settle(_cfg())), data("train"), data("val"), None)
+    )
     assert saved["key"] == key and key.earlier != key
     manifest.write_text(json.dumps({**saved, "key": key.earlier}), encoding="utf-8")
     again = run_train(_cfg(), run)

@@ -291,9 +291,8 @@ class EmbeddingCache:
                 with _lock:
                     self._append([missing_keys[i] for i in rows], vectors)
 
+            # each block's shape is checked as it comes
             vectors = _encode_in_blocks(list(missing.values()), encode, progress, block, save)
-            if vectors.ndim != 2 or vectors.shape[0] != len(missing):
-                raise ValueError(f"encoder returned shape {vectors.shape} for {len(missing)} texts")
             self._record_rate(list(missing.values()), time.perf_counter() - t0)
             self.encoded += len(missing)
             fresh = dict(zip(missing, vectors, strict=True))

@@ -334,9 +334,14 @@ def load_model(name: str, *, dtype: str = "float32", **kwargs: Any) -> SentenceT
         # A local folder whose files do not read (a copy or download cut short, a file edited
         # by hand): each library raises its own kind (safetensors, tokenizers, json), so name
         # the folder, and the file where it is a JSON one, rather than show a traceback.
-        first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""
-        why = _unreadable_json(Path(path)) or f"{type(exc).__name__}: {first}"
-        raise _damaged(path, why) from exc
+        raise _damaged(path, _why(path, exc)) from exc
+
+
+def _why(folder: str, exc: Exception) -> str:
+    """Why a model folder did not load: its JSON file that does not read, else the error's
+    first line."""
+    first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""
+    return _unreadable_json(Path(folder)) or f"{type(exc).__name__}: {first}"
 
 
 def _damaged(path: str, why: str) -> InputError:
@@ -424,13 +429,9 @@ def load_cross_encoder(name: str, *, dtype: str = "float32") -> Any:
             raise
         if not os.path.isdir(path) and isinstance(exc, OSError):
             raise _not_loaded("cross-encoder", name, exc) from None
-        first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""
-        why = (_unreadable_json(Path(path)) if os.path.isdir(path) else None) or (
-            f"{type(exc).__name__}: {first}"
-        )
         raise InputError(
-            f"could not load the cross-encoder {name!r}: {why}. Give a cross-encoder (reranker) "
-            "as a hub id or a folder that holds a whole one"
+            f"could not load the cross-encoder {name!r}: {_why(path, exc)}. Give a cross-encoder "
+            "(reranker) as a hub id or a folder that holds a whole one"
         ) from None
 
 

@@ -61,8 +61,15 @@ def run_train(
     if not train_path.is_file():
         raise InputError(f"{train_path} not found; run `embedtune generate --run {run.root}` first")
     rejects = _rejects(run, cfg)
-    parts = _key_parts(cfg, run, rejects is not None)
-    key = stage_key("train", **parts)
+    key = stage_key(
+        "train",
+        **_key_parts(
+            cfg,
+            train_path,
+            val_path if val_path.is_file() else None,
+            run.rejects_file if rejects is not None else None,
+        ),
+    )
     if not fresh:
         done = _done(run, key)
         if done is not None:
@@ -92,15 +99,16 @@ def run_train(
     return summary
 
 
-def _key_parts(cfg: PipelineConfig, run: RunLayout, with_rejects: bool) -> dict[str, Any]:
-    """What a run's training depends on: the model, the settled settings and its data files."""
-    val_path = run.data_file("val")
+def _key_parts(
+    cfg: PipelineConfig, train: Path, val: Path | None, rejects: Path | None
+) -> dict[str, Any]:
+    """What a training depends on: the model, the settings and its data files' contents."""
     return {
         "model": cfg.model,
         "config": cfg.train,
-        "train": _file_hash(run.data_file("train")),
-        "val": _file_hash(val_path) if val_path.is_file() else None,
-        "rejects": _file_hash(run.rejects_file) if with_rejects else None,
+        "train": _file_hash(train),
+        "val": _file_hash(val) if val is not None else None,
+        "rejects": _file_hash(rejects) if rejects is not None else None,
     }
 
 
@@ -208,14 +216,7 @@ def train_on_files(
     if rejects_path is not None:
         rejects = load_dataset_path(rejects_path)
         rejects.metadata["source"] = str(rejects_path)
-    key = stage_key(
-        "train-files",
-        model=cfg.model,
-        config=cfg.train,
-        train=_file_hash(train_path),
-        val=_file_hash(val_path) if val_path is not None else None,
-        rejects=_file_hash(rejects_path) if rejects_path is not None else None,
-    )
+    key = stage_key("train-files", **_key_parts(cfg, train_path, val_path, rejects_path))
     check_replaceable(work.root, "the training work folder")  # before reading what it holds
     if not (resume or fresh) and _interrupted(work, key):
         resume = True
