@@ -28,7 +28,7 @@ from embedtune.errors import InputError, TrainingError
 from embedtune.layout import RunLayout, TrainDir
 from embedtune.ownership import check_replaceable
 from embedtune.recipe import describe, settle
-from embedtune.records import content_hash, read_json, write_json_atomic
+from embedtune.records import content_hash, read_json
 from embedtune.runlock import holds_run
 from embedtune.train.data import load_sets
 from embedtune.train.summary import TrainSummary
@@ -77,7 +77,7 @@ def run_train(
         # The same training stopped on the way (embedtune run again after a crash): go on from
         # its last checkpoint rather than discard it, as generate goes on from its cache.
         resume = resume or _interrupted(run.train, key)
-    _start(run.train, key, resume)
+    _check_start(run.train, key, resume)
 
     train, val = load_sets(train_path, val_path if val_path.is_file() else None)
     summary = finetune(
@@ -87,6 +87,7 @@ def run_train(
         cfg.train,
         run.model_dir,
         resume=resume,
+        started_key=key,  # written once the folders are claimed and the teachers found
         work_dir=run.train.root,
         callbacks=callbacks,
         echo=echo,
@@ -170,13 +171,6 @@ def _interrupted(work: TrainDir, key: str) -> bool:
         and not is_current(work.root, key)
         and last_saved_checkpoint(work.checkpoints)[0] is not None
     )
-
-
-def _start(work: TrainDir, key: str, resume: bool) -> None:
-    """Check that ``--resume`` continues the same training, and mark which one this is."""
-    _check_start(work, key, resume)
-    if world()[1] == 0:
-        write_json_atomic(work.started, {"key": key})
 
 
 def _check_start(work: TrainDir, key: str, resume: bool) -> None:
