@@ -6,6 +6,7 @@ import pytest
 
 from embedtune import recipe
 from embedtune.config import PipelineConfig, TrainConfig, dump_config, load_config
+from embedtune.errors import ConfigError
 from embedtune.recipe import AUTO_TEACHER, cpu_supports_bf16, resolve_train, settle
 
 
@@ -188,3 +189,16 @@ def test_bf16_is_native_only_where_the_cpu_says_so(tmp_path, flags, native):
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
     assert cpu_supports_bf16(cpuinfo) is native
     assert cpu_supports_bf16(tmp_path / "missing") is False  # no /proc: float32, no error
+
+
+def test_a_window_past_what_the_model_can_read_is_refused_before_any_work(mpnet_installed):
+    """MiniLM's position embeddings reach 512 tokens: --max-seq-length 1024 failed on the first
+    long chunk, after the teacher's labels and the base's validation, with a traceback."""
+    with pytest.raises(ConfigError, match=r"train.max_seq_length 1024: .*at most 512 tokens"):
+        settle(PipelineConfig(train={"max_seq_length": 1024}))
+    with pytest.raises(ConfigError, match=r"train.teacher_max_seq_length 600: .*at most 512"):
+        settle(PipelineConfig(train={"teacher_max_seq_length": 600}))
+    with pytest.raises(ConfigError, match=r"generate.roundtrip_max_seq_length 513"):
+        settle(PipelineConfig(generate={"roundtrip_max_seq_length": 513}))
+    # What the model can read is allowed, longer than its own 256.
+    assert settle(PipelineConfig(train={"max_seq_length": 512})).train.max_seq_length == 512

@@ -43,6 +43,7 @@ __all__ = [
     "check_available",
     "load_tokenizer",
     "model_max_seq_length",
+    "position_limit",
     "ModelWindow",
     "model_window",
     "cache_dir",
@@ -568,6 +569,25 @@ def model_max_seq_length(model_path: str, tokenizer: Any = None) -> int | None:
     limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(limit, int) and 0 < limit < 1_000_000:
         return limit
+    return None
+
+
+def position_limit(name: str) -> int | None:
+    """The most tokens ``name`` (alias, hub id or path) can read at all, whatever its
+    ``max_seq_length`` says: its position embeddings' reach, read from its tokenizer's
+    ``model_max_length`` and its config's ``max_position_embeddings`` (the smaller, since a
+    RoBERTa-style model spends two positions on padding). None where neither is known. Past it
+    the model fails on the first long text (all-MiniLM-L6-v2 reads 256 tokens and can read 512)."""
+    path = resolve_model(name)
+    limits = []
+    for prefix in ("", "0_Transformer/"):  # older sentence-transformers folders nest the model
+        tokenizer = _model_json(path, prefix + "tokenizer_config.json") or {}
+        config = _model_json(path, prefix + "config.json") or {}
+        for value in (tokenizer.get("model_max_length"), config.get("max_position_embeddings")):
+            if isinstance(value, int) and 0 < value < 1_000_000:
+                limits.append(value)
+        if limits:
+            return min(limits)
     return None
 
 

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from embedtune.config import ChunkConfig, GenerateConfig, PipelineConfig, Resolved, TrainConfig
-from embedtune.errors import InputError
+from embedtune.errors import ConfigError, InputError
 from embedtune.models import (
     ModelWindow,
     default_device,
@@ -40,6 +40,7 @@ from embedtune.models import (
     is_installed,
     model_max_seq_length,
     model_window,
+    position_limit,
     resolve_model,
 )
 
@@ -86,6 +87,22 @@ def settle(cfg: PipelineConfig, *, afresh: bool = False) -> PipelineConfig:
             "resolved": {**chunks, **judge, **resolved},
         },
     )
+
+
+def _check_reach(setting: str, length: int | None, model: str) -> None:
+    """Refuse a window longer than ``model`` can read at all, which would fail on the first
+    long text, after minutes of work (a teacher's labels, the base's validation)."""
+    if length is None:
+        return
+    try:
+        limit = position_limit(model)
+    except InputError:  # a path that is not there: loading it says so
+        return
+    if limit is not None and length > limit:
+        raise ConfigError(
+            f"{setting} {length}: {model} can read at most {limit} tokens (its position "
+            f"embeddings); give {limit} or fewer"
+        )
 
 
 def describe(resolved: Mapping[str, Resolved] | None, section: str = "") -> list[str]:
@@ -165,6 +182,9 @@ def resolve_train(base: str, cfg: TrainConfig) -> tuple[TrainConfig, dict[str, R
         resolved["train.teacher_max_seq_length"] = Resolved(
             given="auto", value=teacher_length, why=why
         )
+    _check_reach("train.max_seq_length", cfg.max_seq_length, base)
+    if teacher and isinstance(teacher_length, int):
+        _check_reach("train.teacher_max_seq_length", teacher_length, teacher)
     bf16 = cfg.bf16
     if bf16 == "auto":
         on, why = bf16_support()
@@ -232,6 +252,9 @@ def resolve_judge(
             given="auto", value=length, why=why
         )
         update["roundtrip_max_seq_length"] = length
+    length = update.get("roundtrip_max_seq_length", cfg.roundtrip_max_seq_length)
+    if judge and isinstance(length, int):
+        _check_reach("generate.roundtrip_max_seq_length", length, judge)
     if cfg.roundtrip_dtype == "auto":
         dtype, why = judge_dtype()
         resolved["generate.roundtrip_dtype"] = Resolved(given="auto", value=dtype, why=why)
