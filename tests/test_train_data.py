@@ -283,3 +283,28 @@ def test_hard_negatives_need_enough_chunks(minilm):
 
 def _qid(ds: QADataset, text: str) -> str:
     return next(q for q, t in ds.queries.items() if t == text)
+
+
+def test_chunks_longer_than_the_model_reads_are_warned_of_with_what_it_can_read(minilm):
+    """A user's own pairs (llama-index's 10-K chunks run to 500-900 tokens) against MiniLM's 256:
+    the model would learn from each chunk's start alone, and nothing said so."""
+    from embedtune.train.data import chunks_past_window
+
+    long_text = " ".join(["word"] * 400)  # 402 tokens: past 256, under 512
+    ds = QADataset(
+        queries={f"q{i}": f"question {i}?" for i in range(10)},
+        corpus={f"c{i}": (long_text if i < 3 else f"a short chunk {i}.") for i in range(10)},
+        relevant_docs={f"q{i}": [f"c{i}"] for i in range(10)},
+    )
+    warning = chunks_past_window(ds, minilm.tokenizer, 256, 512, "minilm", "pairs.json")
+    assert warning is not None and warning.startswith(
+        "pairs.json: 3 of 10 chunks (30%) run past the 256 tokens minilm reads (up to 402)"
+    )
+    assert "--max-seq-length 512" in warning
+    # Reading 512 tokens, none is past the window; where 256 is all it can read, no such advice.
+    assert chunks_past_window(ds, minilm.tokenizer, 512, 512, "minilm", "pairs.json") is None
+    capped = chunks_past_window(ds, minilm.tokenizer, 256, 256, "minilm", "pairs.json")
+    assert capped is not None and "--max-seq-length" not in capped
+    # One long chunk in ten is usual and not warned of.
+    ds.corpus.update({"c1": "short.", "c2": "short."})
+    assert chunks_past_window(ds, minilm.tokenizer, 256, 512, "minilm", "pairs.json") is None

@@ -13,13 +13,25 @@ against the *full* corpus (training and validation chunks), as a deployed retrie
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from datasets import Dataset
 
 from embedtune.dataset import QADataset, load_dataset_path
 from embedtune.errors import InputError
 
-__all__ = ["check_dataset", "load_sets", "pair_rows", "pairs_dataset", "merged_corpus"]
+__all__ = [
+    "check_dataset",
+    "chunks_past_window",
+    "load_sets",
+    "pair_rows",
+    "pairs_dataset",
+    "merged_corpus",
+]
+
+# The share of a training set's chunks that may run past the model's window unremarked: a few
+# long chunks are usual, a tenth means much of what the questions ask about is never read.
+LONG_CHUNKS_SHARE = 0.10
 
 
 def load_sets(train_path: Path, val_path: Path | None) -> tuple[QADataset, QADataset | None]:
@@ -50,6 +62,34 @@ def check_dataset(ds: QADataset, source: str) -> None:
             f"{source}: corpus entry {empty_docs[0]!r} is empty but is some query's relevant "
             "document; drop that query or fix the chunk text"
         )
+
+
+def chunks_past_window(
+    ds: QADataset, tokenizer: Any, window: int, limit: int | None, model: str, source: str
+) -> str | None:
+    """A warning where more than ``LONG_CHUNKS_SHARE`` of the chunks ``ds``'s questions point
+    to are longer than the ``window`` tokens the model reads (special tokens included): the
+    model learns and embeds only their start. ``limit`` is the most it can read (its position
+    embeddings), which the warning offers where it is more than ``window``."""
+    cids = sorted({c for cids in ds.relevant_docs.values() for c in cids})
+    if not cids:
+        return None
+    ids = tokenizer([ds.corpus[c] for c in cids], add_special_tokens=True, verbose=False)
+    lengths = [len(x) for x in ids["input_ids"]]
+    long = sum(n > window for n in lengths)
+    if long <= LONG_CHUNKS_SHARE * len(cids):
+        return None
+    fix = (
+        f"--max-seq-length {limit} (train.max_seq_length) lets it read up to {limit}, "
+        "slower to train and to serve; or cut the chunks shorter"
+        if limit is not None and limit > window
+        else "cut the chunks shorter"
+    )
+    return (
+        f"{source}: {long} of {len(cids)} chunks ({long / len(cids):.0%}) run past the "
+        f"{window} tokens {model} reads (up to {max(lengths)}): it learns and embeds only "
+        f"their first {window}; {fix}"
+    )
 
 
 def pair_rows(ds: QADataset) -> list[tuple[str, str]]:

@@ -49,13 +49,13 @@ from embedtune.config import TrainConfig
 from embedtune.dataset import QADataset, leaked_questions
 from embedtune.errors import ConfigError, InputError, TrainingError
 from embedtune.layout import TrainDir
-from embedtune.models import check_available, is_cross_encoder
+from embedtune.models import check_available, is_cross_encoder, position_limit
 from embedtune.ownership import check_replaceable, mark
 from embedtune.recipe import describe, resolve_train
 from embedtune.records import read_json, write_json_atomic
 from embedtune.train.arguments import Schedule, schedule, training_arguments
 from embedtune.train.card import write_model_card
-from embedtune.train.data import check_dataset
+from embedtune.train.data import check_dataset, chunks_past_window
 from embedtune.train.lora import add_lora, lora_trainer_class, merge_lora
 from embedtune.train.losses import build_loss
 from embedtune.train.merge import base_snapshot, merge_base
@@ -204,6 +204,7 @@ class FineTuning:
         self.claim_folders()
         corpus = self.check_data(train, val, full_corpus)
         model = self.load_base()
+        self.check_window(model, train)
         rows = training_rows(
             model,
             self.model_name,
@@ -292,6 +293,25 @@ class FineTuning:
             prompts["document"] = self.cfg.document_prompt
         model.prompts = prompts
         return model
+
+    def check_window(self, model: SentenceTransformer, train: QADataset) -> None:
+        """Warn where many training chunks run past the window the model reads."""
+        if not model.max_seq_length:
+            return
+        try:
+            limit = position_limit(self.model_name)
+        except InputError:
+            limit = None
+        warning = chunks_past_window(
+            train,
+            model.tokenizer,
+            model.max_seq_length,
+            limit,
+            self.model_name,
+            str(train.metadata.get("source", "training data")),
+        )
+        if warning:
+            self.warn(warning)
 
     @staticmethod
     def prompt_names(model: SentenceTransformer) -> tuple[str | None, str | None]:
