@@ -263,6 +263,16 @@ class _Crash(TrainerCallback):
             raise KeyboardInterrupt("simulated kill")
 
 
+class _Seen(TrainerCallback):
+    """Records whether ``path`` exists when training begins."""
+
+    def __init__(self, path: Path, seen: list[bool]) -> None:
+        self.path, self.seen = path, seen
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.seen.append(self.path.exists())
+
+
 def test_own_files_resume_after_a_kill_and_a_finished_training_starts_over(trained, tmp_path):
     from embedtune.train import train_on_files
 
@@ -299,11 +309,13 @@ def test_a_rerun_after_a_kill_resumes_and_ends_where_an_uninterrupted_run_does(t
     shutil.copy(checkpoints / "checkpoint-4" / "model.safetensors", checkpoints / "checkpoint-6")
     with pytest.raises(TrainingError, match="were made with other data or settings"):
         run_train(_cfg(learning_rate=1e-4), run, resume=True)  # --resume insists on the same
-    resumed = run_train(_cfg(), run)  # run again as it was (embedtune run does): it resumes
-    assert resumed.resumed_from.endswith("checkpoint-4")
-    assert (
-        f"--resume: checkpoint-6 in {checkpoints} stopped while being saved" in resumed.warnings[0]
+    torn_at_start: list[bool] = []
+    resumed = run_train(  # run again as it was (embedtune run does): it resumes
+        _cfg(), run, callbacks=[_Seen(checkpoints / "checkpoint-6", torn_at_start)]
     )
+    assert resumed.resumed_from.endswith("checkpoint-4")
+    assert f"checkpoint-6 in {checkpoints} stopped while being saved" in resumed.warnings[0]
+    assert torn_at_start == [False]  # removed before training went on (its space freed)
     assert resumed.steps == ref.steps
     assert resumed.final["ndcg@10"] == pytest.approx(ref.final["ndcg@10"], abs=1e-3)
     a, b = _weights(run / "model"), _weights(ref_run / "model")

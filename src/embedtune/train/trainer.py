@@ -366,9 +366,15 @@ class FineTuning:
             return None
         last, torn = last_saved_checkpoint(checkpoints)
         if torn:
+            # Nothing resumes from them, and after a full disk their files hold the space the
+            # resumed training needs for its next checkpoint.
+            if self.rank == 0:
+                for name in torn:
+                    shutil.rmtree(checkpoints / name, ignore_errors=True)
             self.warn(
                 f"--resume: {', '.join(torn)} in {checkpoints} stopped while being saved (a kill "
-                f"or a full disk); resumed from {Path(last).name if last else 'the start'}"
+                f"or a full disk) and was removed; resumed from "
+                f"{Path(last).name if last else 'the start'}"
             )
         if last is None:
             self.warn(f"--resume: no checkpoint in {checkpoints}; trained from the start")
