@@ -111,7 +111,7 @@ def train(
         int | None,
         typer.Option(
             metavar="N",
-            help="Tokens kept per text.",
+            help="Tokens the model reads of each text, up to what it can read (MiniLM: 512).",
             show_default=default("train.max_seq_length", when_unset="the model's own"),
         ),
     ] = None,
