@@ -339,3 +339,28 @@ def test_a_writer_that_is_neither_known_nor_a_gguf_file_is_named(tmp_path):
         writer_gguf_path("llama-3")
     with pytest.raises(InputError, match=r"nope\.gguf not found; give the path to a \.gguf"):
         writer_gguf_path(str(tmp_path / "nope.gguf"))
+
+
+def test_windows_and_position_limits_of_folders_sentence_transformers_6_saves(tmp_path):
+    """sentence-transformers 6 keeps a saved model's max_seq_length in tokenizer_config.json's
+    model_max_length, not in sentence_bert_config.json: a MiniLM fine-tuned to read 512 read as
+    'unknown'. What a model can read at all comes from its position embeddings, less the two a
+    RoBERTa-style model (mpnet) spends on padding."""
+    from embedtune.models import model_max_seq_length, position_limit
+
+    saved = tmp_path / "minilm-512"
+    saved.mkdir()
+    (saved / "sentence_bert_config.json").write_text('{"transformer_task": "feature-extraction"}')
+    (saved / "tokenizer_config.json").write_text('{"model_max_length": 512}')
+    (saved / "config.json").write_text('{"model_type": "bert", "max_position_embeddings": 512}')
+    assert model_max_seq_length(str(saved)) == 512
+    assert position_limit(str(saved)) == 512
+    (saved / "tokenizer_config.json").write_text('{"model_max_length": 256}')  # saved at 256
+    assert model_max_seq_length(str(saved)) == 256 and position_limit(str(saved)) == 512
+    mpnet = tmp_path / "mpnet-like"
+    mpnet.mkdir()
+    (mpnet / "config.json").write_text(
+        '{"model_type": "mpnet", "max_position_embeddings": 514, "pad_token_id": 1}'
+    )
+    assert position_limit(str(mpnet)) == 512
+    assert position_limit("all-MiniLM-L6-v2") == 512

@@ -566,7 +566,10 @@ def model_max_seq_length(model_path: str, tokenizer: Any = None) -> int | None:
             value = None
         if isinstance(value, int) and value > 0:
             return value
+    # sentence-transformers 6 saves a model's max_seq_length as its tokenizer's model_max_length
     limit = getattr(tokenizer, "model_max_length", None)
+    if tokenizer is None:
+        limit = (_model_json(model_path, "tokenizer_config.json") or {}).get("model_max_length")
     if isinstance(limit, int) and 0 < limit < 1_000_000:
         return limit
     return None
@@ -574,21 +577,27 @@ def model_max_seq_length(model_path: str, tokenizer: Any = None) -> int | None:
 
 def position_limit(name: str) -> int | None:
     """The most tokens ``name`` (alias, hub id or path) can read at all, whatever its
-    ``max_seq_length`` says: its position embeddings' reach, read from its tokenizer's
-    ``model_max_length`` and its config's ``max_position_embeddings`` (the smaller, since a
-    RoBERTa-style model spends two positions on padding). None where neither is known. Past it
+    ``max_seq_length`` says: its position embeddings' reach (config.json's
+    ``max_position_embeddings``, less the two a RoBERTa-style model such as mpnet spends on
+    padding), else its tokenizer's ``model_max_length``. None where neither is known. Past it
     the model fails on the first long text (all-MiniLM-L6-v2 reads 256 tokens and can read 512)."""
     path = resolve_model(name)
-    limits = []
     for prefix in ("", "0_Transformer/"):  # older sentence-transformers folders nest the model
-        tokenizer = _model_json(path, prefix + "tokenizer_config.json") or {}
         config = _model_json(path, prefix + "config.json") or {}
-        for value in (tokenizer.get("model_max_length"), config.get("max_position_embeddings")):
-            if isinstance(value, int) and 0 < value < 1_000_000:
-                limits.append(value)
-        if limits:
-            return min(limits)
+        positions = config.get("max_position_embeddings")
+        if isinstance(positions, int) and 0 < positions < 1_000_000:
+            if config.get("model_type") in _PADDED_POSITIONS:
+                positions -= int(config.get("pad_token_id") or 0) + 1
+            return positions
+        tokenizer = _model_json(path, prefix + "tokenizer_config.json") or {}
+        limit = tokenizer.get("model_max_length")
+        if isinstance(limit, int) and 0 < limit < 1_000_000:
+            return limit
     return None
+
+
+# Models whose position ids start after the padding index (fairseq's RoBERTa convention).
+_PADDED_POSITIONS = {"roberta", "xlm-roberta", "mpnet", "camembert", "data2vec-text", "longformer"}
 
 
 def load_tokenizer(model: str) -> tuple[PreTrainedTokenizerBase, int | None]:
