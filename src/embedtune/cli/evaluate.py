@@ -151,6 +151,7 @@ def evaluate(
 
     from embedtune.dataset import load_dataset_path
     from embedtune.evaluate import evaluate_models
+    from embedtune.evaluate.evaluator import windows_differ
     from embedtune.evaluate.report import print_table
 
     if not model:
@@ -174,6 +175,9 @@ def evaluate(
         model, datasets, cfg.evaluate, output, progress=lambda m: out.print(f"[dim]{m}")
     )
     print_table(result, out)
+    windows = windows_differ(model)
+    if windows:
+        out.print(f"note: {windows}", markup=False)
     out.print(f"wrote {output / 'report.html'}, {output / 'report.md'}, {output / 'metrics.json'}")
 
 

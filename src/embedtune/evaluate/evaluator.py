@@ -57,7 +57,7 @@ from embedtune.evaluate.results import (
     best_model,
 )
 from embedtune.layout import RunLayout
-from embedtune.models import load_model, resolve_model
+from embedtune.models import load_model, model_max_seq_length, resolve_model
 from embedtune.ownership import check_replaceable, mark
 from embedtune.records import read_json
 from embedtune.retrieval import PRIMARY_METRIC, hit_rate_curve, metric_names, score_retrieval
@@ -73,6 +73,7 @@ __all__ = [
     "run_evaluate",
     "recommend_base",
     "run_verdict",
+    "windows_differ",
 ]
 
 logger = logging.getLogger(__name__)
@@ -528,6 +529,9 @@ def run_evaluate(
     train = QADataset.from_json(train_path) if train_path.is_file() else None
     extra = {"val": train.corpus} if train is not None else {}
     warnings = _trained_questions(train, datasets, data_paths)
+    windows = windows_differ(specs)
+    if windows:
+        warnings.append(windows)
     for warning in warnings:
         (progress or logger.warning)(f"warning: {warning}")
     result = evaluate_models(
@@ -545,6 +549,32 @@ def run_evaluate(
     summary.warnings = warnings
     write_manifest(run.eval_dir, key, {"summary": summary.to_json()})
     return summary
+
+
+def windows_differ(models: Sequence[str | ModelSpec | SentenceTransformer]) -> str | None:
+    """A note where a model reads more or fewer tokens of each text than the base (the first):
+    a base fine-tuned with ``--max-seq-length 512`` against the base reading its own 256 owes
+    part of its difference to reading more of each text, not to training."""
+    windows = []
+    for m in _specs(models):
+        if isinstance(m.model, str):
+            try:
+                length = model_max_seq_length(resolve_model(m.model))
+            except InputError:
+                return None  # not there: scoring it says so
+        else:
+            length = getattr(m.model, "max_seq_length", None)
+        windows.append((m.label, length))
+    base_label, base_length = windows[0]
+    other = [(label, n) for label, n in windows[1:] if n != base_length and n is not None]
+    if base_length is None or not other:
+        return None
+    reads = ", ".join(f"{label} {n}" for label, n in other)
+    return (
+        f"the models read different lengths of each text (tokens: {base_label} {base_length}, "
+        f"{reads}): part of a difference from the base is how much of each text a model reads, "
+        "not its training"
+    )
 
 
 def _trained_questions(
