@@ -296,6 +296,30 @@ def test_own_files_resume_after_a_kill_and_a_finished_training_starts_over(train
     assert train_on_files(_cfg(), *files, fresh=True).resumed_from is None  # --fresh
 
 
+def test_training_on_chunks_longer_than_the_model_reads_says_so_before_it_trains(tmp_path):
+    """A user's own pairs whose chunks run past max_seq_length (48 tokens here; llama-index's
+    10-K chunks past MiniLM's 256): the warning comes before the first step, naming the file."""
+    from embedtune.train import train_on_files
+
+    train, val = make_sets()
+    train.corpus = {cid: " ".join([text] * 8) for cid, text in train.corpus.items()}
+    train.to_json(tmp_path / "train.json")
+    val.to_json(tmp_path / "val.json")
+    said: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        train_on_files(
+            _cfg(),
+            tmp_path / "train.json",
+            tmp_path / "val.json",
+            tmp_path / "model",
+            echo=said.append,
+            callbacks=[_Crash(1)],
+        )
+    warned = [line for line in said if "run past the 48 tokens" in line]
+    assert warned and f"{tmp_path / 'train.json'}: " in warned[0]
+    assert "--max-seq-length 512" in warned[0]
+
+
 def test_a_rerun_after_a_kill_resumes_and_ends_where_an_uninterrupted_run_does(trained, tmp_path):
     ref_run, ref = trained
     run = _run_dir(tmp_path / "run")
