@@ -182,9 +182,10 @@ def resolve_train(base: str, cfg: TrainConfig) -> tuple[TrainConfig, dict[str, R
         resolved["train.teacher_max_seq_length"] = Resolved(
             given="auto", value=teacher_length, why=why
         )
+    # Only given lengths: "auto" gives the teacher no more than its own window.
     _check_reach("train.max_seq_length", cfg.max_seq_length, base)
-    if teacher and isinstance(teacher_length, int):
-        _check_reach("train.teacher_max_seq_length", teacher_length, teacher)
+    if teacher and isinstance(cfg.teacher_max_seq_length, int):
+        _check_reach("train.teacher_max_seq_length", cfg.teacher_max_seq_length, teacher)
     bf16 = cfg.bf16
     if bf16 == "auto":
         on, why = bf16_support()
@@ -252,9 +253,8 @@ def resolve_judge(
             given="auto", value=length, why=why
         )
         update["roundtrip_max_seq_length"] = length
-    length = update.get("roundtrip_max_seq_length", cfg.roundtrip_max_seq_length)
-    if judge and isinstance(length, int):
-        _check_reach("generate.roundtrip_max_seq_length", length, judge)
+    if judge and isinstance(cfg.roundtrip_max_seq_length, int):  # "auto" reads as the teacher
+        _check_reach("generate.roundtrip_max_seq_length", cfg.roundtrip_max_seq_length, judge)
     if cfg.roundtrip_dtype == "auto":
         dtype, why = judge_dtype()
         resolved["generate.roundtrip_dtype"] = Resolved(given="auto", value=dtype, why=why)
