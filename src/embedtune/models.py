@@ -570,9 +570,12 @@ def model_max_seq_length(model_path: str, tokenizer: Any = None) -> int | None:
     limit = getattr(tokenizer, "model_max_length", None)
     if tokenizer is None:
         limit = (_model_json(model_path, "tokenizer_config.json") or {}).get("model_max_length")
-    if isinstance(limit, int) and 0 < limit < 1_000_000:
-        return limit
-    return None
+    return _length(limit)
+
+
+def _length(value: Any) -> int | None:
+    """``value`` where it is a real token count (tokenizers without a limit say 1e30)."""
+    return value if isinstance(value, int) and 0 < value < 1_000_000 else None
 
 
 def position_limit(name: str) -> int | None:
@@ -584,14 +587,14 @@ def position_limit(name: str) -> int | None:
     path = resolve_model(name)
     for prefix in ("", "0_Transformer/"):  # older sentence-transformers folders nest the model
         config = _model_json(path, prefix + "config.json") or {}
-        positions = config.get("max_position_embeddings")
-        if isinstance(positions, int) and 0 < positions < 1_000_000:
+        positions = _length(config.get("max_position_embeddings"))
+        if positions is not None:
             if config.get("model_type") in _PADDED_POSITIONS:
                 positions -= int(config.get("pad_token_id") or 0) + 1
             return positions
         tokenizer = _model_json(path, prefix + "tokenizer_config.json") or {}
-        limit = tokenizer.get("model_max_length")
-        if isinstance(limit, int) and 0 < limit < 1_000_000:
+        limit = _length(tokenizer.get("model_max_length"))
+        if limit is not None:
             return limit
     return None
 
