@@ -200,3 +200,30 @@ def test_the_default_chunk_size_is_the_models_window_without_a_warning(tmp_path)
     summary = run_prepare(chosen, tmp_path / "run2")
     assert summary.chunking["chunk_size"] == 254
     assert [w for w in summary.warnings if "capped to 254 tokens (chunk_size was 512)" in w]
+
+
+def test_chunks_fit_the_window_the_trained_model_will_read(tmp_path):
+    """`--set train.max_seq_length=512` on a MiniLM run: the model will read 512 tokens, so
+    chunks are cut to 510 (not to the 254 its own window takes); 128 cuts them to 126."""
+    from embedtune.recipe import settle
+
+    docs = _docs(tmp_path / "docs", n=2)
+
+    def chunk_lengths(train: dict, run: str) -> tuple[int, list[int], list[str]]:
+        cfg = load_config(
+            overrides={
+                "model": "all-MiniLM-L6-v2",
+                "ingest": {"paths": [str(docs)]},
+                "train": train,
+            },
+            environ={},
+        )
+        summary = run_prepare(settle(cfg), tmp_path / run)
+        chunks = read_chunks(tmp_path / run / "chunks/train.jsonl")
+        return summary.chunking["chunk_size"], [c.n_tokens for c in chunks], summary.warnings
+
+    size, lengths, warnings = chunk_lengths({"max_seq_length": 512}, "long")
+    assert size == 510 and 254 < max(lengths) <= 510
+    assert not [w for w in warnings if "capped" in w]  # the user chose it: said in config.yaml
+    size, lengths, _ = chunk_lengths({"max_seq_length": 128}, "short")
+    assert size == 126 and max(lengths) <= 126

@@ -202,3 +202,10 @@ def test_a_window_past_what_the_model_can_read_is_refused_before_any_work(mpnet_
         settle(PipelineConfig(generate={"roundtrip_max_seq_length": 513}))
     # What the model can read is allowed, longer than its own 256.
     assert settle(PipelineConfig(train={"max_seq_length": 512})).train.max_seq_length == 512
+
+
+def test_chunks_are_cut_to_the_length_the_user_trains_at(mpnet_installed):
+    cfg = settle(PipelineConfig(train={"max_seq_length": 512}))
+    assert (cfg.chunk.chunk_size, cfg.chunk.chunk_overlap) == (510, 100)
+    assert "reads 512 tokens (train.max_seq_length)" in cfg.resolved["chunk.chunk_size"].why
+    assert settle(PipelineConfig(train={"max_seq_length": 128})).chunk.chunk_size == 126

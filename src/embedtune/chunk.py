@@ -4,7 +4,9 @@ Chunk sizes are counted in the tokens of the model that will embed the chunks, b
 what it truncates: all-MiniLM-L6-v2 reads at most 256 tokens, two of which are its special
 tokens ``[CLS]`` and ``[SEP]``, so a 1024-token chunk (llama-index's default) would be embedded
 from its first quarter only. Unless ``chunk.allow_longer_than_model`` is set, chunk_size is
-capped to what the model reads and the overlap is scaled by the same factor, with a warning.
+capped to what the model reads and the overlap is scaled by the same factor, with a warning;
+what it reads is ``train.max_seq_length`` where the user gives one (the trained model reads
+that), else the model's own window.
 
 Each document is tokenized once (page by page, in one batch on the fast tokenizer, with offset
 mappings); chunks are then cut at token positions chosen by the text between tokens. A chunk
@@ -99,9 +101,13 @@ class Chunker:
         chunk_overlap: int = 200,
         min_chunk_tokens: int = 32,
         allow_longer_than_model: bool = False,
+        max_seq_length: int | None = None,
     ) -> Chunker:
+        """A chunker for ``model``'s tokenizer whose chunks it reads whole: it reads
+        ``max_seq_length`` tokens where given (``train.max_seq_length``), else its own window."""
         tokenizer, max_seq = load_tokenizer(model)
-        window = ModelWindow.of(model, tokenizer, max_seq)
+        max_seq = max_seq_length or max_seq
+        window = ModelWindow.of(model, tokenizer, max_seq, given=max_seq_length is not None)
         warnings = []
         size, overlap = chunk_size, chunk_overlap
         if not allow_longer_than_model:
@@ -134,6 +140,7 @@ class Chunker:
             chunk_overlap=c.chunk_overlap,
             min_chunk_tokens=c.min_chunk_tokens,
             allow_longer_than_model=c.allow_longer_than_model,
+            max_seq_length=cfg.train.max_seq_length,
         )
 
     def settings(self) -> dict[str, Any]:

@@ -110,7 +110,8 @@ class ChunkConfig(_Section):
         1024,
         gt=8,
         description="Tokens per chunk. The default means the model's window, at most 1024 "
-        "(llama-index's default): 254 for all-MiniLM-L6-v2. A size you set longer than the "
+        "(llama-index's default): 254 for all-MiniLM-L6-v2, 510 where train.max_seq_length is "
+        "512 (the window is what the trained model reads). A size you set longer than the "
         "model reads is capped to its window, with a warning.",
     )
     chunk_overlap: int = Field(200, ge=0, description="Tokens shared by neighbouring chunks.")

@@ -634,15 +634,19 @@ class ModelWindow:
     max_seq_length: int | None
     n_special: int
     special_tokens: tuple[str, ...]
+    given: bool = False  # max_seq_length is train.max_seq_length, not the model's own
 
     @classmethod
-    def of(cls, model: str, tokenizer: Any, max_seq_length: int | None) -> ModelWindow:
+    def of(
+        cls, model: str, tokenizer: Any, max_seq_length: int | None, given: bool = False
+    ) -> ModelWindow:
         ids = tokenizer("")["input_ids"]
         return cls(
             name=_short_name(model),
             max_seq_length=max_seq_length,
             n_special=tokenizer.num_special_tokens_to_add(pair=False),
             special_tokens=tuple(t for t in tokenizer.convert_ids_to_tokens(ids) if t),
+            given=given,
         )
 
     @property
@@ -651,7 +655,10 @@ class ModelWindow:
         return self.max_seq_length - self.n_special if self.max_seq_length else None
 
 
-def model_window(model: str) -> ModelWindow:
-    """The window of ``model`` (alias, hub id or path), read from its tokenizer and config."""
+def model_window(model: str, max_seq_length: int | None = None) -> ModelWindow:
+    """The window of ``model`` (alias, hub id or path), read from its tokenizer and config;
+    ``max_seq_length`` where given (``train.max_seq_length``) in place of its own."""
     tokenizer, max_seq = load_tokenizer(model)
-    return ModelWindow.of(model, tokenizer, max_seq)
+    return ModelWindow.of(
+        model, tokenizer, max_seq_length or max_seq, given=max_seq_length is not None
+    )

@@ -77,7 +77,7 @@ def settle(cfg: PipelineConfig, *, afresh: bool = False) -> PipelineConfig:
         cfg = cfg.unsettled()
     train, resolved = resolve_train(cfg.model, cfg.train)
     generate, judge = resolve_judge(cfg.model, cfg.generate, train)
-    chunk, chunks = resolve_chunks(cfg.model, cfg.chunk)
+    chunk, chunks = resolve_chunks(cfg.model, cfg.chunk, train.max_seq_length)
     return cfg.model_copy(
         deep=True,
         update={
@@ -297,13 +297,16 @@ def judge_dtype() -> tuple[str, str]:
     return "float32", why
 
 
-def resolve_chunks(model: str, cfg: ChunkConfig) -> tuple[ChunkConfig, dict[str, Resolved]]:
-    """``cfg`` with a chunk size longer than ``model`` reads capped to what it reads, and the
-    overlap scaled alike (unless ``chunk.allow_longer_than_model``)."""
+def resolve_chunks(
+    model: str, cfg: ChunkConfig, reads: int | None = None
+) -> tuple[ChunkConfig, dict[str, Resolved]]:
+    """``cfg`` with a chunk size longer than ``model`` reads capped to what it reads (``reads``
+    tokens where given, ``train.max_seq_length``; else its own window), and the overlap scaled
+    alike (unless ``chunk.allow_longer_than_model``)."""
     if cfg.allow_longer_than_model:
         return cfg, {}
     try:
-        window = model_window(model)
+        window = model_window(model, reads)
     except InputError:
         # Left as given: chunking loads the same tokenizer and says what is wrong, while a
         # stage that never reads the base (generate with another judge) is not stopped here.
@@ -330,8 +333,10 @@ def fit_chunks(
     if limit is None or chunk_size <= limit:
         return chunk_size, chunk_overlap, None
     overlap = min(limit - 1, round(chunk_overlap * limit / chunk_size))
+    reads = "reads" if window.given else "sees at most"
+    setting = " (train.max_seq_length)" if window.given else ""
     why = (
-        f"{window.name} sees at most {window.max_seq_length} tokens, {window.n_special} of them "
+        f"{window.name} {reads} {window.max_seq_length} tokens{setting}, {window.n_special} of them "
         f"its special tokens ({' '.join(window.special_tokens)}): chunks capped to {limit} "
         f"tokens (chunk_size was {chunk_size}), overlap scaled from {chunk_overlap} to "
         f"{overlap}. Set chunk.allow_longer_than_model to keep longer chunks (the model then "
