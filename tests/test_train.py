@@ -365,6 +365,7 @@ def test_empty_training_data_names_the_file(tmp_path):
     assert out.exit_code != 0
     assert f"{path} has no queries" in out.output
     assert "Traceback" not in out.output
+    assert not (tmp_path / "m").exists() and not (tmp_path / "m.train").exists()
 
 
 def test_malformed_training_data_names_the_file(tmp_path):
@@ -382,6 +383,7 @@ def test_query_without_relevant_document_is_named(tmp_path):
     out = _cli("--train-data", str(path), "--output", str(tmp_path / "m"))
     assert out.exit_code != 0
     assert f"{path}: query 'q3' has no relevant document" in out.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.json"]  # no work folder left
 
 
 def test_a_folder_that_is_not_a_model_is_refused(tmp_path):

@@ -201,8 +201,8 @@ class FineTuning:
         callbacks: list[Any] | None = None,
     ) -> TrainSummary:
         self.check_teacher()
+        corpus = self.check_data(train, val, full_corpus)  # bad data leaves no folder behind
         self.claim_folders()
-        corpus = self.check_data(train, val, full_corpus)
         model = self.load_base()
         self.check_window(model, train)
         rows = training_rows(
