@@ -239,7 +239,8 @@ class TrainConfig(_Section):
         description="Tokens the model reads of each text, up to what its position embeddings "
         "reach (all-MiniLM-L6-v2: its own 256, at most 512); None keeps the model's own. "
         "Training warns when more than a tenth of the training chunks are longer (on "
-        "llama-index's 10-K pairs 512 gained +0.104 against +0.040 at 256: BENCHMARKS.md).",
+        "llama-index's 10-K pairs 512 gained +0.104 against +0.040 at 256; on FAQ answers, "
+        "few past 512, no clear difference: BENCHMARKS.md).",
     )
     seed: int = 42
     loss: Literal["mnrl", "cached_mnrl"] = "mnrl"
