@@ -106,8 +106,7 @@ class Chunker:
         """A chunker for ``model``'s tokenizer whose chunks it reads whole: it reads
         ``max_seq_length`` tokens where given (``train.max_seq_length``), else its own window."""
         tokenizer, max_seq = load_tokenizer(model)
-        max_seq = max_seq_length or max_seq
-        window = ModelWindow.of(model, tokenizer, max_seq, given=max_seq_length is not None)
+        window = ModelWindow.of(model, tokenizer, max_seq, max_seq_length)
         warnings = []
         size, overlap = chunk_size, chunk_overlap
         if not allow_longer_than_model:
@@ -126,7 +125,7 @@ class Chunker:
             chunk_size=size,
             chunk_overlap=overlap,
             min_chunk_tokens=min_chunk_tokens,
-            max_seq_length=max_seq,
+            max_seq_length=window.max_seq_length,
             model_name=window.name,
             warnings=warnings,
         )

@@ -638,15 +638,17 @@ class ModelWindow:
 
     @classmethod
     def of(
-        cls, model: str, tokenizer: Any, max_seq_length: int | None, given: bool = False
+        cls, model: str, tokenizer: Any, max_seq_length: int | None, reads: int | None = None
     ) -> ModelWindow:
+        """The window of ``model``, whose own is ``max_seq_length``: ``reads`` tokens where
+        given (``train.max_seq_length``, what the trained model reads)."""
         ids = tokenizer("")["input_ids"]
         return cls(
             name=_short_name(model),
-            max_seq_length=max_seq_length,
+            max_seq_length=reads or max_seq_length,
             n_special=tokenizer.num_special_tokens_to_add(pair=False),
             special_tokens=tuple(t for t in tokenizer.convert_ids_to_tokens(ids) if t),
-            given=given,
+            given=reads is not None,
         )
 
     @property
@@ -659,6 +661,4 @@ def model_window(model: str, max_seq_length: int | None = None) -> ModelWindow:
     """The window of ``model`` (alias, hub id or path), read from its tokenizer and config;
     ``max_seq_length`` where given (``train.max_seq_length``) in place of its own."""
     tokenizer, max_seq = load_tokenizer(model)
-    return ModelWindow.of(
-        model, tokenizer, max_seq_length or max_seq, given=max_seq_length is not None
-    )
+    return ModelWindow.of(model, tokenizer, max_seq, max_seq_length)
