@@ -305,6 +305,14 @@ def test_chunks_longer_than_the_model_reads_are_warned_of_with_what_it_can_read(
     assert chunks_past_window(ds, minilm.tokenizer, 512, 512, "minilm", "pairs.json") is None
     capped = chunks_past_window(ds, minilm.tokenizer, 256, 256, "minilm", "pairs.json")
     assert capped is not None and "--max-seq-length" not in capped
+    # A window the user chose (train.max_seq_length 128): cut the chunks to it, before reading more.
+    chosen = chunks_past_window(ds, minilm.tokenizer, 128, 512, "minilm", "pairs.json", given=True)
+    assert (
+        chosen is not None
+        and "run past the 128 tokens minilm reads (train.max_seq_length)" in chosen
+    )
+    assert "cut them to 128 tokens" in chosen
+    assert not chosen.split("; ", 1)[1].startswith("--max-seq-length 512")
     # One long chunk in ten is usual and not warned of.
     ds.corpus.update({"c1": "short.", "c2": "short."})
     assert chunks_past_window(ds, minilm.tokenizer, 256, 512, "minilm", "pairs.json") is None

@@ -65,12 +65,21 @@ def check_dataset(ds: QADataset, source: str) -> None:
 
 
 def chunks_past_window(
-    ds: QADataset, tokenizer: Any, window: int, limit: int | None, model: str, source: str
+    ds: QADataset,
+    tokenizer: Any,
+    window: int,
+    limit: int | None,
+    model: str,
+    source: str,
+    *,
+    given: bool = False,
 ) -> str | None:
     """A warning where more than ``LONG_CHUNKS_SHARE`` of the chunks ``ds``'s questions point
     to are longer than the ``window`` tokens the model reads (special tokens included): the
     model learns and embeds only their start. ``limit`` is the most it can read (its position
-    embeddings), which the warning offers where it is more than ``window``."""
+    embeddings), which the warning offers where it is more than ``window``. ``given``: the
+    user chose ``window`` (train.max_seq_length), so the warning says how to cut the chunks to
+    it before it offers to read more."""
     cids = sorted({c for cids in ds.relevant_docs.values() for c in cids})
     if not cids:
         return None
@@ -79,16 +88,25 @@ def chunks_past_window(
     long = sum(n > window for n in lengths)
     if long <= LONG_CHUNKS_SHARE * len(cids):
         return None
-    fix = (
-        f"--max-seq-length {limit} (train.max_seq_length) lets it read up to {limit}, "
-        "slower to train and to serve; or cut the chunks shorter"
-        if limit is not None and limit > window
-        else "cut the chunks shorter"
-    )
+    more = limit is not None and limit > window
+    if given:
+        fix = (
+            f"to train on whole chunks, cut them to {window} tokens (a run does where "
+            "train.max_seq_length is in RUN/config.yaml: `embedtune run` cuts its chunks again)"
+            + (f", or let it read more (--max-seq-length up to {limit})" if more else "")
+        )
+        reads = f"the {window} tokens {model} reads (train.max_seq_length)"
+    else:
+        fix = (
+            f"--max-seq-length {limit} (train.max_seq_length) lets it read up to {limit}, "
+            "slower to train and to serve; or cut the chunks shorter"
+            if more
+            else "cut the chunks shorter"
+        )
+        reads = f"the {window} tokens {model} reads"
     return (
-        f"{source}: {long} of {len(cids)} chunks ({long / len(cids):.0%}) run past the "
-        f"{window} tokens {model} reads (up to {max(lengths)}): it learns and embeds only "
-        f"their first {window}; {fix}"
+        f"{source}: {long} of {len(cids)} chunks ({long / len(cids):.0%}) run past {reads} "
+        f"(up to {max(lengths)}): it learns and embeds only their first {window}; {fix}"
     )
 
 

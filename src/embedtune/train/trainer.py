@@ -309,6 +309,7 @@ class FineTuning:
             limit,
             self.model_name,
             str(train.metadata.get("source", "training data")),
+            given=self.cfg.max_seq_length is not None,
         )
         if warning:
             self.warn(warning)
