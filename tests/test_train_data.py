@@ -309,7 +309,7 @@ def test_chunks_longer_than_the_model_reads_are_warned_of_with_what_it_can_read(
     chosen = chunks_past_window(ds, minilm.tokenizer, 128, 512, "minilm", "pairs.json", given=True)
     assert (
         chosen is not None
-        and "run past the 128 tokens minilm reads (train.max_seq_length)" in chosen
+        and "run past the 128 tokens train.max_seq_length lets minilm read (up to 402)" in chosen
     )
     assert "cut them to 128 tokens" in chosen
     assert not chosen.split("; ", 1)[1].startswith("--max-seq-length 512")

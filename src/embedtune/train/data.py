@@ -95,7 +95,7 @@ def chunks_past_window(
             "train.max_seq_length is in RUN/config.yaml: `embedtune run` cuts its chunks again)"
             + (f", or let it read more (--max-seq-length up to {limit})" if more else "")
         )
-        reads = f"the {window} tokens {model} reads (train.max_seq_length)"
+        reads = f"the {window} tokens train.max_seq_length lets {model} read"
     else:
         fix = (
             f"--max-seq-length {limit} (train.max_seq_length) lets it read up to {limit}, "
