@@ -46,6 +46,8 @@ __all__ = [
 #: call on a chunk. A reply that must begin with "What" or "How" is a question: left free, the
 #: 135M model answers its own instruction ("The answer to this question would be ...") in about
 #: half of its replies (measured in benchmarks/bench_generate.py).
+#: The response cache keys a call by its position here (``runner._plan``'s index), not by
+#: the words: append kinds, never reorder or reword one, or a cached reply answers another kind.
 QUESTION_KINDS = (
     ("question starting with What", "What"),
     ("question starting with How", "How"),
