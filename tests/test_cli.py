@@ -83,6 +83,25 @@ def test_serve_of_a_run_not_trained_yet_says_what_to_run(tmp_path):
     assert f"run `embedtune train --run {run}`" in " ".join(result.output.split())
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["serve", "--model", "runs/first/model"], "`embedtune serve MODEL [OPTIONS]`"),
+        (["export", "--model=runs/first/model"], "`embedtune export MODEL [OPTIONS]`"),
+        (["push", "runs/first/model", "--repo-id", "me/m"], "`embedtune push MODEL REPO_ID"),
+    ],
+)
+def test_a_flag_for_what_a_command_takes_as_an_argument_says_how_to_give_it(argv, said):
+    # `train` and `evaluate` take --model; `serve`, `export` and `push` take it as an argument,
+    # where click's own answer suggested only --help.
+    result = runner.invoke(app, argv, prog_name="embedtune")
+    assert result.exit_code == 2
+    flag = argv[1] if argv[0] != "push" else "--repo-id"
+    assert f"No such option: {flag.split('=')[0]}: give " in result.output
+    assert said in " ".join(result.output.split())
+    assert "Possible options" not in result.output
+
+
 @pytest.mark.parametrize("better", [True, False], ids=["fine-tuned better", "base kept"])
 def test_a_finished_run_says_how_to_serve_the_model_it_chose(better):
     from rich.console import Console

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 # typer 0.29 vendors its own click: its exception is the one its main loop catches and shows.
-from typer._click.exceptions import ClickException
+from typer._click.exceptions import ClickException, NoSuchOption
 from typer._click.globals import get_current_context
 from typer.core import TyperCommand, TyperGroup
 
@@ -105,7 +105,24 @@ def default(key: str, *, when_unset: str | None = None, flag: str | None = None)
 
 class _Command(TyperCommand):
     """Help with one placeholder style: an argument by its name alone (PATHS...), where typer
-    0.29 adds its Python type (``PATHS... <list[Path]>``), and config defaults unbracketed."""
+    0.29 adds its Python type (``PATHS... <list[Path]>``), and config defaults unbracketed; and
+    a flag named as one of the command's arguments (``serve --model M``, as ``train`` takes it)
+    answered with how to give it, where click would suggest ``--help``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except NoSuchOption as exc:
+            arguments = [p for p in self.params if p.param_type_name == "argument"]
+            named = exc.option_name.lstrip("-").replace("-", "_")
+            if any(p.name == named for p in arguments):
+                usage = " ".join((p.name or "").upper() for p in arguments)
+                exc.message = (
+                    f"No such option: {exc.option_name}: give {named.upper()} without it, as "
+                    f"in `{ctx.command_path} {usage} [OPTIONS]`"
+                )
+                exc.possibilities = None
+            raise
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
         args, opts = [], []
