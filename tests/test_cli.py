@@ -84,20 +84,24 @@ def test_serve_of_a_run_not_trained_yet_says_what_to_run(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("argv", "said"),
+    ("argv", "flag", "said"),
     [
-        (["serve", "--model", "runs/first/model"], "`embedtune serve MODEL [OPTIONS]`"),
-        (["export", "--model=runs/first/model"], "`embedtune export MODEL [OPTIONS]`"),
-        (["push", "runs/first/model", "--repo-id", "me/m"], "`embedtune push MODEL REPO_ID"),
+        (["serve", "--model", "runs/first/model"], "--model", "`embedtune serve MODEL [OPTIONS]`"),
+        (["export", "--model=runs/first/model"], "--model", "`embedtune export MODEL [OPTIONS]`"),
+        (
+            ["push", "runs/first/model", "--repo-id", "me/m"],
+            "--repo-id",
+            "`embedtune push MODEL REPO_ID",
+        ),
+        (["run", "--config", "my.yaml"], "--config", "`embedtune run CONFIG [OPTIONS]`"),
     ],
 )
-def test_a_flag_for_what_a_command_takes_as_an_argument_says_how_to_give_it(argv, said):
-    # `train` and `evaluate` take --model; `serve`, `export` and `push` take it as an argument,
-    # where click's own answer suggested only --help.
+def test_a_flag_for_what_a_command_takes_as_an_argument_says_how_to_give_it(argv, flag, said):
+    # `train` and `evaluate` take --model, and every command but `run` --config; these take
+    # them as arguments, where click's own answer suggested only --help.
     result = runner.invoke(app, argv, prog_name="embedtune")
     assert result.exit_code == 2
-    flag = argv[1] if argv[0] != "push" else "--repo-id"
-    assert f"No such option: {flag.split('=')[0]}: give " in result.output
+    assert f"No such option: {flag}: give " in result.output
     assert said in " ".join(result.output.split())
     assert "Possible options" not in result.output
 
