@@ -94,14 +94,16 @@ def test_serve_of_a_run_not_trained_yet_says_what_to_run(tmp_path):
             "`embedtune push MODEL REPO_ID",
         ),
         (["run", "--config", "my.yaml"], "--config", "`embedtune run CONFIG [OPTIONS]`"),
+        (["prepare", "--docs", "docs/"], "--docs", "`embedtune prepare PATHS [OPTIONS]`"),
     ],
 )
 def test_a_flag_for_what_a_command_takes_as_an_argument_says_how_to_give_it(argv, flag, said):
-    # `train` and `evaluate` take --model, and every command but `run` --config; these take
-    # them as arguments, where click's own answer suggested only --help.
+    # `train` and `evaluate` take --model, every command but `run` --config, and `run` --docs;
+    # these take them as arguments, where click's own answer suggested only --help.
     result = runner.invoke(app, argv, prog_name="embedtune")
     assert result.exit_code == 2
     assert f"No such option: {flag}: give " in result.output
+    assert " without a flag, as in " in " ".join(result.output.split())
     assert said in " ".join(result.output.split())
     assert "Possible options" not in result.output
 

@@ -103,6 +103,11 @@ def default(key: str, *, when_unset: str | None = None, flag: str | None = None)
     return Shown(value)
 
 
+#: Flags that other commands take for what a command takes as an argument: `run --docs` is
+#: `prepare`'s PATHS.
+_ARGUMENT_FLAGS = {"docs": "paths"}
+
+
 class _Command(TyperCommand):
     """Help with one placeholder style: an argument by its name alone (PATHS...), where typer
     0.29 adds its Python type (``PATHS... <list[Path]>``), and config defaults unbracketed; and
@@ -115,10 +120,11 @@ class _Command(TyperCommand):
         except NoSuchOption as exc:
             arguments = [p for p in self.params if p.param_type_name == "argument"]
             named = exc.option_name.lstrip("-").replace("-", "_")
+            named = _ARGUMENT_FLAGS.get(named, named)
             if any(p.name == named for p in arguments):
                 usage = " ".join((p.name or "").upper() for p in arguments)
                 exc.message = (
-                    f"No such option: {exc.option_name}: give {named.upper()} without it, as "
+                    f"No such option: {exc.option_name}: give {named.upper()} without a flag, as "
                     f"in `{ctx.command_path} {usage} [OPTIONS]`"
                 )
                 exc.possibilities = None
