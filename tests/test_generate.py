@@ -207,7 +207,7 @@ def test_a_users_one_question_template_asks_one_question_of_each_kind_per_call(t
     chunk = Chunk(
         id="c", doc_id="d", text="lm() fits linear models.", n_tokens=5, page_start=1, page_end=1
     )
-    calls = _plan("train", [chunk], g, t, "local", "w", {})
+    calls = _plan("train", [chunk], g, t, "local", "w", {}, 2)
     assert len(calls) == 2 and calls[0].key != calls[1].key
     ends = [to_messages(c.prompt)[-1]["content"] for c in calls]
     assert ends == ["What", "How"]
@@ -611,6 +611,27 @@ def test_auto_backend_without_a_server_plans_the_offline_model(tmp_path):
     assert report.backend == "local" and report.model.startswith("SmolLM2-135M")
     assert report.calls == 8  # one question per call for the small model
     assert report.cost_usd is None
+
+
+def test_the_offline_writer_asks_each_kind_of_question_once_per_chunk(tmp_path, caplog):
+    # It decodes greedily: a sixth call would send the first call's prompt again and get its
+    # question back, for the duplicate filter to drop after the writer's time was spent.
+    run = make_run(tmp_path, n_train=3, n_val=1)
+    cfg = load_config(overrides={"generate": {"questions_per_chunk": 8}}, environ={})
+    with caplog.at_level("WARNING", logger="embedtune.generate"):
+        report = run_generate(cfg, run, dry_run=True)
+    assert report.calls == 4 * 5
+    said = " ".join(caplog.text.split())
+    assert "generate.questions_per_chunk is 8" in said
+    assert "one question of each kind (What, How, Which, Why, When): it asks 5 per chunk" in said
+    assert "--base-url" in said
+
+    # A server samples, so every call there can write a new question.
+    cfg = load_config(
+        overrides={"generate": {"questions_per_chunk": 8, "model": "gpt-4o-mini"}},
+        environ={"OPENAI_API_KEY": "sk-test"},
+    )
+    assert run_generate(cfg, run, dry_run=True).calls == 4
 
 
 def test_missing_local_model_says_how_to_install_it(tmp_path, monkeypatch):

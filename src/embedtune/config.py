@@ -145,7 +145,13 @@ class GenerateConfig(_Section):
     api_key_env: str = Field(
         "OPENAI_API_KEY", description="Name of the environment variable holding the API key."
     )
-    questions_per_chunk: int = Field(2, ge=1, le=20)
+    questions_per_chunk: int = Field(
+        2,
+        ge=1,
+        le=20,
+        description="Questions written per chunk; the local backend writes at most 5, one of "
+        "each kind (What, How, Which, Why, When): it decodes greedily, so more would repeat them.",
+    )
     max_chunks: int | None = Field(
         None,
         ge=1,

@@ -46,6 +46,7 @@ from embedtune.generate.estimate import (
 from embedtune.generate.filters import DROP_REASONS, QuestionFilter, roundtrip_keep
 from embedtune.generate.local import LocalBackend
 from embedtune.generate.prompts import (
+    QUESTION_KINDS,
     PromptTemplate,
     example_questions,
     load_template,
@@ -152,11 +153,14 @@ def _plan(
     backend: str,
     model: str,
     sampling: dict[str, Any],
+    per_chunk: int,
 ) -> list[_Call]:
+    """The calls on ``chunks``: ``per_chunk`` one-question calls each for a per-question
+    template, else one call asking for ``g.questions_per_chunk``."""
     calls = []
     for chunk in chunks:
         if template.per_question:
-            indices = [(i, 1) for i in range(g.questions_per_chunk)]
+            indices = [(i, 1) for i in range(per_chunk)]
         else:
             indices = [(0, g.questions_per_chunk)]
         for index, n in indices:
@@ -331,6 +335,19 @@ def _plan_job(cfg: PipelineConfig, run: RunLayout, *, dry_run: bool) -> _Job:
     else:
         backend = LocalBackend(g, per_question=template.per_question)
     sampling = backend.sampling()
+    per_chunk = g.questions_per_chunk
+    if backend_name == "local" and template.per_question and per_chunk > len(QUESTION_KINDS):
+        # Greedy decoding answers a kind's prompt alike each time: calls past the last kind
+        # would repeat the first ones' questions, for the duplicate filter to drop.
+        per_chunk = len(QUESTION_KINDS)
+        log.warning(
+            "generate.questions_per_chunk is %d, but the offline writer decodes greedily and "
+            "writes one question of each kind (%s): it asks %d per chunk, as more would repeat "
+            "them; for more, use a writer that samples (a server: --base-url, --model)",
+            g.questions_per_chunk,
+            ", ".join(start for _, start in QUESTION_KINDS),
+            per_chunk,
+        )
     plans = {
         s: _plan(
             s,
@@ -340,6 +357,7 @@ def _plan_job(cfg: PipelineConfig, run: RunLayout, *, dry_run: bool) -> _Job:
             backend_name,
             backend.model,
             sampling,
+            per_chunk,
         )
         for s in SPLITS
     }
@@ -503,12 +521,13 @@ def _estimate(
         chunks = [
             c.chunk.text for s in SPLITS for c in {c.chunk.id: c for c in job.plans[s]}.values()
         ]
-        questions = sum(len({c.chunk.id for c in job.plans[s]}) for s in SPLITS)
+        per_call = 1 if job.template.per_question else job.g.questions_per_chunk
+        questions = sum(len(job.plans[s]) for s in SPLITS) * per_call
         steps.append(
             judge_estimate(
                 job.judge,
                 chunks,
-                questions * job.g.questions_per_chunk,
+                questions,
                 dtype=_judge_dtype(job.g),
                 calibrate=calibrate,
             )
