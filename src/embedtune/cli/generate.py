@@ -56,7 +56,8 @@ def generate(
         int | None,
         typer.Option(
             metavar="N",
-            help="Questions written per chunk (the offline writer: at most 5, one of each kind: What, How, Which, Why, When).",
+            help="Questions written per chunk (the offline writer: at most 5, one of each "
+            "kind: What, How, Which, Why, When).",
             show_default=default("generate.questions_per_chunk"),
         ),
     ] = None,

@@ -301,6 +301,11 @@ class _Job:
         return self.cfg.generate
 
     @property
+    def questions_per_call(self) -> int:
+        """1 for a one-question-per-call template, else all of a chunk's questions."""
+        return 1 if self.template.per_question else self.g.questions_per_chunk
+
+    @property
     def outputs(self) -> list[Path]:
         run = self.run
         return [run.data_file("train"), run.data_file("val"), run.rejects_file, run.generate_report]
@@ -485,7 +490,6 @@ def _dry_run_report(
     for split, calls in job.plans.items():
         to_call = [c for c in calls if c.key not in caches[split]]
         missing += to_call
-        q_per_call = 1 if job.template.per_question else g.questions_per_chunk
         per_split[split] = DryRunSplit(
             calls=len(calls),
             cached=len(calls) - len(to_call),
@@ -493,7 +497,7 @@ def _dry_run_report(
             # ~4 characters a token, + chat framing
             prompt_tokens=sum(len(c.prompt) // 4 + 8 for c in to_call),
             completion_tokens=len(to_call)
-            * min(g.max_tokens, q_per_call * TOKENS_PER_QUESTION + 10),
+            * min(g.max_tokens, job.questions_per_call * TOKENS_PER_QUESTION + 10),
         )
     prompt_tokens = sum(s.prompt_tokens for s in per_split.values())
     completion_tokens = sum(s.completion_tokens for s in per_split.values())
@@ -521,8 +525,7 @@ def _estimate(
         chunks = [
             c.chunk.text for s in SPLITS for c in {c.chunk.id: c for c in job.plans[s]}.values()
         ]
-        per_call = 1 if job.template.per_question else job.g.questions_per_chunk
-        questions = sum(len(job.plans[s]) for s in SPLITS) * per_call
+        questions = sum(len(job.plans[s]) for s in SPLITS) * job.questions_per_call
         steps.append(
             judge_estimate(
                 job.judge,
