@@ -67,6 +67,14 @@ def test_default_config_round_trips(tmp_path):
     assert load_config(path, environ={}) == PipelineConfig()
 
 
+def test_the_default_config_says_which_writer_settings_the_offline_writer_ignores():
+    """The offline writer decodes greedily: a user tuning temperature for it changes nothing."""
+    lines = dump_default_config().splitlines()
+    for key in ("temperature", "top_p"):
+        at = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{key}:"))
+        assert "local backend" in lines[at - 1] and "not read" in lines[at - 1], lines[at - 1]
+
+
 # --- errors name the source of the bad value: flag, environment variable or file -------------
 def test_an_invalid_flag_is_blamed_on_the_flag(tmp_path):
     path = tmp_path / "c.yaml"

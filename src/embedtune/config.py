@@ -166,9 +166,24 @@ class GenerateConfig(_Section):
         "about +-0.02 NDCG@10 (see BENCHMARKS.md, Generate); None = max_chunks.",
     )
     prompt_file: str | None = Field(None, description="Replace the built-in prompt template.")
-    temperature: float = Field(0.7, ge=0, le=2)
-    top_p: float = Field(0.95, gt=0, le=1)
-    max_tokens: int = Field(256, ge=16)
+    temperature: float = Field(
+        0.7,
+        ge=0,
+        le=2,
+        description="A server's sampling temperature; the local backend decodes greedily and "
+        "does not read it.",
+    )
+    top_p: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="A server's nucleus sampling share; the local backend does not read it.",
+    )
+    max_tokens: int = Field(
+        256,
+        ge=16,
+        description="Tokens per reply; the local backend, asking one question a call, stops at 48.",
+    )
     concurrency: int = Field(8, ge=1, le=512)
     timeout: float = Field(60.0, gt=0, description="Seconds per request.")
     max_retries: int = Field(6, ge=0)
