@@ -605,6 +605,21 @@ def test_dry_run_makes_no_call_and_prices_openai_models(tmp_path):
     assert 0 < priced.cost_usd < 0.01 and priced.prices_as_of
 
 
+def test_the_offline_writers_kinds_are_named_where_users_read_the_limit():
+    # The config field's comment and --questions-per-chunk's help write the kinds out (the
+    # config module sits below generate and cannot import them): they must follow the list.
+    from embedtune.cli import app
+    from embedtune.generate.prompts import QUESTION_KINDS
+
+    kinds = ", ".join(word for _, word in QUESTION_KINDS)
+    limit = f"at most {len(QUESTION_KINDS)}"
+    described = GenerateConfig.model_fields["questions_per_chunk"].description or ""
+    assert kinds in described and limit in described
+    result = CliRunner().invoke(app, ["generate", "--help"], terminal_width=400)
+    helped = " ".join(result.output.replace("│", " ").split())
+    assert kinds in helped and limit in helped
+
+
 def test_auto_backend_without_a_server_plans_the_offline_model(tmp_path):
     run = make_run(tmp_path, n_train=3, n_val=1)
     report = run_generate(load_config(environ={}), run, dry_run=True)
