@@ -250,7 +250,10 @@ class TrainConfig(_Section):
     )
     batch_size: int = Field(32, ge=2)
     learning_rate: float | None = Field(
-        None, gt=0, description="None = 5e-5 with a teacher, 2e-5 without (as measured)."
+        None,
+        gt=0,
+        description="None = 5e-5 with a teacher, 2e-5 without, 1e-3 with LoRA and no teacher "
+        "(as measured).",
     )
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)

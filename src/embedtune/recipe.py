@@ -12,10 +12,11 @@ The choices follow what the benchmarks measured (measured: BENCHMARKS.md, Qualit
 packaged all-mpnet-base-v2 teaches the default base all-MiniLM-L6-v2, the one pairing measured to
 pay off, and no other base gets a teacher unless one is named (a teacher must be stronger than
 its student); 2 epochs at 5e-5 with a teacher, 1 epoch at 2e-5 (sentence-transformers' usual)
-without. The teacher judges generation's round trip too, so the questions kept for training are
-those the teacher finds their chunk for, and its embeddings of the chunks, computed once by the
-round trip, are read back from the shared cache by training. Where the hardware has native bf16
-both encode with bfloat16 weights (a cache of their own: evaluation encodes in float32)::
+without, at 1e-3 when LoRA adapters train without a teacher. The teacher judges generation's
+round trip too, so the questions kept for training are those the teacher finds their chunk for,
+and its embeddings of the chunks, computed once by the round trip, are read back from the shared
+cache by training. Where the hardware has native bf16 both encode with bfloat16 weights (a cache
+of their own: evaluation encodes in float32)::
 
     >>> from embedtune.config import TrainConfig
     >>> train, resolved = resolve_train("BAAI/bge-base-en-v1.5", TrainConfig(bf16="off"))
@@ -62,6 +63,9 @@ __all__ = [
 ]
 
 AUTO_TEACHER = "sentence-transformers/all-mpnet-base-v2"
+# LoRA's update starts at zero: at full fine-tuning's 2e-5 it left mpnet's rankings as they were
+# (BENCHMARKS.md, Quality: the LoRA screen of sessions 33-34).
+LORA_LEARNING_RATE = 1e-3
 
 
 def settle(cfg: PipelineConfig, *, afresh: bool = False) -> PipelineConfig:
@@ -157,12 +161,18 @@ def resolve_train(base: str, cfg: TrainConfig) -> tuple[TrainConfig, dict[str, R
             why=why + ("" if taught else ", as sentence-transformers trains by default"),
         )
     if learning_rate is None:
-        learning_rate = 5e-5 if taught else 2e-5
-        why = f"{who}: 5e-5" if taught else "without a teacher: 2e-5"
-        resolved["train.learning_rate"] = Resolved(
-            value=learning_rate,
-            why=why + ("" if taught else ", sentence-transformers' default"),
-        )
+        if taught:  # with LoRA too: a teacher with LoRA is unmeasured, so it keeps 5e-5
+            learning_rate, why = 5e-5, f"{who}: 5e-5"
+        elif cfg.lora:
+            learning_rate = LORA_LEARNING_RATE
+            why = (
+                f"with LoRA and without a teacher: {LORA_LEARNING_RATE:g}; the adapters start "
+                "at zero, and at full fine-tuning's 2e-5 they left the model's rankings as "
+                "they were"
+            )
+        else:
+            learning_rate, why = 2e-5, "without a teacher: 2e-5, sentence-transformers' default"
+        resolved["train.learning_rate"] = Resolved(value=learning_rate, why=why)
     merge = cfg.merge_base
     if merge is None:
         if taught:

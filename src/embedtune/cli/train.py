@@ -95,7 +95,8 @@ def train(
             metavar="LR",
             help="Peak learning rate of the AdamW optimiser.",
             show_default=default(
-                "train.learning_rate", when_unset="5e-5 with a teacher, else 2e-5"
+                "train.learning_rate",
+                when_unset="5e-5 with a teacher, else 2e-5 (1e-3 with --lora)",
             ),
         ),
     ] = None,
