@@ -13,8 +13,8 @@ with them makes ``embedtune generate`` answer those calls from the cache::
 
     python benchmarks/data/seed_responses.py /tmp/q/tf --save     # store a run's replies here
 
-``--store`` names another store: ``cvs-replies`` and ``perl-replies`` beside this one hold the
-cvs and perl domains' replies (benchmarks/data/README.md).
+``--store`` names another store: ``cvs-replies``, ``perl-replies`` and ``zsh-replies`` beside
+this one hold those domains' replies (benchmarks/data/README.md).
 
 A reply is keyed by a hash of its chunk's text, the prompt template, the backend, the model, the
 sampling settings and the question's index. A call that differs in any of these (another prompt,
