@@ -207,7 +207,7 @@ def test_a_users_one_question_template_asks_one_question_of_each_kind_per_call(t
     chunk = Chunk(
         id="c", doc_id="d", text="lm() fits linear models.", n_tokens=5, page_start=1, page_end=1
     )
-    calls = _plan("train", [chunk], g, t, "local", "w", {}, 2)
+    calls = _plan("train", [chunk], t, "local", "w", {}, g.questions_per_chunk)
     assert len(calls) == 2 and calls[0].key != calls[1].key
     ends = [to_messages(c.prompt)[-1]["content"] for c in calls]
     assert ends == ["What", "How"]

@@ -161,7 +161,7 @@ def resolve_train(base: str, cfg: TrainConfig) -> tuple[TrainConfig, dict[str, R
             why=why + ("" if taught else ", as sentence-transformers trains by default"),
         )
     if learning_rate is None:
-        if taught:  # with LoRA too: a teacher with LoRA is unmeasured, so it keeps 5e-5
+        if taught:  # with LoRA too: its rate with a teacher is still to screen (BENCHMARKS.md)
             learning_rate, why = 5e-5, f"{who}: 5e-5"
         elif cfg.lora:
             learning_rate = LORA_LEARNING_RATE

@@ -148,7 +148,6 @@ def scaled_top_k(top_k: int, searched: int, split_size: int) -> int:
 def _plan(
     split: str,
     chunks: list[Chunk],
-    g: GenerateConfig,
     template: PromptTemplate,
     backend: str,
     model: str,
@@ -156,13 +155,13 @@ def _plan(
     per_chunk: int,
 ) -> list[_Call]:
     """The calls on ``chunks``: ``per_chunk`` one-question calls each for a per-question
-    template, else one call asking for ``g.questions_per_chunk``."""
+    template, else one call asking for all ``per_chunk``."""
     calls = []
     for chunk in chunks:
         if template.per_question:
             indices = [(i, 1) for i in range(per_chunk)]
         else:
-            indices = [(0, g.questions_per_chunk)]
+            indices = [(0, per_chunk)]
         for index, n in indices:
             key = response_key(
                 chunk_text=chunk.text,
@@ -357,7 +356,6 @@ def _plan_job(cfg: PipelineConfig, run: RunLayout, *, dry_run: bool) -> _Job:
         s: _plan(
             s,
             _select(chunks[s], _split_budget(g, s), g.seed),
-            g,
             template,
             backend_name,
             backend.model,
