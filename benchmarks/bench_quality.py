@@ -420,6 +420,12 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+_BUILD = {
+    "rfaq": "it is the shared data folder's r-faq, beside this repository",
+    "pyfaq": "build it with `python benchmarks/data/build_python_faq.py`",
+}
+
+
 def load_sets(args, ap: argparse.ArgumentParser) -> tuple[QADataset, dict[str, QADataset]]:
     """The training set and the evaluation sets by name (val, headings, rfaq, pyfaq)."""
     run = Path(args.run) if args.run else None
@@ -439,8 +445,16 @@ def load_sets(args, ap: argparse.ArgumentParser) -> tuple[QADataset, dict[str, Q
     if headings is not None and headings.is_file():
         sets["headings"] = QADataset.from_json(headings)
     for name, path in (("rfaq", args.rfaq), ("pyfaq", args.pyfaq)):
-        if path and Path(path).is_dir():
+        if not path:  # --rfaq '' / --pyfaq '': left out on purpose
+            continue
+        if Path(path).is_dir():
             sets[name] = QADataset.from_beir(path)
+        elif path != ap.get_default(name):
+            ap.error(f"--{name} {path}: no such folder (a BEIR folder: corpus, queries, qrels)")
+        else:  # a default that is not there: say so, since a row without it is easy to misread
+            print(f"{name}: no set at {path}, so these rows are scored without it "
+                  f"({_BUILD[name]}; --{name} '' leaves it out without this line)",
+                  file=sys.stderr)  # fmt: skip
     for item in args.eval:
         name, _, path = item.partition("=")
         if not (name and path) or name in sets:

@@ -227,3 +227,23 @@ def test_a_row_records_the_teachers_weight(bench, tmp_path, capsys):
     older = {k: v for k, v in row(3, 0.5).items() if k != "distill_weight"}
     older["settings"] = "alpha=1.0 distill_weight=0.5"
     assert bench.group_key(older) == bench.group_key(row(1, 0.5) | {"settings": older["settings"]})
+
+
+def test_a_missing_unrelated_domain_set_is_named_not_skipped_in_silence(
+    bench, tmp_path, capsys, monkeypatch
+):
+    # A row scored without python-faq reads like one that passed its guard (session 35 lost it
+    # running from a worktree without .embedtune-data); a path given by hand must exist.
+    train, val = make_sets(n_train=14, n_val=4)
+    val.to_json(tmp_path / "val.json")
+    train.to_json(tmp_path / "train.json")
+    given = ["--train-data", str(tmp_path / "train.json"), "--val-data", str(tmp_path / "val.json"),
+             "--rfaq", ""]  # fmt: skip
+    ap = bench.parser()
+    monkeypatch.setattr(ap, "get_default", lambda name: str(tmp_path / "nowhere"))
+    _, sets = bench.load_sets(ap.parse_args([*given, "--pyfaq", str(tmp_path / "nowhere")]), ap)
+    assert "pyfaq" not in sets
+    assert "build_python_faq.py" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main([*given, "--pyfaq", str(tmp_path / "typo"), "--zero-shot", "x"])
+    assert "--pyfaq" in capsys.readouterr().err
