@@ -665,3 +665,27 @@ def test_without_a_teacher_a_users_pairs_are_said_to_be_unchecked(minilm):
     rows = training_rows(minilm, "all-MiniLM-L6-v2", train, cfg, said.append)
     assert rows.n_pairs == 28 and rows.roundtrip_share is None  # nothing was checked or dropped
     assert any("no teacher, so no round trip checks these pairs" in line for line in said)
+
+
+def test_lora_adapters_start_from_the_runs_seed(tmp_path, monkeypatch):
+    # peft draws the adapters' first weights when they are added, before the trainer seeds
+    # itself: the same run twice trained two models. What is drawn at that point is recorded
+    # (no peft needed); training stops there.
+    import embedtune.train.trainer as trainer_module
+
+    class Drawn(Exception):
+        pass
+
+    def add_lora(model, rank):
+        raise Drawn(torch.rand(4).tolist())
+
+    monkeypatch.setattr(trainer_module, "add_lora", add_lora)
+    train, val = make_sets()
+
+    def first_draw(seed: int, name: str) -> list[float]:
+        cfg = TrainConfig(**{**SETTINGS, "lora": True, "seed": seed, "matryoshka_dims": None})
+        with pytest.raises(Drawn) as drawn:
+            finetune("all-MiniLM-L6-v2", train, None, cfg, tmp_path / name)
+        return drawn.value.args[0]
+
+    assert first_draw(1, "a") == first_draw(1, "b") != first_draw(2, "c")

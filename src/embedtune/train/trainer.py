@@ -44,6 +44,7 @@ from typing import Any
 
 import torch
 from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+from transformers import set_seed
 
 from embedtune.config import TrainConfig
 from embedtune.dataset import QADataset, leaked_questions
@@ -402,6 +403,9 @@ class FineTuning:
     ) -> _Trained:
         base_weights = base_snapshot(model) if self.cfg.merge_base else None
         if self.cfg.lora:
+            # The adapters' first weights are drawn here, before the trainer seeds itself: seed
+            # now, or train.seed does not decide them and the same run trains another model.
+            set_seed(self.cfg.seed)
             add_lora(model, self.cfg.lora_r)
         loss = self.loss(model, rows)
         resume_from = self.checkpoint_to_resume(resume)
