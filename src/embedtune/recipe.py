@@ -12,7 +12,7 @@ The choices follow what the benchmarks measured (measured: BENCHMARKS.md, Qualit
 packaged all-mpnet-base-v2 teaches the default base all-MiniLM-L6-v2, the one pairing measured to
 pay off, and no other base gets a teacher unless one is named (a teacher must be stronger than
 its student); 2 epochs at 5e-5 with a teacher, 1 epoch at 2e-5 (sentence-transformers' usual)
-without, at 1e-3 when LoRA adapters train without a teacher. The teacher judges generation's
+without, at 1e-3 whenever LoRA adapters train. The teacher judges generation's
 round trip too, so the questions kept for training are those the teacher finds their chunk for,
 and its embeddings of the chunks, computed once by the round trip, are read back from the shared
 cache by training. Where the hardware has native bf16 both encode with bfloat16 weights (a cache
@@ -63,8 +63,9 @@ __all__ = [
 ]
 
 AUTO_TEACHER = "sentence-transformers/all-mpnet-base-v2"
-# LoRA's update starts at zero: at full fine-tuning's 2e-5 it left mpnet's rankings as they were
-# (BENCHMARKS.md, Quality: the LoRA screen of sessions 33-34).
+# LoRA's update starts at zero: at full fine-tuning's rates it left the model nearly as it was
+# (2e-5 on mpnet without a teacher, 5e-5 on MiniLM with mpnet teaching), and 1e-3 led both
+# screens (BENCHMARKS.md, Quality: the LoRA screens of sessions 33-35).
 LORA_LEARNING_RATE = 1e-3
 
 
@@ -161,15 +162,15 @@ def resolve_train(base: str, cfg: TrainConfig) -> tuple[TrainConfig, dict[str, R
             why=why + ("" if taught else ", as sentence-transformers trains by default"),
         )
     if learning_rate is None:
-        if taught:  # with LoRA too: its rate with a teacher is still to screen (BENCHMARKS.md)
-            learning_rate, why = 5e-5, f"{who}: 5e-5"
-        elif cfg.lora:
+        if cfg.lora:  # with a margin teacher too, unmeasured: the adapters start at zero there
             learning_rate = LORA_LEARNING_RATE
             why = (
-                f"with LoRA and without a teacher: {LORA_LEARNING_RATE:g}; the adapters start "
-                "at zero, and at full fine-tuning's 2e-5 they left the model's rankings as "
-                "they were"
+                f"with LoRA: {LORA_LEARNING_RATE:g}; the adapters start at zero, and at full "
+                "fine-tuning's rates (2e-5, 5e-5 with a teacher) they left the model's rankings "
+                "nearly as they were"
             )
+        elif taught:
+            learning_rate, why = 5e-5, f"{who}: 5e-5"
         else:
             learning_rate, why = 2e-5, "without a teacher: 2e-5, sentence-transformers' default"
         resolved["train.learning_rate"] = Resolved(value=learning_rate, why=why)
