@@ -289,8 +289,9 @@ def train(
         typer.Option(
             "--lora/--no-lora",
             help="Train LoRA adapters instead of every weight (merged into the saved model; "
-            "needs peft). On people's questions: 0.007-0.014 NDCG@10 below full fine-tuning "
-            "with the default teacher, level with it without one (BENCHMARKS.md, Quality).",
+            "needs peft). On people's questions of three domains, from 0.014 NDCG@10 below to "
+            "0.015 above full fine-tuning with the default teacher; level with it without one "
+            "(BENCHMARKS.md, Quality).",
             show_default=default("train.lora", flag="lora"),
         ),
     ] = None,
