@@ -175,15 +175,33 @@ def seed_mean_interval(per_query: list[list[float]], samples: int = 2000) -> tup
     return c.ci_low, c.ci_high
 
 
+# ``--set`` fields that a row also records as resolved (``lr``, ``epochs``): naming the value
+# the product would have resolved to anyway is the same recipe.
+_RECORDED = {"learning_rate": "lr", "epochs": "epochs"}
+
+
 def group_key(row: dict, keys: tuple[str, ...] = GROUP_KEYS) -> tuple:
     """The row's recipe as ``keys``' values; a teacher's weight set with ``--set`` counts as
-    recorded for rows from before the weight had a key of its own. (Not ``parse_settings``:
+    recorded for rows from before the weight had a key of its own, and a ``--set`` of the
+    learning rate or epochs counts only as the value the row records. (Not ``parse_settings``:
     some stored rows' settings hold a note in words, which it would refuse.)"""
     weight = row.get("distill_weight")
-    if weight is None and "distill_weight=" in str(row.get("settings") or ""):
-        raw = str(row["settings"]).split("distill_weight=", 1)[1].split()[0]  # --set pairs
+    settings = row.get("settings")
+    if weight is None and "distill_weight=" in str(settings or ""):
+        raw = str(settings).split("distill_weight=", 1)[1].split()[0]  # --set pairs
         weight = float(raw)
-    return tuple(weight if k == "distill_weight" else row.get(k) for k in keys)
+    if settings:
+        kept = [
+            word
+            for word in str(settings).split()
+            if not (
+                word.partition("=")[0] in _RECORDED
+                and row.get(_RECORDED[word.partition("=")[0]]) is not None
+            )
+        ]
+        settings = " ".join(kept) or None
+    own = {"distill_weight": weight, "settings": settings}
+    return tuple(own[k] if k in own else row.get(k) for k in keys)
 
 
 def summarize(path: Path, samples: int = 2000) -> None:

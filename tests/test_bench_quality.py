@@ -247,3 +247,13 @@ def test_a_missing_unrelated_domain_set_is_named_not_skipped_in_silence(
     with pytest.raises(SystemExit):
         bench.main([*given, "--pyfaq", str(tmp_path / "typo"), "--zero-shot", "x"])
     assert "--pyfaq" in capsys.readouterr().err
+
+
+def test_a_set_rate_that_a_row_records_groups_with_rows_that_resolved_it(bench):
+    # Session 34's seed 1 resolved LoRA's 5e-5; its seeds 2-3 named it with --set: one recipe.
+    resolved = {"data": "x", "lr": 5e-5, "epochs": 2.0, "settings": "lora=true"}
+    named = {**resolved, "settings": "learning_rate=5e-5 lora=true"}
+    assert bench.group_key(named) == bench.group_key(resolved)
+    other = {**named, "lr": 1e-3, "settings": "learning_rate=1e-3 lora=true"}
+    assert bench.group_key(other) != bench.group_key(resolved)
+    assert bench.group_key({**resolved, "settings": "lora=false"}) != bench.group_key(resolved)
