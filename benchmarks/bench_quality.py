@@ -191,14 +191,11 @@ def group_key(row: dict, keys: tuple[str, ...] = GROUP_KEYS) -> tuple:
         raw = str(settings).split("distill_weight=", 1)[1].split()[0]  # --set pairs
         weight = float(raw)
     if settings:
-        kept = [
-            word
-            for word in str(settings).split()
-            if not (
-                word.partition("=")[0] in _RECORDED
-                and row.get(_RECORDED[word.partition("=")[0]]) is not None
-            )
-        ]
+        kept = []
+        for word in str(settings).split():
+            field = _RECORDED.get(word.partition("=")[0])
+            if field is None or row.get(field) is None:
+                kept.append(word)
         settings = " ".join(kept) or None
     own = {"distill_weight": weight, "settings": settings}
     return tuple(own[k] if k in own else row.get(k) for k in keys)
