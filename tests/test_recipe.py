@@ -223,3 +223,16 @@ def test_chunks_are_cut_to_the_length_the_user_trains_at(mpnet_installed):
     assert (cfg.chunk.chunk_size, cfg.chunk.chunk_overlap) == (510, 100)
     assert "reads 512 tokens (train.max_seq_length)" in cfg.resolved["chunk.chunk_size"].why
     assert settle(PipelineConfig(train={"max_seq_length": 128})).chunk.chunk_size == 126
+
+
+def test_what_lora_costs_reads_the_same_in_train_help_and_the_config():
+    # The measured cost is written twice (the CLI's help is built without importing the config):
+    # a new measurement must change both.
+    from typer.testing import CliRunner
+
+    from embedtune.cli import app
+
+    described = TrainConfig.model_fields["lora"].description or ""
+    measured = described[described.index("On people's questions") :]
+    result = CliRunner().invoke(app, ["train", "--help"], terminal_width=400)
+    assert measured in " ".join(result.output.replace("│", " ").split())
