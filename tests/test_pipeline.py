@@ -127,3 +127,21 @@ def test_run_passes_the_offline_writer_on_and_names_it_when_it_is_missing(tmp_pa
         writer
     )
     assert (run / "chunks" / "train.jsonl").is_file()  # prepare's work stays for the re-run
+
+
+def test_run_with_lora_but_no_peft_stops_before_any_stage(tmp_path, monkeypatch):
+    # LoRA needs peft only at training: checked there alone, a run wrote every question (an
+    # hour on a laptop) and then stopped.
+    monkeypatch.setitem(sys.modules, "peft", None)  # as where the lora extra is not installed
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, paragraphs in TOPICS.items():
+        (docs / name).write_text(f"# {name}\n\n" + "\n\n".join((p + " ") * 4 for p in paragraphs))
+    run = tmp_path / "run"
+    config = tmp_path / "lora.yaml"
+    config.write_text("train:\n  lora: true\n")
+    result = CliRunner().invoke(app, ["run", str(config), "--docs", str(docs), "--run", str(run)])
+    assert result.exit_code == 2, result.output
+    assert "pip install 'peft~=0.21'" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not (run / "chunks").exists() and not (run / "data").exists()

@@ -30,7 +30,7 @@ from embedtune.prepare import run_prepare
 from embedtune.recipe import settle
 from embedtune.records import write_json_atomic
 from embedtune.runlock import holds_run
-from embedtune.train import run_train
+from embedtune.train import check_train_settings, run_train
 
 __all__ = ["STAGES", "RunResult", "PipelineRun", "run_pipeline", "choose_result"]
 
@@ -109,6 +109,8 @@ def run_pipeline(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = settle(cfg)  # once: every stage reads the same settled values
+    if "train" in stages:  # not after the questions are written, an hour in
+        check_train_settings(cfg.train)
     out = PipelineRun()
     for stage in stages:
         summary = _STAGE_FUNCTIONS[stage](cfg, run_dir, fresh=fresh)

@@ -19,20 +19,27 @@ from embedtune.errors import ConfigError, TrainingError
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["add_lora", "merge_lora", "lora_trainer_class"]
+__all__ = ["add_lora", "merge_lora", "lora_trainer_class", "require_peft"]
 
 #: The attention projections adapters go on, by the names model families give them.
 _TARGETS = {"query", "key", "value", "q_proj", "k_proj", "v_proj", "q", "k", "v", "q_lin", "k_lin", "v_lin"}  # fmt: skip
 
 
-def add_lora(model: SentenceTransformer, rank: int) -> None:
-    """Inject LoRA layers of rank ``rank`` into the transformer and train only them."""
+def require_peft() -> None:
+    """Raise a :class:`ConfigError` that says how to install peft, where it is not installed."""
     try:
-        from peft import LoraConfig, inject_adapter_in_model
+        import peft  # noqa: F401  (optional dependency, only checked for)
     except ImportError:
         raise ConfigError(
             "train.lora needs peft, which is not installed; run `pip install 'peft~=0.21'` (in a clone: `pip install -e '.[lora]'`)"
         ) from None
+
+
+def add_lora(model: SentenceTransformer, rank: int) -> None:
+    """Inject LoRA layers of rank ``rank`` into the transformer and train only them."""
+    require_peft()
+    from peft import LoraConfig, inject_adapter_in_model
+
     hf = model.transformers_model
     if hf is None:
         raise TrainingError("LoRA needs a model whose first module is a transformers model")

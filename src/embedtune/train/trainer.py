@@ -57,7 +57,7 @@ from embedtune.records import read_json, write_json_atomic
 from embedtune.train.arguments import Schedule, schedule, training_arguments
 from embedtune.train.card import write_model_card
 from embedtune.train.data import check_dataset, chunks_past_window
-from embedtune.train.lora import add_lora, lora_trainer_class, merge_lora
+from embedtune.train.lora import add_lora, lora_trainer_class, merge_lora, require_peft
 from embedtune.train.losses import build_loss
 from embedtune.train.merge import base_snapshot, merge_base
 from embedtune.train.passages import uses_passage_batches
@@ -65,9 +65,32 @@ from embedtune.train.rows import TrainingRows, load_for_training, training_rows
 from embedtune.train.summary import Recipe, TrainData, TrainSummary
 from embedtune.train.validation import PRIMARY, Validation, holds_checkpoint, verdict
 
-__all__ = ["FineTuning", "finetune", "world"]
+__all__ = ["FineTuning", "check_train_settings", "finetune", "world"]
 
 logger = logging.getLogger(__name__)
+
+
+def check_train_settings(cfg: TrainConfig) -> None:
+    """Fail before any work when training cannot start on ``cfg``, naming the setting: a teacher
+    that cannot load or ranks pairs (a reranker), LoRA without peft. Training calls it before it
+    scores the base; ``run`` calls it before it prepares, so that a run does not write questions
+    for an hour to stop at training."""
+    for setting in ("teacher", "margin_teacher"):
+        name = getattr(cfg, setting)
+        if name:
+            try:
+                check_available(name)
+            except InputError as exc:
+                raise ConfigError(f"train.{setting}: {exc}") from None
+    if cfg.teacher and is_cross_encoder(cfg.teacher):
+        raise ConfigError(
+            f"train.teacher: {cfg.teacher} is a cross-encoder (a reranker), which "
+            "scores pairs rather than embedding texts; name it in train.margin_teacher "
+            "(--margin-teacher, with --hard-negatives 1) and keep an embedding model or "
+            "none as the teacher"
+        )
+    if cfg.lora:
+        require_peft()
 
 
 def world() -> tuple[int, int]:
@@ -201,7 +224,7 @@ class FineTuning:
         resume: bool = False,
         callbacks: list[Any] | None = None,
     ) -> TrainSummary:
-        self.check_teacher()
+        check_train_settings(self.cfg)
         corpus = self.check_data(train, val, full_corpus)  # bad data leaves no folder behind
         self.claim_folders()
         model = self.load_base()
@@ -229,23 +252,6 @@ class FineTuning:
         self.say("warning: " + text)
 
     # --- before training ------------------------------------------------------------------
-
-    def check_teacher(self) -> None:
-        """Fail before the base is scored and the rows encoded, naming the setting."""
-        for setting in ("teacher", "margin_teacher"):
-            name = getattr(self.cfg, setting)
-            if name:
-                try:
-                    check_available(name)
-                except InputError as exc:
-                    raise ConfigError(f"train.{setting}: {exc}") from None
-        if self.cfg.teacher and is_cross_encoder(self.cfg.teacher):
-            raise ConfigError(
-                f"train.teacher: {self.cfg.teacher} is a cross-encoder (a reranker), which "
-                "scores pairs rather than embedding texts; name it in train.margin_teacher "
-                "(--margin-teacher, with --hard-negatives 1) and keep an embedding model or "
-                "none as the teacher"
-            )
 
     def claim_folders(self) -> None:
         """Refuse, before any work, to replace a folder that embedtune did not write."""
