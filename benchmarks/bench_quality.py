@@ -99,8 +99,9 @@ def train_config(recipe: str, seed: int, args) -> TrainConfig:
         "hard_negatives": args.hard_negatives,
     }
     fields = {
-        # a run's pairs passed generate's round trip: not checked again, as the train stage does
-        **({"roundtrip_top_k": None} if args.run else {}),
+        # a run's pairs passed generate's round trip: not checked again, as the train stage does;
+        # pairs from --train-data did not, and are checked as `embedtune train --train-data` does
+        **({"roundtrip_top_k": None} if args.run and not args.train_data else {}),
         **recipe_overrides(recipe, args.teacher),
         **{k: v for k, v in shortcuts.items() if v is not None},
         **parse_settings(args.set),

@@ -257,3 +257,16 @@ def test_a_set_rate_that_a_row_records_groups_with_rows_that_resolved_it(bench):
     other = {**named, "lr": 1e-3, "settings": "learning_rate=1e-3 lora=true"}
     assert bench.group_key(other) != bench.group_key(resolved)
     assert bench.group_key({**resolved, "settings": "lora=false"}) != bench.group_key(resolved)
+
+
+def test_pairs_from_train_data_meet_trainings_round_trip_even_with_a_run(bench):
+    # Session 36's first ICT rows trained every pair unchecked: --run turned the round trip off
+    # for pairs that never passed generate's, which `embedtune train --train-data` checks.
+    run_only = bench.parser().parse_args(["--run", "R"])
+    assert bench.train_config("default", 1, run_only).roundtrip_top_k is None
+    brought = bench.parser().parse_args(["--run", "R", "--train-data", "pairs.json"])
+    assert bench.train_config("default", 1, brought).roundtrip_top_k == "auto"
+    off = bench.parser().parse_args(
+        ["--run", "R", "--train-data", "pairs.json", "--set", "roundtrip_top_k=null"]
+    )
+    assert bench.train_config("default", 1, off).roundtrip_top_k is None
