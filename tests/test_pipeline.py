@@ -38,13 +38,19 @@ TOPICS = {
 }
 
 
-def test_run_goes_from_documents_to_a_verdict_and_skips_when_current(tmp_path, monkeypatch):
+def write_docs(tmp_path: Path) -> Path:
+    """TOPICS as Markdown files in ``tmp_path/docs``, each paragraph long enough to be a chunk."""
     docs = tmp_path / "docs"
     docs.mkdir()
     for name, paragraphs in TOPICS.items():
         # Each paragraph is its own chunk: long enough, separated by blank lines.
         body = "\n\n".join((p + " ") * 4 for p in paragraphs)
         (docs / name).write_text(f"# {name}\n\n{body}\n")
+    return docs
+
+
+def test_run_goes_from_documents_to_a_verdict_and_skips_when_current(tmp_path, monkeypatch):
+    docs = write_docs(tmp_path)
     run = tmp_path / "run"
     with FakeOpenAI() as server:
         config = tmp_path / "cfg.yaml"
@@ -110,10 +116,7 @@ def test_run_goes_from_documents_to_a_verdict_and_skips_when_current(tmp_path, m
 
 
 def test_run_passes_the_offline_writer_on_and_names_it_when_it_is_missing(tmp_path):
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for name, paragraphs in TOPICS.items():
-        (docs / name).write_text(f"# {name}\n\n" + "\n\n".join((p + " ") * 4 for p in paragraphs))
+    docs = write_docs(tmp_path)
     run = tmp_path / "run"
     writer = tmp_path / "writer.gguf"
     result = CliRunner().invoke(
@@ -133,10 +136,7 @@ def test_run_with_lora_but_no_peft_stops_before_any_stage(tmp_path, monkeypatch)
     # LoRA needs peft only at training: checked there alone, a run wrote every question (an
     # hour on a laptop) and then stopped.
     monkeypatch.setitem(sys.modules, "peft", None)  # as where the lora extra is not installed
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for name, paragraphs in TOPICS.items():
-        (docs / name).write_text(f"# {name}\n\n" + "\n\n".join((p + " ") * 4 for p in paragraphs))
+    docs = write_docs(tmp_path)
     run = tmp_path / "run"
     config = tmp_path / "lora.yaml"
     config.write_text("train:\n  lora: true\n")
