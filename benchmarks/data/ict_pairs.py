@@ -67,6 +67,8 @@ def main() -> None:
     ap.add_argument("--per-chunk", type=int, default=2, help="sentences per chunk (default 2)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if not (args.run / "data/train.json").is_file():
+        ap.error(f"{args.run}: no data/train.json; give a run folder after `embedtune generate`")
     chunks, text = written_for(args.run)
     data = ict_pairs(chunks, text, args.per_chunk, args.seed)
     args.out.write_text(json.dumps(data))
