@@ -16,6 +16,7 @@ from embedtune.dataset import QADataset
 from embedtune.errors import InputError
 from embedtune.evaluate import ModelSpec, evaluate_models, run_evaluate
 from embedtune.evaluate.metrics import paired_bootstrap
+from embedtune.records import Chunk, write_jsonl
 from embedtune.retrieval import hit_matrix, per_query_metrics, rank_corpus
 
 CORPUS = {
@@ -459,3 +460,23 @@ def test_models_reading_different_lengths_of_each_text_are_noted(tmp_path):
     same.mkdir()
     (same / "sentence_bert_config.json").write_text('{"max_seq_length": 256}')
     assert windows_differ(["all-MiniLM-L6-v2", str(same)]) is None
+
+
+def test_validation_searches_the_training_chunks_not_the_training_sets_passages(
+    minilm, minilm_path, tmp_path
+):
+    """With sentences as training queries, train.json's corpus holds each chunk without a
+    sentence (twice over); a deployed index holds the chunks, so validation searches those."""
+    run = _make_run(tmp_path, minilm)
+    chunk = "gsub replaces every match of a pattern. sub replaces the first match only."
+    write_jsonl(
+        run / "chunks" / "train.jsonl",
+        [Chunk(id="t01", doc_id="t", text=chunk, n_tokens=14, page_start=1, page_end=1)],
+    )
+    QADataset(
+        queries={"s1": "sub replaces the first match only.", "s2": "gsub replaces every match."},
+        corpus={"t01-a": "gsub replaces every match of a pattern.", "t01-b": "sub replaces."},
+        relevant_docs={"s1": ["t01-a"], "s2": ["t01-b"]},
+    ).to_json(run / "data" / "train.json")
+    summary = run_evaluate(PipelineConfig(model=minilm_path, evaluate=_cfg()), run)
+    assert summary.datasets["val"].n_corpus == len(CORPUS) + 1  # the one chunk, not 2 passages

@@ -838,3 +838,82 @@ def test_a_server_that_never_accepts_is_reported_in_seconds_but_slow_replies_are
     with FakeOpenAI(latency=1.0) as server:
         report = run_generate(config(server), run)
     assert report.splits["train"].kept > 0 and server.calls_total == 2
+
+
+# ------------------------------------------------------------------- sentences as queries
+#: Training chunks of three sentences on one subject each: a sentence's context is its chunk.
+SECTIONS = [
+    "The lm function fits linear regression models from a formula and a data frame. Calling "
+    "summary on a fitted lm model prints the regression coefficients and standard errors. The "
+    "predict function applies a fitted regression model to new rows of data.",
+    "install.packages downloads packages from CRAN mirrors and installs them locally. Its repos "
+    "argument names the CRAN mirror that the packages are downloaded from. A package installed "
+    "this way is attached to the session with the library function.",
+    "Factors store categorical variables as integer codes with a label for each code. The levels "
+    "function returns the categories of a factor in their stored order. Calling droplevels "
+    "removes the categories of a factor that no element uses any more.",
+    "Dates are stored as the number of days since 1970-01-01 in class Date. The as.Date "
+    "function converts a character string to a Date with a format string. Subtracting one Date "
+    "from another gives the number of days between the two dates.",
+]
+
+
+def _sections_run(tmp_path: Path) -> Path:
+    """Training chunks of several sentences each, so each sentence leaves a passage behind."""
+    run = make_run(tmp_path, n_train=4, n_val=2)
+    write_jsonl(
+        run / "chunks" / "train.jsonl",
+        [
+            Chunk(id=f"t{i}", doc_id="t", text=t, n_tokens=60, page_start=1, page_end=1)
+            for i, t in enumerate(SECTIONS)
+        ],
+    )
+    return run
+
+
+def test_sentences_as_training_queries_call_the_writer_for_validation_only(tmp_path):
+    """generate.train_queries: sentences: each training query is a sentence of its chunk and
+    its passage the chunk without it; the writer is asked for validation questions alone, and
+    the replies it wrote for training before are neither lost nor asked again."""
+    run = _sections_run(tmp_path)
+    chunks = {c["id"]: c["text"] for c in map(json.loads, (run / "chunks/train.jsonl").open())}
+    with FakeOpenAI() as server:
+        cfg = config(server)
+        run_generate(cfg, run)  # the writer's questions first
+        asked = len(server.requests)
+        cfg.generate.train_queries = "sentences"
+        report = run_generate(cfg, run)
+        assert len(server.requests) == asked  # every validation question was cached
+    train = QADataset.from_json(run / "data" / "train.json")
+    assert len(train.queries) == 8  # 2 sentences of each of 4 chunks
+    for qid, sentence in train.queries.items():
+        (pid,) = train.relevant_docs[qid]
+        source = chunks[pid.rsplit("-", 1)[0]]
+        assert sentence in source and sentence not in train.corpus[pid]
+        assert train.corpus[pid] == " ".join(source.replace(sentence, "").split())
+    val = QADataset.from_json(run / "data" / "val.json")
+    assert val.queries and all(q.startswith(("What", "How")) for q in val.queries.values())
+    assert report.splits["train"].queries == "sentences" and report.splits["train"].calls == 0
+    assert report.splits["val"].queries == "questions" and report.splits["val"].calls == 2
+    assert len(cache_rows(run, "train")) == 4  # the writer's training replies stay cached
+    console = Console(width=120, record=True)
+    console.print(summary_table(report))
+    assert "train (sentences)" in console.export_text()
+
+
+def test_the_round_trip_judges_a_sentence_against_the_passages(tmp_path, minilm_path):
+    """The judge searches the passages (the chunks without a sentence each), and what it
+    doubts goes to the rejects with its passage, for the teacher's ranking."""
+    run = _sections_run(tmp_path)
+    with FakeOpenAI() as server:
+        cfg = config(server, roundtrip_top_k=2, roundtrip_model=minilm_path)
+        cfg.generate.train_queries = "sentences"
+        report = run_generate(cfg, run)
+    train = QADataset.from_json(run / "data" / "train.json")
+    rejects = QADataset.from_json(run / "data" / "train_rejects.json")
+    trip = report.splits["train"].roundtrip
+    assert trip["n_chunks"] == 8 and trip["top_k"] == 2  # 8 passages searched, not 4 chunks
+    assert len(train.queries) + len(rejects.queries) == 8
+    assert len(train.queries) >= 4  # minilm finds most sentences' context first
+    assert set(rejects.corpus) == {c for cids in rejects.relevant_docs.values() for c in cids}
+    assert set(rejects.corpus) <= set(train.corpus)

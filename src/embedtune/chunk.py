@@ -39,7 +39,7 @@ from embedtune.records import Chunk, Document, content_hash
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["Chunker"]
+__all__ = ["Chunker", "sentence_spans"]
 
 log = logging.getLogger("embedtune.chunk")
 
@@ -51,7 +51,36 @@ _NEWLINE = re.compile(r"\n\s*")
 # character that is not a lower-case letter; "e.g. this" and initials ("W. N. Venables") are not
 # sentence ends.
 _SENT_END = re.compile(r"(?<=[.!?])[\"')\]\u2019\u201d]*\s+(?=[^a-z\s])")
+_INITIAL = re.compile(r"(?:^|\s)[A-Z]\.$")
 _ABBREV = re.compile(r"(?:\b(?:e\.g|i\.e|cf|vs|etc|Dr|Mr|Mrs|Ms|Fig|No|approx|resp)\.)$")
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of ``text``, white space trimmed: the chunker's sentence
+    ends (not after "e.g." nor after an initial) and every line break, where a heading or a list
+    item ends without a full stop::
+
+        >>> text = "Use e.g. cvs add. Then commit.\\nW. N. Venables"
+        >>> [text[a:b] for a, b in sentence_spans(text)]
+        ['Use e.g. cvs add.', 'Then commit.', 'W. N. Venables']
+    """
+    cuts = [m.end() for m in _NEWLINE.finditer(text)]
+    for m in _SENT_END.finditer(text):
+        before = max(0, m.start() - 8)
+        if not (
+            _ABBREV.search(text, before, m.start()) or _INITIAL.search(text, before, m.start())
+        ):
+            cuts.append(m.end())
+    spans = []
+    start = 0
+    for cut in [*sorted(set(cuts)), len(text)]:
+        piece = text[start:cut]
+        lead = len(piece) - len(piece.lstrip())
+        body = piece.strip()
+        if body:
+            spans.append((start + lead, start + lead + len(body)))
+        start = cut
+    return spans
 
 
 class Chunker:

@@ -152,6 +152,13 @@ class GenerateConfig(_Section):
         description="Questions written per chunk; the local backend writes at most 5, one of "
         "each kind (What, How, Which, Why, When): it decodes greedily, so more would repeat them.",
     )
+    train_queries: Literal["questions", "sentences"] = Field(
+        "questions",
+        description="The training queries: 'questions' the writer writes for each chunk, or "
+        "'sentences' of each chunk (questions_per_chunk of 6-40 words), the chunk without the "
+        "sentence as its passage: no writer call for training. Validation questions are "
+        "written either way.",
+    )
     max_chunks: int | None = Field(
         None,
         ge=1,

@@ -61,6 +61,16 @@ def generate(
             show_default=default("generate.questions_per_chunk"),
         ),
     ] = None,
+    train_queries: Annotated[
+        str | None,
+        typer.Option(
+            metavar="[questions|sentences]",
+            help="The training queries: questions the writer writes, or sentences of each chunk "
+            "with the chunk without them as the passage (no writer call for training; the "
+            "validation questions are written either way).",
+            show_default=default("generate.train_queries"),
+        ),
+    ] = None,
     concurrency: Annotated[
         int | None,
         typer.Option(
@@ -146,6 +156,7 @@ def generate(
             "model": model,
             "local_model": local_model,
             "questions_per_chunk": questions_per_chunk,
+            "train_queries": train_queries,
             "concurrency": concurrency,
             "max_chunks": max_chunks,
             "val_max_chunks": val_max_chunks,

@@ -59,7 +59,7 @@ from embedtune.evaluate.results import (
 from embedtune.layout import RunLayout
 from embedtune.models import load_model, model_max_seq_length, resolve_model
 from embedtune.ownership import check_replaceable, mark
-from embedtune.records import read_json
+from embedtune.records import read_chunks, read_json
 from embedtune.retrieval import PRIMARY_METRIC, hit_rate_curve, metric_names, score_retrieval
 from embedtune.runlock import holds_run
 
@@ -513,8 +513,9 @@ def run_evaluate(
     data_paths = _run_datasets(cfg.evaluate, run)
     fingerprints = [model_fingerprint(str(s.model)) or str(s.model) for s in specs]
     hashed = {name: _path_hash(p) for name, p in data_paths.items()}
-    if train_path.is_file():
-        hashed["train-corpus"] = _path_hash(train_path)
+    corpus_path = _training_corpus_path(run)
+    if corpus_path is not None:
+        hashed["train-corpus"] = _path_hash(corpus_path)
     key = stage_key("evaluate", models=fingerprints, data=hashed, config=cfg.evaluate)
     if not fresh and is_current(run.eval_dir, key):
         saved = EvaluateSummary.read_back(
@@ -527,7 +528,7 @@ def run_evaluate(
 
     datasets = {name: load_dataset_path(p) for name, p in data_paths.items()}
     train = QADataset.from_json(train_path) if train_path.is_file() else None
-    extra = {"val": train.corpus} if train is not None else {}
+    extra = {"val": _training_corpus(corpus_path)} if corpus_path is not None else {}
     warnings = _trained_questions(train, datasets, data_paths)
     windows = windows_differ(specs)
     if windows:
@@ -549,6 +550,23 @@ def run_evaluate(
     summary.warnings = warnings
     write_manifest(run.eval_dir, key, {"summary": summary.to_json()})
     return summary
+
+
+def _training_corpus_path(run: RunLayout) -> Path | None:
+    """Where the training chunks that validation queries also search are: the chunk file
+    prepare wrote, else (data given without one) the training set's corpus. Not always the
+    latter: with ``generate.train_queries: sentences`` it holds the chunks without a sentence
+    each, which no deployed index holds."""
+    for path in (run.chunks_file("train"), run.data_file("train")):
+        if path.is_file():
+            return path
+    return None
+
+
+def _training_corpus(path: Path) -> dict[str, str]:
+    if path.suffix == ".jsonl":
+        return {c.id: c.text for c in read_chunks(path)}
+    return QADataset.from_json(path).corpus
 
 
 def windows_differ(models: Sequence[str | ModelSpec | SentenceTransformer]) -> str | None:

@@ -25,6 +25,7 @@ __all__ = [
 class SplitReport(BaseModel):
     """One split: chunks and calls, the questions written, kept and dropped (by reason)."""
 
+    queries: Literal["questions", "sentences"] = "questions"  # generate.train_queries
     chunks: int
     chunks_used: int
     calls: int
@@ -102,7 +103,7 @@ def summary_table(report: GenerateReport | DryRunReport) -> Any:
     for split, s in report.splits.items():
         drops = sorted(s.dropped.items(), key=lambda kv: -kv[1])[:3]
         table.add_row(
-            split,
+            f"{split} ({s.queries})" if s.queries != "questions" else split,
             # a budget (generate.max_chunks) writes for a sample: say of how many
             f"{s.chunks_used} of {s.chunks}" if s.chunks_used < s.chunks else str(s.chunks),
             str(s.calls),

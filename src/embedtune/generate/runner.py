@@ -4,7 +4,9 @@ Reads ``RUN/chunks/{train,val}.jsonl`` and writes
 
 - ``RUN/generate/cache/{train,val}.jsonl``: raw replies, appended and fsynced as they arrive;
 - ``RUN/data/{train,val}.json``: llama-index ``EmbeddingQAFinetuneDataset`` JSON (corpus = all
-  chunks of the split, queries = kept questions, relevant_docs = the source chunk);
+  chunks of the split, queries = kept questions, relevant_docs = the source chunk; with
+  ``generate.train_queries: sentences`` the training queries are sentences of the chunks and
+  the training corpus the chunks without them, see :mod:`embedtune.generate.sentences`);
 - ``RUN/data/beir/{train,val}/``: the same as BEIR folders (qrels ``train.tsv`` / ``test.tsv``);
 - ``RUN/data/train_rejects.json``: the training questions the round trip dropped, which training
   with a teacher learns from through the teacher's ranking only;
@@ -54,6 +56,7 @@ from embedtune.generate.prompts import (
     render,
 )
 from embedtune.generate.report import DryRunReport, DryRunSplit, GenerateReport, SplitReport
+from embedtune.generate.sentences import sentence_pairs
 from embedtune.layout import BEIR_SPLIT, SPLITS, RunLayout
 from embedtune.models import check_available, is_cross_encoder, load_model
 from embedtune.progress import bar
@@ -282,8 +285,9 @@ def _read_split_chunks(run: RunLayout) -> dict[str, list[Chunk]]:
 
 @dataclass
 class _Job:
-    """One generate run, planned: the calls per split, the backend that answers them, the
-    judge of the round trip, and the key of the outputs."""
+    """One generate run, planned: the chunks each split's queries come from, the writer's
+    calls per split, the backend that answers them, the judge of the round trip, and the key
+    of the outputs."""
 
     cfg: PipelineConfig
     run: RunLayout
@@ -292,8 +296,13 @@ class _Job:
     backend: OpenAIBackend | LocalBackend
     template: PromptTemplate
     chunks: dict[str, list[Chunk]]
-    plans: dict[str, list[_Call]]
+    selected: dict[str, list[Chunk]]  # under a budget, a sample of ``chunks``
+    plans: dict[str, list[_Call]]  # none for training when its queries are sentences
     key: str
+
+    def from_sentences(self, split: str) -> bool:
+        """Whether ``split``'s queries are the chunks' sentences rather than questions."""
+        return split == "train" and self.g.train_queries == "sentences"
 
     @property
     def g(self) -> GenerateConfig:
@@ -352,10 +361,11 @@ def _plan_job(cfg: PipelineConfig, run: RunLayout, *, dry_run: bool) -> _Job:
             ", ".join(start for _, start in QUESTION_KINDS),
             per_chunk,
         )
+    selected = {s: _select(chunks[s], _split_budget(g, s), g.seed) for s in SPLITS}
     plans = {
         s: _plan(
             s,
-            _select(chunks[s], _split_budget(g, s), g.seed),
+            [] if s == "train" and g.train_queries == "sentences" else selected[s],
             template,
             backend_name,
             backend.model,
@@ -372,7 +382,7 @@ def _plan_job(cfg: PipelineConfig, run: RunLayout, *, dry_run: bool) -> _Job:
         template=template.text,
         judge=judge if g.roundtrip_top_k is not None else None,
     )
-    return _Job(cfg, run, judge, backend_name, backend, template, chunks, plans, key)
+    return _Job(cfg, run, judge, backend_name, backend, template, chunks, selected, plans, key)
 
 
 def _open_caches(run: RunLayout, *, fresh: bool, dry_run: bool) -> dict[str, ResponseCache]:
@@ -433,7 +443,7 @@ def run_generate(
         t0 = time.perf_counter()
         rejected = _roundtrip(job, questions)
         timings["roundtrip_s"] = round(time.perf_counter() - t0, 3)
-    _write_datasets(job, questions.kept, rejected)
+    _write_datasets(job, questions.kept, rejected, questions.passages)
     report = _report(job, caches, questions, missing, timings)
     write_json_atomic(job.run.generate_report, report.to_json())
     kept = {s: len(questions.kept[s]) for s in SPLITS}
@@ -520,10 +530,11 @@ def _estimate(
     rows = [row for s in SPLITS for row in caches[s]]
     steps = [writer_estimate(job.backend, missing, rows, calibrate=calibrate)]
     if job.g.roundtrip_top_k is not None:
-        chunks = [
-            c.chunk.text for s in SPLITS for c in {c.chunk.id: c for c in job.plans[s]}.values()
-        ]
+        chunks = [c.text for s in SPLITS for c in job.selected[s]]
         questions = sum(len(job.plans[s]) for s in SPLITS) * job.questions_per_call
+        if job.from_sentences("train"):  # a passage per sentence: about the chunks again
+            questions += len(job.selected["train"]) * job.g.questions_per_chunk
+            chunks += [c.text for c in job.selected["train"]] * (job.g.questions_per_chunk - 1)
         steps.append(
             judge_estimate(
                 job.judge,
@@ -568,6 +579,8 @@ class _Questions:
     filters: dict[str, QuestionFilter] = field(default_factory=dict)
     dropped_samples: list[dict[str, str]] = field(default_factory=list)
     roundtrip: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # generate.train_queries: sentences: passage id -> the chunk without its sentence
+    passages: dict[str, str] | None = None
 
     def sample_drop(self, split: str, chunk_id: str, question: str, reason: str) -> None:
         if len(self.dropped_samples) < 200:
@@ -587,6 +600,11 @@ def _filter(job: _Job, caches: dict[str, ResponseCache]) -> _Questions:
             # A validation question seen in training would flatter the evaluation.
             qf.inherit(out.filters["train"])
         out.filters[split] = qf
+        if job.from_sentences(split):
+            drawn = sentence_pairs(job.selected[split], g.questions_per_chunk, g.seed)
+            out.kept[split], out.raw[split] = drawn.pairs, len(drawn.pairs)
+            out.passages = drawn.passages
+            continue
         out.kept[split], out.raw[split] = _filter_split(
             split, job.plans[split], caches[split], qf, g, out
         )
@@ -650,13 +668,19 @@ def _roundtrip(job: _Job, questions: _Questions) -> list[_Question]:
             continue
         # The judge searches the chunks that questions were written for (the whole split by
         # default, the sample under a generate.max_chunks budget), so it reads no chunk that
-        # nothing else needs; k is scaled to keep the same share of the ranking.
-        chunks = list({c.chunk.id: c.chunk for c in job.plans[split]}.values())
-        top_k = scaled_top_k(job.g.roundtrip_top_k, len(chunks), len(job.chunks[split]))
-        index = {c.id: i for i, c in enumerate(chunks)}
+        # nothing else needs; k is scaled to keep the same share of the ranking. A sentence's
+        # answer is its passage (the chunk without it): those are searched instead.
+        selected = job.selected[split]
+        top_k = scaled_top_k(job.g.roundtrip_top_k, len(selected), len(job.chunks[split]))
+        if job.from_sentences(split):
+            assert questions.passages is not None
+            corpus = questions.passages
+        else:
+            corpus = {c.id: c.text for c in selected}
+        index = {cid: i for i, cid in enumerate(corpus)}
         ranks = roundtrip_keep(
             model,
-            [c.text for c in chunks],
+            list(corpus.values()),
             [q for _, q, _ in kept],
             [index[cid] for _, _, cid in kept],
             top_k,
@@ -675,7 +699,7 @@ def _roundtrip(job: _Job, questions: _Questions) -> list[_Question]:
         questions.roundtrip[split] = {
             "top_k": top_k,
             "model": job.judge,
-            "n_chunks": len(chunks),
+            "n_chunks": len(corpus),
             "rank1_share": round(sum(r == 0 for r in ranks) / len(ranks), 4),
             "mean_rank": round(sum(ranks) / len(ranks) + 1, 2),
         }
@@ -694,13 +718,21 @@ def _short(name: str) -> str:
     return name.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _write_datasets(job: _Job, kept: dict[str, list[_Question]], rejected: list[_Question]) -> None:
+def _write_datasets(
+    job: _Job,
+    kept: dict[str, list[_Question]],
+    rejected: list[_Question],
+    passages: dict[str, str] | None,
+) -> None:
     """The datasets of each split (llama-index JSON and BEIR), and the rejects."""
     run = job.run
+    corpora = {s: {c.id: c.text for c in job.chunks[s]} for s in SPLITS}
+    if passages is not None:  # sentence queries: the training corpus is their passages
+        corpora["train"] = passages
     for split in SPLITS:
         ds = QADataset(
             queries={qid: q for qid, q, _ in kept[split]},
-            corpus={c.id: c.text for c in job.chunks[split]},
+            corpus=corpora[split],
             relevant_docs={qid: [cid] for qid, _, cid in kept[split]},
         )
         ds.to_json(run.data_file(split))
@@ -710,7 +742,7 @@ def _write_datasets(job: _Job, kept: dict[str, list[_Question]], rejected: list[
     rejected_chunks = {cid for _, _, cid in rejected}
     QADataset(
         queries={qid: q for qid, q, _ in rejected},
-        corpus={c.id: c.text for c in job.chunks["train"] if c.id in rejected_chunks},
+        corpus={cid: t for cid, t in corpora["train"].items() if cid in rejected_chunks},
         relevant_docs={qid: [cid] for qid, _, cid in rejected},
     ).to_json(run.rejects_file)
 
@@ -765,8 +797,9 @@ def _split_report(
     raw, kept = questions.raw[split], len(questions.kept[split])
     dropped = {r: qf.dropped.get(r, 0) for r in DROP_REASONS}
     return SplitReport(
+        queries="sentences" if job.from_sentences(split) else "questions",
         chunks=len(job.chunks[split]),
-        chunks_used=len({c.chunk.id for c in calls}),
+        chunks_used=len(job.selected[split]),
         calls=len(calls),
         new_calls=sum(1 for c in missing if c.split == split),
         raw_questions=raw,

@@ -1,0 +1,81 @@
+"""Training queries no writer wrote: sentences of the chunks (``generate.train_queries``).
+
+The inverse cloze task (Lee et al., 2019, "Latent Retrieval for Weakly Supervised Open Domain
+Question Answering"): a sentence of a chunk is the query, and the chunk *without* that sentence
+is the passage it should find, so the model learns to match a statement to the context around it
+rather than to copy words. With a teacher, training learns mpnet's ranking of every pair anyway,
+and on three domains' human questions these pairs trained MiniLM as well as the offline
+writer's questions or better (session 36, BENCHMARKS.md, Quality) at no writer call: the writer
+then writes only the validation questions, which judge the run.
+
+Each chunk gives up to ``per_chunk`` sentences of 6 to 40 words, drawn with ``seed`` (a
+sentence already drawn from another chunk is skipped: boilerplate repeats)::
+
+    >>> from embedtune.records import Chunk
+    >>> text = "CVS keeps a history of every file. Use cvs log to read the history of a file."
+    >>> chunk = Chunk(id="c1", doc_id="d", text=text, n_tokens=20, page_start=1, page_end=1)
+    >>> drawn = sentence_pairs([chunk], per_chunk=1, seed=0)
+    >>> [(q, drawn.passages[p]) for _, q, p in drawn.pairs]
+    [('Use cvs log to read the history of a file.', 'CVS keeps a history of every file.')]
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from embedtune.chunk import sentence_spans
+from embedtune.records import Chunk, content_hash
+
+__all__ = ["MIN_WORDS", "MAX_WORDS", "SentencePairs", "sentence_pairs", "without"]
+
+#: A sentence query's length in words: shorter ones are headings and fragments, longer ones
+#: whole paragraphs that a PDF's extraction ran together.
+MIN_WORDS, MAX_WORDS = 6, 40
+
+
+@dataclass
+class SentencePairs:
+    """The drawn pairs ``(query id, sentence, passage id)`` and the passages they point to."""
+
+    pairs: list[tuple[str, str, str]] = field(default_factory=list)
+    passages: dict[str, str] = field(default_factory=dict)
+    candidates: int = 0  # sentences of 6-40 words in the chunks, drawn or not
+
+
+def without(text: str, start: int, end: int) -> str:
+    """``text`` with ``text[start:end]`` taken out, the break around it kept (a line break
+    where either side had one, else a space)::
+
+        >>> without("One. Two. Three.", 5, 9), without("Title\\nBody. More.", 6, 11)
+        ('One. Three.', 'Title\\nMore.')
+    """
+    left, right = text[:start], text[end:]
+    gap = left[len(left.rstrip()) :] + right[: len(right) - len(right.lstrip())]
+    sep = "\n\n" if "\n\n" in gap else "\n" if "\n" in gap else " "
+    return (left.rstrip() + sep + right.lstrip()).strip()
+
+
+def sentence_pairs(chunks: Sequence[Chunk], per_chunk: int, seed: int) -> SentencePairs:
+    """Up to ``per_chunk`` sentence queries of each chunk, with the chunk without each."""
+    rng = random.Random(seed)
+    out = SentencePairs()
+    used: set[str] = set()
+    for chunk in chunks:
+        spans = [
+            (a, b)
+            for a, b in sentence_spans(chunk.text)
+            if MIN_WORDS <= len(chunk.text[a:b].split()) <= MAX_WORDS
+        ]
+        out.candidates += len(spans)
+        for a, b in rng.sample(spans, min(per_chunk, len(spans))):
+            sentence = " ".join(chunk.text[a:b].split())
+            passage = without(chunk.text, a, b)
+            if sentence in used or not passage:
+                continue
+            used.add(sentence)
+            pid = f"{chunk.id}-{content_hash(sentence, length=8)}"
+            out.passages[pid] = passage
+            out.pairs.append((f"q-{content_hash(chunk.id, sentence, length=12)}", sentence, pid))
+    return out
