@@ -145,3 +145,50 @@ def test_run_with_lora_but_no_peft_stops_before_any_stage(tmp_path, monkeypatch)
     assert "pip install 'peft~=0.21'" in " ".join(result.output.split())
     assert "Traceback" not in result.output
     assert not (run / "chunks").exists() and not (run / "data").exists()
+
+
+def test_a_run_on_sentences_asks_the_writer_for_validation_only_and_trains_on_them(
+    tmp_path, monkeypatch
+):
+    """generate.train_queries: sentences through every stage: the writer writes only the
+    validation questions, training learns from the documents' sentences, and the verdict is
+    judged against the chunks a deployed index would hold."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, sentences in TOPICS.items():  # one chunk of three sentences a document
+        (docs / name).write_text(f"# {name}\n\n{' '.join(sentences)}\n")
+    run = tmp_path / "run"
+    with FakeOpenAI() as server:
+        config = tmp_path / "cfg.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "chunk": {"chunk_size": 64, "chunk_overlap": 8, "min_chunk_tokens": 8},
+                    "ingest": {"val_ratio": 0.25},
+                    "generate": {
+                        "base_url": server.url,
+                        "model": "fake-model",
+                        "roundtrip_top_k": None,
+                        "train_queries": "sentences",
+                    },
+                    "train": {"epochs": 1, "batch_size": 4, "bf16": "off", "teacher": None},
+                    "evaluate": {"bootstrap_samples": 200},
+                }
+            )
+        )
+        monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+        result = CliRunner().invoke(
+            app, ["run", str(config), "--docs", str(docs), "--run", str(run)]
+        )
+        assert result.exit_code == 0, result.output
+        val_chunks = (run / "chunks" / "val.jsonl").read_text().splitlines()
+        assert server.calls_total == len(val_chunks)  # one call a validation chunk, none else
+    train = json.loads((run / "data" / "train.json").read_text())
+    every_sentence = {s for sentences in TOPICS.values() for s in sentences}
+    assert train["queries"] and set(train["queries"].values()) <= every_sentence
+    assert (run / "model" / "modules.json").is_file()
+    summary = json.loads((run / "result.json").read_text())
+    assert summary["verdict"] in ("better", "worse", "no clear difference", "mixed")
+    n_chunks = len(val_chunks) + len((run / "chunks" / "train.jsonl").read_text().splitlines())
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["datasets"]["val"]["n_corpus"] == n_chunks
