@@ -917,3 +917,18 @@ def test_the_round_trip_judges_a_sentence_against_the_passages(tmp_path, minilm_
     assert len(train.queries) >= 4  # minilm finds most sentences' context first
     assert set(rejects.corpus) == {c for cids in rejects.relevant_docs.values() for c in cids}
     assert set(rejects.corpus) <= set(train.corpus)
+
+
+def test_a_dry_run_on_sentences_plans_calls_for_validation_only(tmp_path):
+    """The plan a user checks before paying names no training call when sentences are the
+    training queries, and prices only the validation questions."""
+    run = _sections_run(tmp_path)
+    with FakeOpenAI() as server:
+        cfg = config(server)
+        questions = run_generate(cfg, run, dry_run=True)
+        cfg.generate.train_queries = "sentences"
+        sentences = run_generate(cfg, run, dry_run=True)
+        assert server.calls_total == 0
+    assert questions.splits["train"].calls == 4 and sentences.splits["train"].calls == 0
+    assert sentences.calls == questions.splits["val"].calls == 2
+    assert sentences.prompt_tokens == questions.splits["val"].prompt_tokens
