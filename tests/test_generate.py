@@ -932,3 +932,19 @@ def test_a_dry_run_on_sentences_plans_calls_for_validation_only(tmp_path):
     assert questions.splits["train"].calls == 4 and sentences.splits["train"].calls == 0
     assert sentences.calls == questions.splits["val"].calls == 2
     assert sentences.prompt_tokens == questions.splits["val"].prompt_tokens
+
+
+def test_a_run_generated_before_train_queries_existed_keeps_its_key():
+    """An upgrade that adds generate.train_queries redoes no finished generate stage (and so
+    no training on its data); choosing sentences is a new key."""
+    from embedtune.artifacts import stage_key
+
+    before = GenerateConfig().model_dump(mode="json", exclude_none=True)
+    del before["train_queries"]  # the settings as the previous version knew them
+    assert stage_key("generate", generate=GenerateConfig()) == stage_key(
+        "generate", generate=before
+    )
+    sentences = GenerateConfig(train_queries="sentences")
+    assert stage_key("generate", generate=sentences) != stage_key(
+        "generate", generate=GenerateConfig()
+    )

@@ -97,10 +97,26 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+#: Settings added with a default other than None, and that default: left out of a key while
+#: they hold it, so that the stages finished before they existed keep their keys.
+DEFAULTS_LEFT_OUT: dict[str, Any] = {"train_queries": "questions"}
+
+
+def _without_added_defaults(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {
+            k: _without_added_defaults(v)
+            for k, v in obj.items()
+            if not (k in DEFAULTS_LEFT_OUT and v == DEFAULTS_LEFT_OUT[k])
+        }
+    return obj
+
+
 def _plain(obj: Any, *, unset: bool = True) -> Any:
-    """``obj`` as JSON values; without ``unset``, settings left None are left out."""
+    """``obj`` as JSON values; without ``unset``, settings left None are left out. Settings
+    at a default in :data:`DEFAULTS_LEFT_OUT` are left out of both forms."""
     if isinstance(obj, BaseModel):
-        return obj.model_dump(mode="json", exclude_none=not unset)
+        return _without_added_defaults(obj.model_dump(mode="json", exclude_none=not unset))
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, dict):
@@ -112,7 +128,8 @@ def _plain(obj: Any, *, unset: bool = True) -> Any:
 
 #: Settings added since the release whose keys held every setting, None included (session 27's):
 #: left out of that earlier form of a key, which the stages that release finished carry. Add
-#: every new setting that defaults to None here, or those runs redo the stages it feeds.
+#: every new setting that defaults to None here, or those runs redo the stages it feeds (and
+#: one with another default to DEFAULTS_LEFT_OUT).
 ADDED_SINCE_EARLIER_KEYS = frozenset({"margin_teacher"})
 
 

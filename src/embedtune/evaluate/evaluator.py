@@ -513,9 +513,8 @@ def run_evaluate(
     data_paths = _run_datasets(cfg.evaluate, run)
     fingerprints = [model_fingerprint(str(s.model)) or str(s.model) for s in specs]
     hashed = {name: _path_hash(p) for name, p in data_paths.items()}
-    corpus_path = _training_corpus_path(run)
-    if corpus_path is not None:
-        hashed["train-corpus"] = _path_hash(corpus_path)
+    if train_path.is_file():  # generated from the training chunks: changes when they do
+        hashed["train-corpus"] = _path_hash(train_path)
     key = stage_key("evaluate", models=fingerprints, data=hashed, config=cfg.evaluate)
     if not fresh and is_current(run.eval_dir, key):
         saved = EvaluateSummary.read_back(
@@ -528,6 +527,7 @@ def run_evaluate(
 
     datasets = {name: load_dataset_path(p) for name, p in data_paths.items()}
     train = QADataset.from_json(train_path) if train_path.is_file() else None
+    corpus_path = _training_corpus_path(run)
     extra = {"val": _training_corpus(corpus_path)} if corpus_path is not None else {}
     warnings = _trained_questions(train, datasets, data_paths)
     windows = windows_differ(specs)
