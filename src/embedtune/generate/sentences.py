@@ -41,7 +41,6 @@ class SentencePairs:
 
     pairs: list[tuple[str, str, str]] = field(default_factory=list)
     passages: dict[str, str] = field(default_factory=dict)
-    candidates: int = 0  # sentences of 6-40 words in the chunks, drawn or not
 
 
 def without(text: str, start: int, end: int) -> str:
@@ -68,7 +67,6 @@ def sentence_pairs(chunks: Sequence[Chunk], per_chunk: int, seed: int) -> Senten
             for a, b in sentence_spans(chunk.text)
             if MIN_WORDS <= len(chunk.text[a:b].split()) <= MAX_WORDS
         ]
-        out.candidates += len(spans)
         for a, b in rng.sample(spans, min(per_chunk, len(spans))):
             sentence = " ".join(chunk.text[a:b].split())
             passage = without(chunk.text, a, b)
