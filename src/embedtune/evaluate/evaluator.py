@@ -527,8 +527,8 @@ def run_evaluate(
 
     datasets = {name: load_dataset_path(p) for name, p in data_paths.items()}
     train = QADataset.from_json(train_path) if train_path.is_file() else None
-    corpus_path = _training_corpus_path(run)
-    extra = {"val": _training_corpus(corpus_path)} if corpus_path is not None else {}
+    corpus = _training_corpus(run, train)
+    extra = {"val": corpus} if corpus is not None else {}
     warnings = _trained_questions(train, datasets, data_paths)
     windows = windows_differ(specs)
     if windows:
@@ -552,21 +552,15 @@ def run_evaluate(
     return summary
 
 
-def _training_corpus_path(run: RunLayout) -> Path | None:
-    """Where the training chunks that validation queries also search are: the chunk file
-    prepare wrote, else (data given without one) the training set's corpus. Not always the
-    latter: with ``generate.train_queries: sentences`` it holds the chunks without a sentence
-    each, which no deployed index holds."""
-    for path in (run.chunks_file("train"), run.data_file("train")):
-        if path.is_file():
-            return path
-    return None
-
-
-def _training_corpus(path: Path) -> dict[str, str]:
-    if path.suffix == ".jsonl":
-        return {c.id: c.text for c in read_chunks(path)}
-    return QADataset.from_json(path).corpus
+def _training_corpus(run: RunLayout, train: QADataset | None) -> dict[str, str] | None:
+    """The training chunks that validation queries also search: the chunk file prepare wrote,
+    else (data given without one) the training set's corpus. Not always the latter: with
+    ``generate.train_queries: sentences`` it holds the chunks without a sentence each, which no
+    deployed index holds."""
+    chunks = run.chunks_file("train")
+    if chunks.is_file():
+        return {c.id: c.text for c in read_chunks(chunks)}
+    return train.corpus if train is not None else None
 
 
 def windows_differ(models: Sequence[str | ModelSpec | SentenceTransformer]) -> str | None:
