@@ -301,8 +301,7 @@ class _Job:
     key: str
 
     def from_sentences(self, split: str) -> bool:
-        """Whether ``split``'s queries are the chunks' sentences rather than questions."""
-        return split == "train" and self.g.train_queries == "sentences"
+        return _from_sentences(self.g, split)
 
     @property
     def g(self) -> GenerateConfig:
@@ -317,6 +316,11 @@ class _Job:
     def outputs(self) -> list[Path]:
         run = self.run
         return [run.data_file("train"), run.data_file("val"), run.rejects_file, run.generate_report]
+
+
+def _from_sentences(g: GenerateConfig, split: str) -> bool:
+    """Whether ``split``'s queries are the chunks' sentences rather than questions."""
+    return split == "train" and g.train_queries == "sentences"
 
 
 def _plan_job(cfg: PipelineConfig, run: RunLayout, *, dry_run: bool) -> _Job:
@@ -365,7 +369,7 @@ def _plan_job(cfg: PipelineConfig, run: RunLayout, *, dry_run: bool) -> _Job:
     plans = {
         s: _plan(
             s,
-            [] if s == "train" and g.train_queries == "sentences" else selected[s],
+            [] if _from_sentences(g, s) else selected[s],
             template,
             backend_name,
             backend.model,
