@@ -55,6 +55,15 @@ _INITIAL = re.compile(r"(?:^|\s)[A-Z]\.$")
 _ABBREV = re.compile(r"(?:\b(?:e\.g|i\.e|cf|vs|etc|Dr|Mr|Mrs|Ms|Fig|No|approx|resp)\.)$")
 
 
+def _abbreviated(text: str, end: int, *, initials: bool = False) -> bool:
+    """Whether ``text[:end]`` ends with an abbreviation ("e.g."), or with ``initials`` an
+    initial ("W."), rather than a sentence."""
+    start = max(0, end - 8)
+    if _ABBREV.search(text, start, end):
+        return True
+    return initials and _INITIAL.search(text, start, end) is not None
+
+
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) of each sentence of ``text``, white space trimmed: the chunker's sentence
     ends (not after "e.g." nor after an initial) and every line break, where a heading or a list
@@ -66,10 +75,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     """
     cuts = [m.end() for m in _NEWLINE.finditer(text)]
     for m in _SENT_END.finditer(text):
-        before = max(0, m.start() - 8)
-        if not (
-            _ABBREV.search(text, before, m.start()) or _INITIAL.search(text, before, m.start())
-        ):
+        if not _abbreviated(text, m.start(), initials=True):
             cuts.append(m.end())
     spans = []
     start = 0
@@ -245,7 +251,7 @@ class Chunker:
         def mark(pattern: re.Pattern[str], level: int, check_abbrev: bool = False) -> None:
             ws_starts = []
             for m in pattern.finditer(text):
-                if check_abbrev and _ABBREV.search(text, max(0, m.start() - 8), m.start()):
+                if check_abbrev and _abbreviated(text, m.start()):
                     continue
                 ws_starts.append(m.end() - 1)
             if not ws_starts:
