@@ -49,33 +49,41 @@ def write_docs(tmp_path: Path) -> Path:
     return docs
 
 
+def write_config(tmp_path: Path, server: FakeOpenAI, **generate: object) -> Path:
+    """A quick run's config against ``server``: 64-token chunks, a quarter held out, no round
+    trip, one short epoch; ``generate`` adds generate settings."""
+    config = tmp_path / "cfg.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "chunk": {"chunk_size": 64, "chunk_overlap": 8, "min_chunk_tokens": 8},
+                "ingest": {"val_ratio": 0.25},
+                "generate": {
+                    "base_url": server.url,
+                    "model": "fake-model",
+                    "roundtrip_top_k": None,
+                    **generate,
+                },
+                # no teacher: "auto" would train with the 420 MB mpnet where it is installed
+                "train": {
+                    "epochs": 1,
+                    "batch_size": 4,
+                    "max_seq_length": 66,  # the 64-token chunks whole, with [CLS] and [SEP]
+                    "bf16": "off",
+                    "teacher": None,
+                },
+                "evaluate": {"bootstrap_samples": 200},
+            }
+        )
+    )
+    return config
+
+
 def test_run_goes_from_documents_to_a_verdict_and_skips_when_current(tmp_path, monkeypatch):
     docs = write_docs(tmp_path)
     run = tmp_path / "run"
     with FakeOpenAI() as server:
-        config = tmp_path / "cfg.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "chunk": {"chunk_size": 64, "chunk_overlap": 8, "min_chunk_tokens": 8},
-                    "ingest": {"val_ratio": 0.25},
-                    "generate": {
-                        "base_url": server.url,
-                        "model": "fake-model",
-                        "roundtrip_top_k": None,
-                    },
-                    # no teacher: "auto" would train with the 420 MB mpnet where it is installed
-                    "train": {
-                        "epochs": 1,
-                        "batch_size": 4,
-                        "max_seq_length": 66,  # the 64-token chunks whole, with [CLS] and [SEP]
-                        "bf16": "off",
-                        "teacher": None,
-                    },
-                    "evaluate": {"bootstrap_samples": 200},
-                }
-            )
-        )
+        config = write_config(tmp_path, server)
         monkeypatch.setenv("OPENAI_API_KEY", "test-key")
         runner = CliRunner()
         first = runner.invoke(app, ["run", str(config), "--docs", str(docs), "--run", str(run)])
@@ -159,23 +167,7 @@ def test_a_run_on_sentences_asks_the_writer_for_validation_only_and_trains_on_th
         (docs / name).write_text(f"# {name}\n\n{' '.join(sentences)}\n")
     run = tmp_path / "run"
     with FakeOpenAI() as server:
-        config = tmp_path / "cfg.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "chunk": {"chunk_size": 64, "chunk_overlap": 8, "min_chunk_tokens": 8},
-                    "ingest": {"val_ratio": 0.25},
-                    "generate": {
-                        "base_url": server.url,
-                        "model": "fake-model",
-                        "roundtrip_top_k": None,
-                        "train_queries": "sentences",
-                    },
-                    "train": {"epochs": 1, "batch_size": 4, "bf16": "off", "teacher": None},
-                    "evaluate": {"bootstrap_samples": 200},
-                }
-            )
-        )
+        config = write_config(tmp_path, server, train_queries="sentences")
         monkeypatch.setenv("OPENAI_API_KEY", "test-key")
         result = CliRunner().invoke(
             app, ["run", str(config), "--docs", str(docs), "--run", str(run)]
