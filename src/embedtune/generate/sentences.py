@@ -1,9 +1,7 @@
 """Training queries no writer wrote: sentences of the chunks (``generate.train_queries``).
 
-The inverse cloze task (Lee et al., 2019, "Latent Retrieval for Weakly Supervised Open Domain
-Question Answering"): a sentence of a chunk is the query, and the chunk *without* that sentence
-is the passage it should find, so the model learns to match a statement to the context around it
-rather than to copy words. With a teacher, training learns mpnet's ranking of every pair anyway,
+The inverse cloze task (:mod:`embedtune.cloze`): a sentence of a chunk is the query, and the
+chunk *without* that sentence is the passage it should find. With a teacher, training learns mpnet's ranking of every pair anyway,
 and on three domains' human questions these pairs trained MiniLM as well as the offline
 writer's questions or better (session 36, BENCHMARKS.md, Quality) at no writer call: the writer
 then writes only the validation questions, which judge the run.
@@ -25,14 +23,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from embedtune.chunk import sentence_spans
+from embedtune.cloze import query_spans, without
 from embedtune.records import Chunk, content_hash
 
-__all__ = ["MIN_WORDS", "MAX_WORDS", "SentencePairs", "sentence_pairs", "without"]
-
-#: A sentence query's length in words: shorter ones are headings and fragments, longer ones
-#: whole paragraphs that a PDF's extraction ran together.
-MIN_WORDS, MAX_WORDS = 6, 40
+__all__ = ["SentencePairs", "sentence_pairs"]
 
 
 @dataclass
@@ -43,31 +37,13 @@ class SentencePairs:
     passages: dict[str, str] = field(default_factory=dict)
 
 
-def without(text: str, start: int, end: int) -> str:
-    """``text`` with ``text[start:end]`` taken out, the break around it kept (a line break
-    where either side had one, else a space)::
-
-        >>> without("One. Two. Three.", 5, 9), without("Title\\nBody. More.", 6, 11)
-        ('One. Three.', 'Title\\nMore.')
-    """
-    left, right = text[:start], text[end:]
-    gap = left[len(left.rstrip()) :] + right[: len(right) - len(right.lstrip())]
-    sep = "\n\n" if "\n\n" in gap else "\n" if "\n" in gap else " "
-    return (left.rstrip() + sep + right.lstrip()).strip()
-
-
 def sentence_pairs(chunks: Sequence[Chunk], per_chunk: int, seed: int) -> SentencePairs:
     """Up to ``per_chunk`` sentence queries of each chunk, with the chunk without each."""
     rng = random.Random(seed)
     out = SentencePairs()
     used: set[str] = set()
     for chunk in chunks:
-        spans = [
-            (a, b)
-            for a, b in sentence_spans(chunk.text)
-            if MIN_WORDS <= len(chunk.text[a:b].split()) <= MAX_WORDS
-        ]
-        for a, b in rng.sample(spans, min(per_chunk, len(spans))):
+        for a, b in query_spans(chunk.text, per_chunk, rng):
             sentence = " ".join(chunk.text[a:b].split())
             passage = without(chunk.text, a, b)
             if sentence in used or not passage:
