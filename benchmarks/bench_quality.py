@@ -52,8 +52,10 @@ import numpy as np
 
 from embedtune.config import EvaluateConfig, TrainConfig
 from embedtune.dataset import QADataset, load_dataset_path
-from embedtune.evaluate.evaluator import evaluate_models, run_verdict
+from embedtune.evaluate.evaluator import MIN_SENTENCE_QUERIES, evaluate_models, run_verdict
 from embedtune.evaluate.metrics import paired_bootstrap, verdict
+from embedtune.evaluate.sentences import validation_sentences
+from embedtune.records import read_chunks
 from embedtune.train import finetune
 
 REPO = Path(__file__).resolve().parents[1]
@@ -271,7 +273,8 @@ def set_names(rows: list[dict]) -> list[str]:
 def run_says(row: dict, human: str) -> str:
     """The verdict ``embedtune run`` gives for ``row``, from the validation sets it judges on
     (the generated questions and, unless ``human`` is the set being checked, the headings)."""
-    names = {"val": "val", **({"headings": "val-headings"} if human != "headings" else {})}
+    names = {"val": "val", "sentences": "val-sentences",
+             **({"headings": "val-headings"} if human != "headings" else {})}  # fmt: skip
     return run_verdict({names[n]: verdict(*row[n]["ci"]) for n in names if n in row})[0]
 
 
@@ -460,6 +463,11 @@ def load_sets(args, ap: argparse.ArgumentParser) -> tuple[QADataset, dict[str, Q
     headings = args.headings or (run / "chunks/val_headings.json" if run else None)
     if headings is not None and headings.is_file():
         sets["headings"] = QADataset.from_json(headings)
+    chunks = run / "chunks/val.jsonl" if run else None
+    if chunks is not None and chunks.is_file():  # as `embedtune evaluate` builds val-sentences
+        drawn = validation_sentences(read_chunks(chunks))
+        if len(drawn.queries) >= MIN_SENTENCE_QUERIES:
+            sets["sentences"] = drawn
     for name, path in (("rfaq", args.rfaq), ("pyfaq", args.pyfaq)):
         if not path:  # --rfaq '' / --pyfaq '': left out on purpose
             continue

@@ -6,6 +6,7 @@ import copy
 import json
 import logging
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -480,3 +481,58 @@ def test_validation_searches_the_training_chunks_not_the_training_sets_passages(
     ).to_json(run / "data" / "train.json")
     summary = run_evaluate(PipelineConfig(model=minilm_path, evaluate=_cfg()), run)
     assert summary.datasets["val"].n_corpus == len(CORPUS) + 1  # the one chunk, not 2 passages
+
+
+def _val_chunks(run: Path) -> list[Chunk]:
+    """Six validation chunks of two sentences each (of 6-40 words), from CORPUS's texts."""
+    texts = list(CORPUS.values())
+    chunks = [
+        Chunk(id=f"v{i}", doc_id="v", text=f"{a} {b}", n_tokens=30, page_start=1, page_end=1)
+        for i, (a, b) in enumerate(zip(texts[0:12:2], texts[1:12:2], strict=True))
+    ]
+    write_jsonl(run / "chunks" / "val.jsonl", chunks)
+    return chunks
+
+
+def test_run_evaluate_asks_the_validation_chunks_own_sentences(minilm, minilm_path, tmp_path):
+    """val-sentences: each validation chunk's sentences, asked against the chunk without them,
+    at no writer call; people wrote them, about documents no training saw. Reported beside the
+    run's verdict, which they do not decide (session 38's rule, BENCHMARKS.md)."""
+    run = _make_run(tmp_path, minilm)
+    chunks = _val_chunks(run)
+    cfg = PipelineConfig(model=minilm_path, evaluate=_cfg())
+    summary = run_evaluate(cfg, run)
+    row = summary.datasets["val-sentences"]
+    assert (row.n_queries, row.n_corpus) == (12, len(chunks))
+    assert row.verdict in ("better", "worse", "no clear difference")
+    assert summary.judged_on == ["val"]
+
+    cfg.evaluate.sentences = False
+    assert "val-sentences" not in run_evaluate(cfg, run).datasets
+
+
+def test_validation_sentences_are_not_found_by_copying_words():
+    """No passage holds a query word for word: its own chunk lost it, and each query's one
+    relevant entry is the chunk it came from."""
+    from embedtune.evaluate.sentences import validation_sentences
+
+    chunks = _val_chunks(Path(tempfile.mkdtemp()))
+    ds = validation_sentences(chunks)
+    assert len(ds.queries) == 12 and set(ds.corpus) == {c.id for c in chunks}
+    for qid, sentence in ds.queries.items():
+        assert not any(sentence in text for text in ds.corpus.values())
+        (source,) = ds.relevant_docs[qid]
+        assert sentence in next(c.text for c in chunks if c.id == source)
+    assert validation_sentences(chunks) == ds  # drawn the same way every time
+    fewer = validation_sentences(chunks, max_chunks=2, per_chunk=1)
+    assert len(fewer.queries) == 2 and len(fewer.corpus) == len(chunks)
+
+
+def test_too_few_validation_sentences_make_no_verdict(minilm, minilm_path, tmp_path):
+    run = _make_run(tmp_path, minilm)
+    write_jsonl(
+        run / "chunks" / "val.jsonl",
+        [Chunk(id="v0", doc_id="v", text=CORPUS["c01"], n_tokens=15, page_start=1, page_end=1)],
+    )
+    summary = run_evaluate(PipelineConfig(model=minilm_path, evaluate=_cfg()), run)
+    assert "val-sentences" not in summary.datasets and "val-sentences" not in summary.judged_on

@@ -519,6 +519,12 @@ class EvaluateConfig(_Section):
         "section's body; written by prepare as RUN/chunks/val_headings.json): queries written "
         "by people, where the validation split's are written by the generator.",
     )
+    sentences: bool = Field(
+        True,
+        description="Also score the validation chunks' own sentences as queries (val-sentences: "
+        "each against its chunk with the sentence taken out, among every validation chunk): "
+        "held-out text written by people, at no writer call; reported, not part of the verdict.",
+    )
     bootstrap_samples: int = Field(
         2000, ge=100, description="Resamples of the queries for the 95% confidence intervals."
     )

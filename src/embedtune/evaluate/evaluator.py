@@ -56,6 +56,8 @@ from embedtune.evaluate.results import (
     Versus,
     best_model,
 )
+from embedtune.evaluate.sentences import VERSION as SENTENCES_VERSION
+from embedtune.evaluate.sentences import validation_sentences
 from embedtune.layout import RunLayout
 from embedtune.models import load_model, model_max_seq_length, resolve_model
 from embedtune.ownership import check_replaceable, mark
@@ -426,6 +428,9 @@ def recommend_base(ds: DatasetResult, fine_tuned: str = "fine-tuned") -> dict[st
 #: evaluation sets a user adds (those are for reporting).
 VALIDATION_SETS = ("val", "val-headings")
 
+#: Fewer sentence queries than this (a validation split of a few short chunks) make no verdict.
+MIN_SENTENCE_QUERIES = 10
+
 
 def run_verdict(verdicts: Mapping[str, str]) -> tuple[str, list[str]]:
     """The fine-tuned model's verdict over the run's validation sets (``verdicts``: each
@@ -498,8 +503,10 @@ def run_evaluate(
 
     The validation split is named ``val``; under ``evaluate.corpus == "full"`` its queries search
     the training chunks too. ``val-headings`` (with ``evaluate.headings``, when prepare found
-    enough headings) asks the validation documents' headings against their sections. The
-    summary's ``verdict`` is :func:`run_verdict` over those two. Skipped (``skipped``, the saved
+    enough headings) asks the validation documents' headings against their sections, and
+    ``val-sentences`` (with ``evaluate.sentences``) the validation chunks' own sentences against
+    the chunks without them (:mod:`~embedtune.evaluate.sentences`). The summary's ``verdict`` is
+    :func:`run_verdict` over the first two. Skipped (``skipped``, the saved
     summary) when models, data and settings are unchanged.
     """
     run = RunLayout(run_dir)
@@ -513,6 +520,9 @@ def run_evaluate(
     data_paths = _run_datasets(cfg.evaluate, run)
     fingerprints = [model_fingerprint(str(s.model)) or str(s.model) for s in specs]
     hashed = {name: _path_hash(p) for name, p in data_paths.items()}
+    sentences = _sentences_source(cfg.evaluate, run)
+    if sentences is not None:
+        hashed["val-sentences"] = f"{_path_hash(sentences)}:{SENTENCES_VERSION}"
     if train_path.is_file():  # generated from the training chunks: changes when they do
         hashed["train-corpus"] = _path_hash(train_path)
     key = stage_key("evaluate", models=fingerprints, data=hashed, config=cfg.evaluate)
@@ -526,6 +536,8 @@ def run_evaluate(
             return saved
 
     datasets = {name: load_dataset_path(p) for name, p in data_paths.items()}
+    if sentences is not None:
+        datasets = _with_sentences(datasets, validation_sentences(read_chunks(sentences)))
     train = QADataset.from_json(train_path) if train_path.is_file() else None
     corpus = _training_corpus(run, train)
     extra = {"val": corpus} if corpus is not None else {}
@@ -550,6 +562,25 @@ def run_evaluate(
     summary.warnings = warnings
     write_manifest(run.eval_dir, key, {"summary": summary.to_json()})
     return summary
+
+
+def _sentences_source(ecfg: EvaluateConfig, run: RunLayout) -> Path | None:
+    """The validation chunk file ``val-sentences`` is drawn from, with ``evaluate.sentences``."""
+    path = run.chunks_file("val")
+    return path if ecfg.sentences and path.is_file() else None
+
+
+def _with_sentences(datasets: dict[str, QADataset], sentences: QADataset) -> dict[str, QADataset]:
+    """``datasets`` with ``val-sentences`` after the run's own sets and before the user's, when
+    the validation chunks gave enough sentences to be worth a verdict."""
+    if len(sentences.queries) < MIN_SENTENCE_QUERIES:
+        return datasets
+    own = {n: d for n, d in datasets.items() if n in ("val", "val-headings")}
+    return {
+        **own,
+        "val-sentences": sentences,
+        **{n: d for n, d in datasets.items() if n not in own},
+    }
 
 
 def _training_corpus(run: RunLayout, train: QADataset | None) -> dict[str, str] | None:
@@ -597,7 +628,7 @@ def _trained_questions(
         return []
     warnings = []
     for name, ds in datasets.items():
-        if name in ("val", "val-headings"):  # the run's own, split from training by document
+        if name in ("val", "val-headings", "val-sentences"):  # the run's own, held out by document
             continue
         ds.metadata.setdefault("source", str(paths[name]))
         leak = leaked_questions(train, ds, role="evaluation")
