@@ -1,0 +1,160 @@
+"""Which validation sets should decide a run (issue 20, goal 4): each judge's verdict against
+people's questions, over every fine-tuned model folder that ``bench_quality.py`` rows still
+point to.
+
+A row holds the model's scores on the run's generated questions (``val``), the validation
+documents' headings (``headings``) and people's questions of its domain (``cvs``, ``perl``,
+``zsh``, ``rfaq``). This script adds the one set a row may lack, ``val-sentences`` (the
+validation chunks' own sentences, ``embedtune.evaluate.sentences``): it scores each folder and
+its base on the run's ``chunks/val.jsonl`` of that domain, appends the result to
+benchmarks/results/judge.jsonl (a folder already there is not scored again), and prints, per
+judge (a combination of the sets, as ``run_verdict`` combines them), how often its verdict is
+of the same kind as people's (better / no clear difference / worse), how often the opposite,
+and how much of people's NDCG@10 change it keeps by shipping the models it calls better::
+
+    python benchmarks/bench_judge.py --run cvs=/tmp/s34/cvs --run perl=/tmp/s34/perl \\
+        --run zsh=/tmp/s34/zsh
+
+``--table`` prints the table from the stored results without scoring anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from embedtune.config import EvaluateConfig
+from embedtune.evaluate.evaluator import evaluate_models
+from embedtune.evaluate.metrics import verdict
+from embedtune.evaluate.sentences import validation_sentences
+from embedtune.records import read_chunks
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS = REPO / "benchmarks/results/quality.jsonl"
+OUT = REPO / "benchmarks/results/judge.jsonl"
+HUMAN = ("cvs", "perl", "zsh", "rfaq")
+#: A row's label says it trained on sentences (session 36's helper, session 37's product path)
+SENTENCE_LABELS = ("-ict", "-sentences")
+
+
+def combine(verdicts: list[str]) -> str:
+    """``run_verdict``'s rule over any sets: better on one and worse on none, and so on."""
+    found = {v for v in verdicts if v != "missing"}
+    if not found:
+        return "missing"
+    if {"better", "worse"} <= found:
+        return "mixed"
+    return next((v for v in ("better", "worse") if v in found), "no clear difference")
+
+
+def _v(cell: dict | None) -> str:
+    return verdict(*cell["ci"]) if cell else "missing"
+
+
+JUDGES = {
+    "val + headings (the judge until session 38)": ("val", "headings"),
+    "val-sentences alone": ("sentences",),
+    "val + headings + val-sentences": ("val", "headings", "sentences"),
+    "headings + val-sentences": ("headings", "sentences"),
+}
+
+
+def score(runs: dict[str, Path], out: Path) -> None:
+    """Score every stored folder not yet in ``out`` on its domain's val-sentences."""
+    rows = [json.loads(line) for line in ROWS.open()]
+    done = {json.loads(line)["model_path"] for line in out.open()} if out.is_file() else set()
+    todo = {}
+    for r in rows:
+        path, domain = r.get("model_path"), next((h for h in HUMAN if h in r), None)
+        if path and domain in runs and path not in done and os.path.isdir(path):
+            todo[path] = (domain, r.get("base_model", "all-MiniLM-L6-v2"))
+    sets = {
+        d: validation_sentences(read_chunks(run / "chunks/val.jsonl")) for d, run in runs.items()
+    }
+    for path, (domain, base) in sorted(todo.items(), key=lambda kv: kv[1]):
+        start = time.perf_counter()
+        data = evaluate_models([base, path], {"sentences": sets[domain]}, EvaluateConfig(), None)
+        result = data.datasets["sentences"]
+        c = result.comparisons[result.scores[1].label]["ndcg@10"]
+        rec = {"model_path": path, "domain": domain, "base_model": base, "base": c.base,
+               "model": c.model, "diff": c.diff, "ci": [c.ci_low, c.ci_high],
+               "n": len(sets[domain].queries)}  # fmt: skip
+        with out.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+        print(f"{domain:5} {path} {c.diff:+.4f} ({c.ci_low:+.4f}, {c.ci_high:+.4f}) "
+              f"{verdict(c.ci_low, c.ci_high)} {time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
+
+
+def table(out: Path) -> None:
+    rows = [json.loads(line) for line in ROWS.open()]
+    scored = {}
+    for line in out.open():
+        rec = json.loads(line)
+        scored[rec["model_path"]] = rec
+    items = []
+    for r in rows:
+        rec = scored.get(r.get("model_path"))
+        if rec and rec["domain"] in r:
+            sets = {
+                "val": _v(r.get("val")),
+                "headings": _v(r.get("headings")),
+                "sentences": _v(rec),
+            }
+            people = r[rec["domain"]]
+            items.append((r, rec["domain"], sets, _v(people), people["diff"]))
+
+    def show(sel: list, title: str) -> None:
+        kinds = {k: sum(i[3] == k for i in sel) for k in ("better", "no clear difference", "worse")}
+        print(f"\n{title}: {len(sel)} models; people's verdicts {kinds}; people's change summed "
+              f"over every model {sum(i[4] for i in sel):+.3f}")  # fmt: skip
+        print(f"{'judge':46} | same kind | opposite | ships | people's change kept")
+        for name, used in JUDGES.items():
+            says = [
+                (combine([sets[n] for n in used]), people, diff) for _, _, sets, people, diff in sel
+            ]
+            same = sum(j == p for j, p, _ in says)
+            opposite = sum({j, p} == {"better", "worse"} for j, p, _ in says)
+            ships = [d for j, _, d in says if j == "better"]
+            print(f"{name:46} | {same:9} | {opposite:8} | {len(ships):5} | {sum(ships):+.3f}")
+
+    sentences = [i for i in items if any(s in i[0]["data"] for s in SENTENCE_LABELS)]
+    show([i for i in items if i[1] != "rfaq"], "cvs, perl and zsh (choosing)")
+    show(
+        [i for i in items if i[1] != "rfaq" and i not in sentences],
+        "of those, trained on the writer's questions",
+    )
+    show([i for i in items if i[1] != "rfaq" and i in sentences], "of those, trained on sentences")
+    for domain in HUMAN:
+        if any(i[1] == domain for i in items):
+            show([i for i in items if i[1] == domain], domain)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", action="append", default=[], metavar="DOMAIN=RUN",
+                    help="the run folder whose chunks/val.jsonl judges DOMAIN's models")  # fmt: skip
+    ap.add_argument("--table", action="store_true", help="print the table only")
+    ap.add_argument("--out", type=Path, default=OUT, help=f"results file (default {OUT})")
+    args = ap.parse_args(argv)
+    if not args.table:
+        runs = {}
+        for item in args.run:
+            domain, _, run = item.partition("=")
+            if domain not in HUMAN or not Path(run, "chunks/val.jsonl").is_file():
+                ap.error(f"--run {item}: give DOMAIN=RUN, DOMAIN one of {', '.join(HUMAN)}, "
+                         "RUN a run folder with chunks/val.jsonl")  # fmt: skip
+            runs[domain] = Path(run)
+        if not runs:
+            ap.error("give --run DOMAIN=RUN at least once, or --table")
+        score(runs, args.out)
+    if not args.out.is_file():
+        sys.exit(f"{args.out} not found: score some folders first (--run DOMAIN=RUN)")
+    table(args.out)
+
+
+if __name__ == "__main__":
+    main()
