@@ -273,8 +273,7 @@ def set_names(rows: list[dict]) -> list[str]:
 def run_says(row: dict, human: str) -> str:
     """The verdict ``embedtune run`` gives for ``row``, from the validation sets it judges on
     (the generated questions and, unless ``human`` is the set being checked, the headings)."""
-    names = {"val": "val", "sentences": "val-sentences",
-             **({"headings": "val-headings"} if human != "headings" else {})}  # fmt: skip
+    names = {"val": "val", **({"headings": "val-headings"} if human != "headings" else {})}
     return run_verdict({names[n]: verdict(*row[n]["ci"]) for n in names if n in row})[0]
 
 
