@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("ingest", ("embedtune.ingest",)),
-    ("chunk", ("embedtune.chunk",)),
+    ("chunk", ("embedtune.chunk", "embedtune.cloze")),  # cloze: sentences drawn from chunks
     ("prepare", ("embedtune.prepare",)),
     ("generate", ("embedtune.generate",)),
     ("train", ("embedtune.train",)),
