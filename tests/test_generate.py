@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -899,6 +900,25 @@ def test_sentences_as_training_queries_call_the_writer_for_validation_only(tmp_p
     console = Console(width=120, record=True)
     console.print(summary_table(report))
     assert "train (sentences)" in console.export_text()
+
+
+def test_sentences_mode_says_when_no_chunk_has_a_sentence_to_ask(tmp_path, caplog):
+    """Chunks of headings and fragments give no sentence of 6-40 words: the warning says so and
+    what to do, rather than that questions failed filters the writer never wrote."""
+    run = make_run(tmp_path, n_train=2, n_val=2)
+    write_jsonl(
+        run / "chunks" / "train.jsonl",
+        [
+            Chunk(id=f"t{i}", doc_id="t", text=t, n_tokens=6, page_start=1, page_end=1)
+            for i, t in enumerate(["Contents\nIndex", "Chapter 2. Options"])
+        ],
+    )
+    with FakeOpenAI() as server, caplog.at_level(logging.WARNING, logger="embedtune"):
+        cfg = config(server)
+        cfg.generate.train_queries = "sentences"
+        run_generate(cfg, run)
+    assert "no training chunk has a sentence of 6-40 words" in caplog.text
+    assert "--train-queries questions" in caplog.text and "survived" not in caplog.text
 
 
 def test_the_round_trip_judges_a_sentence_against_the_passages(tmp_path, minilm_path):

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from embedtune.artifacts import is_current, stage_key, write_manifest
+from embedtune.cloze import MAX_WORDS, MIN_WORDS
 from embedtune.config import GenerateConfig, PipelineConfig
 from embedtune.dataset import QADataset
 from embedtune.embeddings import EmbeddingCache, model_fingerprint
@@ -456,8 +457,16 @@ def run_generate(
         job.key,
         {"backend": job.backend_name, "model": job.backend.model, "kept": kept},
     )
-    if not kept["train"]:
-        log.warning("no training question survived the filters; see %s", job.run.generate_report)
+    if not kept["train"] and _from_sentences(job.g, "train") and not questions.passages:
+        log.warning(
+            "no training chunk has a sentence of %d-%d words to ask (generate.train_queries: "
+            "sentences); train on the writer's questions instead with --train-queries questions",
+            MIN_WORDS,
+            MAX_WORDS,
+        )
+    elif not kept["train"]:
+        what = "sentence" if _from_sentences(job.g, "train") else "question"
+        log.warning("no training %s survived the filters; see %s", what, job.run.generate_report)
     return report
 
 
