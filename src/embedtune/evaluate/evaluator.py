@@ -575,7 +575,7 @@ def _with_sentences(datasets: dict[str, QADataset], sentences: QADataset) -> dic
     the validation chunks gave enough sentences to be worth a verdict."""
     if len(sentences.queries) < MIN_SENTENCE_QUERIES:
         return datasets
-    own = {n: d for n, d in datasets.items() if n in ("val", "val-headings")}
+    own = {n: d for n, d in datasets.items() if n in VALIDATION_SETS}
     return {
         **own,
         "val-sentences": sentences,
@@ -628,7 +628,7 @@ def _trained_questions(
         return []
     warnings = []
     for name, ds in datasets.items():
-        if name in ("val", "val-headings", "val-sentences"):  # the run's own, held out by document
+        if name in (*VALIDATION_SETS, "val-sentences"):  # the run's own, held out by document
             continue
         ds.metadata.setdefault("source", str(paths[name]))
         leak = leaked_questions(train, ds, role="evaluation")
