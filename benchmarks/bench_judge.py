@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from embedtune.config import EvaluateConfig
-from embedtune.evaluate.evaluator import evaluate_models
+from embedtune.evaluate.evaluator import evaluate_models, run_verdict
 from embedtune.evaluate.metrics import verdict
 from embedtune.evaluate.sentences import validation_sentences
 from embedtune.records import read_chunks
@@ -39,16 +39,6 @@ OUT = REPO / "benchmarks/results/judge.jsonl"
 HUMAN = ("cvs", "perl", "zsh", "rfaq")
 #: A row's label says it trained on sentences (session 36's helper, session 37's product path)
 SENTENCE_LABELS = ("-ict", "-sentences")
-
-
-def combine(verdicts: list[str]) -> str:
-    """``run_verdict``'s rule over any sets: better on one and worse on none, and so on."""
-    found = {v for v in verdicts if v != "missing"}
-    if not found:
-        return "missing"
-    if {"better", "worse"} <= found:
-        return "mixed"
-    return next((v for v in ("better", "worse") if v in found), "no clear difference")
 
 
 def _v(cell: dict | None) -> str:
@@ -113,9 +103,7 @@ def table(out: Path) -> None:
               f"over every model {sum(i[4] for i in sel):+.3f}")  # fmt: skip
         print(f"{'judge':46} | same kind | opposite | ships | people's change kept")
         for name, used in JUDGES.items():
-            says = [
-                (combine([sets[n] for n in used]), people, diff) for _, _, sets, people, diff in sel
-            ]
+            says = [(run_verdict(sets, used)[0], people, diff) for _, _, sets, people, diff in sel]
             same = sum(j == p for j, p, _ in says)
             opposite = sum({j, p} == {"better", "worse"} for j, p, _ in says)
             ships = [d for j, _, d in says if j == "better"]

@@ -432,9 +432,12 @@ VALIDATION_SETS = ("val", "val-headings")
 MIN_SENTENCE_QUERIES = 10
 
 
-def run_verdict(verdicts: Mapping[str, str]) -> tuple[str, list[str]]:
+def run_verdict(
+    verdicts: Mapping[str, str], sets: Sequence[str] = VALIDATION_SETS
+) -> tuple[str, list[str]]:
     """The fine-tuned model's verdict over the run's validation sets (``verdicts``: each
-    dataset's verdict), and the sets it used.
+    dataset's verdict; ``sets``: which of them judge, by default :data:`VALIDATION_SETS`), and
+    the sets it used.
 
     The generated questions (``val``) and the validation documents' headings
     (``val-headings``, written by people) are both held out; a small generator's questions
@@ -446,7 +449,7 @@ def run_verdict(verdicts: Mapping[str, str]) -> tuple[str, list[str]]:
         >>> run_verdict({"val": "no clear difference", "val-headings": "better"})
         ('better', ['val', 'val-headings'])
     """
-    used = [n for n in VALIDATION_SETS if n in verdicts and verdicts[n] != "missing"]
+    used = [n for n in sets if n in verdicts and verdicts[n] != "missing"]
     found = {verdicts[n] for n in used}
     if not used:
         return "missing", []
