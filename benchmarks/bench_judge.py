@@ -10,12 +10,15 @@ its base on the run's ``chunks/val.jsonl`` of that domain, appends the result to
 benchmarks/results/judge.jsonl (a folder already there is not scored again), and prints, per
 judge (a combination of the sets, as ``run_verdict`` combines them), how often its verdict is
 of the same kind as people's (better / no clear difference / worse), how often the opposite,
-and how much of people's NDCG@10 change it keeps by shipping the models it calls better::
+how often it ships a model people's questions find worse (a wrong ship), and how much of
+people's NDCG@10 change it keeps by shipping the models it calls better::
 
     python benchmarks/bench_judge.py --run cvs=/tmp/s34/cvs --run perl=/tmp/s34/perl \\
         --run zsh=/tmp/s34/zsh
 
-``--table`` prints the table from the stored results without scoring anything.
+``--table`` prints the table from the stored results without scoring anything; rows written
+since session 38 carry val-sentences themselves and need no scoring. ``--label s39-`` tables only
+the rows whose label starts so (the models trained after a judge's rule was written).
 """
 
 from __future__ import annotations
@@ -79,35 +82,46 @@ def score(runs: dict[str, Path], out: Path) -> None:
               f"{verdict(c.ci_low, c.ci_high)} {time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
 
 
-def table(out: Path) -> None:
+def table(out: Path, labels: tuple[str, ...] = ()) -> None:
+    """Print each judge's agreement with people's questions; ``labels``: only the rows whose
+    label starts with one of them (all rows when empty)."""
     rows = [json.loads(line) for line in ROWS.open()]
     scored = {}
-    for line in out.open():
-        rec = json.loads(line)
-        scored[rec["model_path"]] = rec
+    if out.is_file():
+        for line in out.open():
+            rec = json.loads(line)
+            scored[rec["model_path"]] = rec
     items = []
     for r in rows:
-        rec = scored.get(r.get("model_path"))
-        if rec and rec["domain"] in r:
+        if labels and not r.get("data", "").startswith(labels):
+            continue
+        domain = next((h for h in HUMAN if h in r), None)
+        # rows since session 38 carry val-sentences themselves; older ones were scored here
+        rec = r.get("sentences") or scored.get(r.get("model_path"))
+        if domain and rec:
             sets = {
                 "val": _v(r.get("val")),
                 "headings": _v(r.get("headings")),
                 "sentences": _v(rec),
             }
-            people = r[rec["domain"]]
-            items.append((r, rec["domain"], sets, _v(people), people["diff"]))
+            people = r[domain]
+            items.append((r, domain, sets, _v(people), people["diff"]))
 
     def show(sel: list, title: str) -> None:
+        if not sel:
+            return
         kinds = {k: sum(i[3] == k for i in sel) for k in ("better", "no clear difference", "worse")}
         print(f"\n{title}: {len(sel)} models; people's verdicts {kinds}; people's change summed "
               f"over every model {sum(i[4] for i in sel):+.3f}")  # fmt: skip
-        print(f"{'judge':46} | same kind | opposite | ships | people's change kept")
+        print(f"{'judge':46} | same kind | opposite | wrong ships | ships | people's change kept")
         for name, used in JUDGES.items():
             says = [(run_verdict(sets, used)[0], people, diff) for _, _, sets, people, diff in sel]
             same = sum(j == p for j, p, _ in says)
             opposite = sum({j, p} == {"better", "worse"} for j, p, _ in says)
+            wrong = sum(j == "better" and p == "worse" for j, p, _ in says)
             ships = [d for j, _, d in says if j == "better"]
-            print(f"{name:46} | {same:9} | {opposite:8} | {len(ships):5} | {sum(ships):+.3f}")
+            print(f"{name:46} | {same:9} | {opposite:8} | {wrong:11} | {len(ships):5} | "
+                  f"{sum(ships):+.3f}")  # fmt: skip
 
     sentences = [i for i in items if any(s in i[0]["data"] for s in SENTENCE_LABELS)]
     show([i for i in items if i[1] != "rfaq"], "cvs, perl and zsh (choosing)")
@@ -127,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="the run folder whose chunks/val.jsonl judges DOMAIN's models")  # fmt: skip
     ap.add_argument("--table", action="store_true", help="print the table only")
     ap.add_argument("--out", type=Path, default=OUT, help=f"results file (default {OUT})")
+    ap.add_argument("--label", action="append", default=[], metavar="PREFIX",
+                    help="table only the rows whose label starts with PREFIX (repeatable)")  # fmt: skip
     args = ap.parse_args(argv)
     if not args.table:
         runs = {}
@@ -139,9 +155,9 @@ def main(argv: list[str] | None = None) -> None:
         if not runs:
             ap.error("give --run DOMAIN=RUN at least once, or --table")
         score(runs, args.out)
-    if not args.out.is_file():
+    if not args.out.is_file() and not args.label:
         sys.exit(f"{args.out} not found: score some folders first (--run DOMAIN=RUN)")
-    table(args.out)
+    table(args.out, tuple(args.label))
 
 
 if __name__ == "__main__":
