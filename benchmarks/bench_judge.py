@@ -18,7 +18,10 @@ people's NDCG@10 change it keeps by shipping the models it calls better::
 
 ``--table`` prints the table from the stored results without scoring anything; rows written
 since session 38 carry val-sentences themselves and need no scoring. ``--label s39-`` tables only
-the rows whose label starts so (the models trained after a judge's rule was written).
+the rows whose label starts so (the models trained after a judge's rule was written), and
+scores only those. ``--max-chunks 0 --out FILE`` scores val-sentences drawn from every validation
+chunk instead of the product's 150 (the same passages to embed, more queries) into FILE, whose
+scores then judge in the table.
 """
 
 from __future__ import annotations
@@ -56,18 +59,25 @@ JUDGES = {
 }
 
 
-def score(runs: dict[str, Path], out: Path) -> None:
-    """Score every stored folder not yet in ``out`` on its domain's val-sentences."""
+def score(
+    runs: dict[str, Path], out: Path, labels: tuple[str, ...] = (), max_chunks: int | None = 150
+) -> None:
+    """Score every stored folder not yet in ``out`` (of the rows whose label starts with one of
+    ``labels``, when given) on its domain's val-sentences, drawn from at most ``max_chunks``
+    validation chunks (None: every one)."""
     rows = [json.loads(line) for line in ROWS.open()]
     done = {json.loads(line)["model_path"] for line in out.open()} if out.is_file() else set()
     todo = {}
     for r in rows:
+        if labels and not r.get("data", "").startswith(labels):
+            continue
         path, domain = r.get("model_path"), next((h for h in HUMAN if h in r), None)
         if path and domain in runs and path not in done and os.path.isdir(path):
             todo[path] = (domain, r.get("base_model", "all-MiniLM-L6-v2"))
-    sets = {
-        d: validation_sentences(read_chunks(run / "chunks/val.jsonl")) for d, run in runs.items()
-    }
+    sets = {}
+    for d, run in runs.items():
+        chunks = read_chunks(run / "chunks/val.jsonl")
+        sets[d] = validation_sentences(chunks, max_chunks=max_chunks or len(chunks))
     for path, (domain, base) in sorted(todo.items(), key=lambda kv: kv[1]):
         start = time.perf_counter()
         data = evaluate_models([base, path], {"sentences": sets[domain]}, EvaluateConfig(), None)
@@ -97,7 +107,8 @@ def table(out: Path, labels: tuple[str, ...] = ()) -> None:
             continue
         domain = next((h for h in HUMAN if h in r), None)
         # rows since session 38 carry val-sentences themselves; older ones were scored here
-        rec = r.get("sentences") or scored.get(r.get("model_path"))
+        # (--max-chunks: the file's own scores win)
+        rec = scored.get(r.get("model_path")) or r.get("sentences")
         if domain and rec:
             sets = {
                 "val": _v(r.get("val")),
@@ -142,7 +153,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--table", action="store_true", help="print the table only")
     ap.add_argument("--out", type=Path, default=OUT, help=f"results file (default {OUT})")
     ap.add_argument("--label", action="append", default=[], metavar="PREFIX",
-                    help="table only the rows whose label starts with PREFIX (repeatable)")  # fmt: skip
+                    help="score and table only the rows whose label starts with PREFIX "
+                    "(repeatable)")  # fmt: skip
+    ap.add_argument("--max-chunks", type=int, default=150, metavar="N",
+                    help="draw val-sentences from at most N validation chunks (0: every one; "
+                    "the product's default 150)")  # fmt: skip
     args = ap.parse_args(argv)
     if not args.table:
         runs = {}
@@ -154,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
             runs[domain] = Path(run)
         if not runs:
             ap.error("give --run DOMAIN=RUN at least once, or --table")
-        score(runs, args.out)
+        score(runs, args.out, tuple(args.label), args.max_chunks or None)
     if not args.out.is_file() and not args.label:
         sys.exit(f"{args.out} not found: score some folders first (--run DOMAIN=RUN)")
     table(args.out, tuple(args.label))
