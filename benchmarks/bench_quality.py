@@ -18,9 +18,10 @@ and ``distill<w>`` (``teacher=--teacher``, ``distill_weight=w``, no rejects). ``
 ``--batch-size`` and ``--hard-negatives`` are shortcuts for the common ones. The rejects are
 RUN/data/train_rejects.json (``generate`` writes them), or ``--rejects-data FILE``.
 
-Choose on "val" and "headings" (the validation documents' headings against their sections,
-RUN/chunks/val_headings.json, which prepare writes); the R FAQ and python-faq are for reporting
-only. Where the validation file itself is reported (``--train-data`` and ``--val-data``, e.g.
+Choose on the run's own sets: "headings" (the validation documents' headings against their
+sections, RUN/chunks/val_headings.json, which prepare writes), "sentences" (the validation
+chunks' own sentences, as ``embedtune evaluate`` builds val-sentences) and "val" (the writer's
+validation questions); the R FAQ and python-faq are for reporting only. Where the validation file itself is reported (``--train-data`` and ``--val-data``, e.g.
 llama-index's 10-K pairs), ``--hold-out 0.25`` chooses on the last quarter of the training
 file's chunks instead. Each result is appended to benchmarks/results/quality.jsonl;
 ``--summary`` averages rows that differ only in seed.
@@ -270,11 +271,14 @@ def set_names(rows: list[dict]) -> list[str]:
     return [k for k in keys if any(isinstance(r.get(k), dict) and "diff" in r[k] for r in rows)]
 
 
+#: A row's keys for the run's own sets, and their names in ``embedtune evaluate``.
+OWN = {"val": "val", "headings": "val-headings", "sentences": "val-sentences"}
+
+
 def run_says(row: dict, human: str) -> str:
     """The verdict ``embedtune run`` gives for ``row``, from the validation sets it judges on
-    (the generated questions and, unless ``human`` is the set being checked, the headings)."""
-    names = {"val": "val", **({"headings": "val-headings"} if human != "headings" else {})}
-    return run_verdict({names[n]: verdict(*row[n]["ci"]) for n in names if n in row})[0]
+    (``run_verdict``'s, less ``human`` when that is the set being checked)."""
+    return run_verdict({OWN[n]: verdict(*row[n]["ci"]) for n in OWN if n in row and n != human})[0]
 
 
 def print_agreement(rows: list[dict], human: str) -> None:
@@ -288,7 +292,7 @@ def print_agreement(rows: list[dict], human: str) -> None:
     signed = sum(run == "better" and diff > 0 or run == "worse" and diff < 0
                  for run, _, diff in pairs)  # fmt: skip
     decided = sum(run in ("better", "worse") for run, _, _ in pairs)
-    judged = "val" if human == "headings" else "val + headings"
+    judged = " + ".join(n for n in ("headings", "sentences") if n != human) + " (else val)"
     print(f"\nthe run's verdict ({judged}) against {human}, {len(pairs)} trained rows: same "
           f"verdict {same}/{len(pairs)}; where the run decided, the sign agrees "
           f"{signed}/{decided}")  # fmt: skip

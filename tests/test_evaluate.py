@@ -419,30 +419,45 @@ def test_run_evaluate_scores_the_validation_headings_when_prepare_wrote_them(
     row = summary.datasets["val-headings"]
     assert row.n_queries == len(headings.queries) and row.n_corpus == len(CORPUS)
     assert row.verdict in ("better", "worse", "no clear difference")
-    assert summary.judged_on == ["val", "val-headings"]
+    assert summary.judged_on == ["val-headings"]  # people's words judge, not the writer's
 
     cfg.evaluate.headings = False
     assert "val-headings" not in run_evaluate(cfg, run).datasets
 
 
 @pytest.mark.parametrize(
-    "val, headings, expected",
+    "headings, sentences, expected",
     [
         ("no clear difference", "better", "better"),
-        ("better", "no clear difference", "better"),
+        ("better", None, "better"),
         ("better", "worse", "mixed"),
         ("worse", "no clear difference", "worse"),
-        ("no clear difference", None, "no clear difference"),
-        ("missing", "missing", "missing"),
+        (None, "no clear difference", "no clear difference"),
     ],
 )
-def test_run_verdict_needs_a_gain_on_one_validation_set_and_a_loss_on_none(val, headings, expected):
+def test_run_verdict_needs_a_gain_on_one_validation_set_and_a_loss_on_none(
+    headings, sentences, expected
+):
     from embedtune.evaluate.evaluator import run_verdict
 
-    verdicts = {"val": val, "r-faq": "worse"}  # the sets a user adds never decide
-    if headings is not None:
-        verdicts["val-headings"] = headings
+    # the writer's questions and the sets a user adds do not decide while people's words exist
+    verdicts = {"val": "worse", "r-faq": "worse"}
+    for name, v in (("val-headings", headings), ("val-sentences", sentences)):
+        if v is not None:
+            verdicts[name] = v
     assert run_verdict(verdicts)[0] == expected
+
+
+def test_the_writers_questions_judge_a_run_only_without_headings_or_sentences():
+    from embedtune.evaluate.evaluator import run_verdict
+
+    assert run_verdict({"val": "better", "r-faq": "worse"}) == ("better", ["val"])
+    assert run_verdict({"val": "better", "val-sentences": "no clear difference"}) == (
+        "no clear difference",
+        ["val-sentences"],
+    )
+    nothing_trained = {"val": "missing", "val-headings": "missing", "val-sentences": "missing"}
+    assert run_verdict(nothing_trained) == ("missing", [])
 
 
 def test_models_reading_different_lengths_of_each_text_are_noted(tmp_path):
@@ -496,8 +511,8 @@ def _val_chunks(run: Path) -> list[Chunk]:
 
 def test_run_evaluate_asks_the_validation_chunks_own_sentences(minilm, minilm_path, tmp_path):
     """val-sentences: each validation chunk's sentences, asked against the chunk without them,
-    at no writer call; people wrote them, about documents no training saw. Reported beside the
-    run's verdict, which they do not decide (session 38's rule, BENCHMARKS.md)."""
+    at no writer call; people wrote them, about documents no training saw. They judge the run
+    (session 39's rule, BENCHMARKS.md); the writer's questions are reported."""
     run = _make_run(tmp_path, minilm)
     chunks = _val_chunks(run)
     cfg = PipelineConfig(model=minilm_path, evaluate=_cfg())
@@ -505,10 +520,12 @@ def test_run_evaluate_asks_the_validation_chunks_own_sentences(minilm, minilm_pa
     row = summary.datasets["val-sentences"]
     assert (row.n_queries, row.n_corpus) == (12, len(chunks))
     assert row.verdict in ("better", "worse", "no clear difference")
-    assert summary.judged_on == ["val"]
+    assert summary.judged_on == ["val-sentences"]
+    assert summary.verdict == row.verdict
 
     cfg.evaluate.sentences = False
-    assert "val-sentences" not in run_evaluate(cfg, run).datasets
+    without = run_evaluate(cfg, run)
+    assert "val-sentences" not in without.datasets and without.judged_on == ["val"]
 
 
 def test_validation_sentences_are_not_found_by_copying_words():
@@ -535,4 +552,5 @@ def test_too_few_validation_sentences_make_no_verdict(minilm, minilm_path, tmp_p
         [Chunk(id="v0", doc_id="v", text=CORPUS["c01"], n_tokens=15, page_start=1, page_end=1)],
     )
     summary = run_evaluate(PipelineConfig(model=minilm_path, evaluate=_cfg()), run)
-    assert "val-sentences" not in summary.datasets and "val-sentences" not in summary.judged_on
+    assert "val-sentences" not in summary.datasets
+    assert summary.judged_on == ["val"]  # nothing of people's: the writer's questions judge

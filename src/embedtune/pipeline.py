@@ -71,9 +71,9 @@ def choose_result(cfg: PipelineConfig, run_dir: Path, evaluation: EvaluateSummar
     """Mark the fine-tuned model as the run's result only when it is better than the base.
 
     "Better" is judged on the run's own validation sets (the data the pipeline is allowed to
-    choose on: the generated validation questions and the validation documents' headings, see
-    :func:`~embedtune.evaluate.evaluator.run_verdict`): the paired bootstrap interval of NDCG@10
-    lies above zero on at least one and below zero on none.
+    choose on: the validation documents' headings and their chunks' own sentences, else the
+    writer's validation questions, see :func:`~embedtune.evaluate.evaluator.run_verdict`): the
+    paired bootstrap interval of NDCG@10 lies above zero on at least one and below zero on none.
     """
     run = RunLayout(run_dir)
     fine_tuned = run.model_dir

@@ -424,32 +424,49 @@ def recommend_base(ds: DatasetResult, fine_tuned: str = "fine-tuned") -> dict[st
     }
 
 
-#: The sets a run may choose on: built from its own validation documents, never from the
-#: evaluation sets a user adds (those are for reporting).
-VALIDATION_SETS = ("val", "val-headings")
+#: The sets that judge a run (:func:`run_verdict`): people's words from its own validation
+#: documents, the headings against their sections and the chunks' own sentences against the
+#: chunks without them. Never the evaluation sets a user adds (those are for reporting).
+VALIDATION_SETS = ("val-headings", "val-sentences")
+
+#: What judges a run whose validation documents gave neither (a few short files): the
+#: writer's validation questions.
+FALLBACK_SETS = ("val",)
+
+#: The run's own sets, held out by document, in the order they are reported.
+OWN_SETS = ("val", "val-headings", "val-sentences")
 
 #: Fewer sentence queries than this (a validation split of a few short chunks) make no verdict.
 MIN_SENTENCE_QUERIES = 10
 
 
 def run_verdict(
-    verdicts: Mapping[str, str], sets: Sequence[str] = VALIDATION_SETS
+    verdicts: Mapping[str, str],
+    sets: Sequence[str] = VALIDATION_SETS,
+    fallback: Sequence[str] = FALLBACK_SETS,
 ) -> tuple[str, list[str]]:
     """The fine-tuned model's verdict over the run's validation sets (``verdicts``: each
-    dataset's verdict; ``sets``: which of them judge, by default :data:`VALIDATION_SETS`), and
-    the sets it used.
+    dataset's verdict; ``sets``: which of them judge, by default :data:`VALIDATION_SETS`;
+    ``fallback``: which judge when none of ``sets`` has a verdict), and the sets it used.
 
-    The generated questions (``val``) and the validation documents' headings
-    (``val-headings``, written by people) are both held out; a small generator's questions
-    reward what people's do not (see BENCHMARKS.md: their gains ran against the R FAQ's across
-    recipes), so neither decides alone. "better": better on at least one and worse on none;
-    "worse": worse on at least one and better on none; "mixed": both; otherwise "no clear
-    difference" (or "missing" when nothing was fine-tuned)::
+    The validation documents' headings (``val-headings``) and their chunks' own sentences
+    (``val-sentences``) are people's words about documents no training saw. The writer's
+    validation questions (``val``) are reported but judge only when neither exists: a small
+    writer's questions reward what people's do not. Over 18 models trained for the choice
+    (session 39, BENCHMARKS.md) the headings and sentences shipped the models that kept more of
+    people's gain than the writer's questions and headings did, with no more shipped losses.
+    "better": better on at least one and worse on none; "worse": worse on at least one and
+    better on none; "mixed": both; otherwise "no clear difference" (or "missing" when nothing
+    was fine-tuned)::
 
-        >>> run_verdict({"val": "no clear difference", "val-headings": "better"})
-        ('better', ['val', 'val-headings'])
+        >>> run_verdict({"val": "worse", "val-sentences": "better"})
+        ('better', ['val-sentences'])
+        >>> run_verdict({"val": "better"})
+        ('better', ['val'])
     """
     used = [n for n in sets if n in verdicts and verdicts[n] != "missing"]
+    if not used:
+        used = [n for n in fallback if n in verdicts and verdicts[n] != "missing"]
     found = {verdicts[n] for n in used}
     if not used:
         return "missing", []
@@ -509,7 +526,7 @@ def run_evaluate(
     enough headings) asks the validation documents' headings against their sections, and
     ``val-sentences`` (with ``evaluate.sentences``) the validation chunks' own sentences against
     the chunks without them (:mod:`~embedtune.evaluate.sentences`). The summary's ``verdict`` is
-    :func:`run_verdict` over the first two. Skipped (``skipped``, the saved
+    :func:`run_verdict` over the last two (``val`` where neither exists). Skipped (``skipped``, the saved
     summary) when models, data and settings are unchanged.
     """
     run = RunLayout(run_dir)
@@ -578,7 +595,7 @@ def _with_sentences(datasets: dict[str, QADataset], sentences: QADataset) -> dic
     the validation chunks gave enough sentences to be worth a verdict."""
     if len(sentences.queries) < MIN_SENTENCE_QUERIES:
         return datasets
-    own = {n: d for n, d in datasets.items() if n in VALIDATION_SETS}
+    own = {n: d for n, d in datasets.items() if n in OWN_SETS}
     return {
         **own,
         "val-sentences": sentences,
@@ -631,7 +648,7 @@ def _trained_questions(
         return []
     warnings = []
     for name, ds in datasets.items():
-        if name in (*VALIDATION_SETS, "val-sentences"):  # the run's own, held out by document
+        if name in OWN_SETS:  # the run's own, held out by document
             continue
         ds.metadata.setdefault("source", str(paths[name]))
         leak = leaked_questions(train, ds, role="evaluation")
