@@ -4,11 +4,12 @@ run, at no writer call.
 Each of up to ``max_chunks`` validation chunks (drawn with ``seed``) gives up to ``per_chunk``
 sentences of 6 to 40 words (:mod:`embedtune.cloze`); the query is the sentence, and the chunk
 with its drawn sentences taken out is the one relevant entry of a corpus of every validation
-chunk. People wrote the sentences, about documents no training saw. The set is reported beside
-the run's verdict and does not decide it: on 94 fine-tuned models of three domains its verdict
-matched people's questions' more often than the run's judge did (55 against 44, with headings)
-but called two models "worse" that people's questions found better, where the judge had one
-such error (session 38, BENCHMARKS.md, Quality)::
+chunk. People wrote the sentences, about documents no training saw. With the headings they
+judge the run (:func:`~embedtune.evaluate.evaluator.run_verdict`): on 94 fine-tuned models of
+three domains their verdict matched people's questions' more often than the writer's questions
+with the headings did (55 against 44), and on 18 models trained afterwards (session 39) it
+shipped no model people's questions found worse and kept at least as much of their gain
+(BENCHMARKS.md, Quality)::
 
     >>> from embedtune.records import Chunk
     >>> text = "CVS keeps a history of every file. Run cvs log to read the history of a file."
