@@ -517,13 +517,15 @@ class EvaluateConfig(_Section):
         True,
         description="Also score the validation documents' headings as queries (each against its "
         "section's body; written by prepare as RUN/chunks/val_headings.json): queries written "
-        "by people, where the validation split's are written by the generator.",
+        "by people, where the validation split's are written by the generator; they judge the "
+        "run with val-sentences.",
     )
     sentences: bool = Field(
         True,
         description="Also score the validation chunks' own sentences as queries (val-sentences: "
         "each against its chunk with the sentence taken out, among every validation chunk): "
-        "held-out text written by people, at no writer call; reported, not part of the verdict.",
+        "held-out text written by people, at no writer call. With the headings they judge the "
+        "run; without either, the writer's validation questions do.",
     )
     bootstrap_samples: int = Field(
         2000, ge=100, description="Resamples of the queries for the 95% confidence intervals."
