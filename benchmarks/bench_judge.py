@@ -52,10 +52,10 @@ def _v(cell: dict | None) -> str:
 
 
 JUDGES = {
-    "val + headings (the judge until session 38)": ("val", "headings"),
+    "val + headings (the judge until session 39)": ("val", "headings"),
     "val-sentences alone": ("sentences",),
     "val + headings + val-sentences": ("val", "headings", "sentences"),
-    "headings + val-sentences": ("headings", "sentences"),
+    "headings + val-sentences (since session 39)": ("headings", "sentences"),
 }
 
 
@@ -126,7 +126,10 @@ def table(out: Path, labels: tuple[str, ...] = ()) -> None:
               f"over every model {sum(i[4] for i in sel):+.3f}")  # fmt: skip
         print(f"{'judge':46} | same kind | opposite | wrong ships | ships | people's change kept")
         for name, used in JUDGES.items():
-            says = [(run_verdict(sets, used)[0], people, diff) for _, _, sets, people, diff in sel]
+            says = [
+                (run_verdict(sets, used, fallback=())[0], people, diff)
+                for _, _, sets, people, diff in sel
+            ]
             same = sum(j == p for j, p, _ in says)
             opposite = sum({j, p} == {"better", "worse"} for j, p, _ in says)
             wrong = sum(j == "better" and p == "worse" for j, p, _ in says)
