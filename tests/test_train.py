@@ -296,6 +296,67 @@ def test_own_files_resume_after_a_kill_and_a_finished_training_starts_over(train
     assert train_on_files(_cfg(), *files, fresh=True).resumed_from is None  # --fresh
 
 
+TORCH_FULL_DISK = (
+    "[enforce fail at inline_container.cc:672] . unexpected pos 177956416 vs 177956304"
+)
+
+
+def test_a_full_disk_while_saving_a_checkpoint_says_so_and_the_same_command_finishes(
+    tmp_path, monkeypatch
+):
+    """torch's zip writer reports a full disk in its own words, which ended training in a
+    traceback (session 39's rows); the user is told the disk is full and where (one line, by
+    the CLI), and the same command, run again once there is space, saves a model."""
+    import errno
+
+    from embedtune.train import train_on_files
+    from embedtune.train import trainer as trainer_module
+
+    train, val = make_sets()
+    train.to_json(tmp_path / "train.json")
+    val.to_json(tmp_path / "val.json")
+    files = (tmp_path / "train.json", tmp_path / "val.json", tmp_path / "model")
+
+    def full(*args, **kwargs):
+        raise RuntimeError(TORCH_FULL_DISK)
+
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(trainer_module, "free_bytes", lambda folder: 4096)
+    with pytest.raises(OSError) as err:
+        train_on_files(_cfg(), *files)
+    assert err.value.errno == errno.ENOSPC and err.value.filename.endswith("checkpoints")
+    # with space left, torch's error is not a full disk: it is not dressed up as one
+    monkeypatch.setattr(trainer_module, "free_bytes", lambda folder: 50 * 2**30)
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        train_on_files(_cfg(), *files)
+
+    monkeypatch.undo()
+    train_on_files(_cfg(), *files)
+    assert SentenceTransformer(str(tmp_path / "model")).encode(["lm"]).shape[1] == 384
+
+
+def test_a_model_save_cut_by_a_full_disk_leaves_no_half_model(tmp_path):
+    """safetensors names the OS's error inside its own; the half-written folder is removed,
+    since it holds the space the user must free."""
+    import errno
+
+    from embedtune.train.trainer import save_model
+
+    class Model:
+        def save(self, path: str, **kwargs) -> None:
+            Path(path).mkdir()
+            (Path(path) / "model.safetensors").write_bytes(b"half")
+            raise Exception(  # safetensors_rust.SafetensorError is a bare Exception
+                "Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
+                'message: "No space left on device" })'
+            )
+
+    with pytest.raises(OSError) as err:
+        save_model(Model(), tmp_path / "model")  # type: ignore[arg-type]
+    assert err.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_training_on_chunks_longer_than_the_model_reads_says_so_before_it_trains(tmp_path):
     """A user's own pairs whose chunks run past max_seq_length (48 tokens here; llama-index's
     10-K chunks past MiniLM's 256): the warning comes before the first step, naming the file."""

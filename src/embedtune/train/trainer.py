@@ -32,9 +32,11 @@ call. Library use::
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -445,6 +447,11 @@ class FineTuning:
                 f"out of memory at batch size {plan.batch_size}; lower train.batch_size or use "
                 "loss=cached_mnrl with a smaller train.mini_batch_size"
             ) from None
+        except RuntimeError as exc:  # a checkpoint torch could not write
+            hidden = hidden_write_error(exc, self.work.checkpoints)
+            if hidden is None:
+                raise
+            raise hidden from None
         seconds = time.perf_counter() - t0
         self.tell_mask(loss)
         if self.cfg.lora:
@@ -646,6 +653,42 @@ def loss_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
     ]
 
 
+#: What torch's zip writer says when writing a checkpoint fails; it keeps the OS's error to
+#: itself ("[enforce fail at inline_container.cc:672] . unexpected pos 177956416 vs 177956304").
+_TORCH_WRITE_FAILED = ("PytorchStreamWriter failed", "inline_container.cc")
+#: Less free space than this where such a write failed: the disk filled up.
+LOW_SPACE = 512 * 2**20
+
+
+def free_bytes(folder: Path) -> int | None:
+    """Free space on the disk holding ``folder`` (or its nearest existing parent)."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            try:
+                return shutil.disk_usage(path).free
+            except OSError:
+                return None
+    return None
+
+
+def hidden_write_error(exc: BaseException, folder: Path) -> OSError | None:
+    """The OS's error behind ``exc``, where torch or safetensors failed to write into
+    ``folder`` and reported it in their own words, which would end a run in a traceback: a
+    full disk while saving a checkpoint or the model. None for any other error."""
+    text = str(exc)
+    found = re.search(r"Os \{ code: (\d+)", text)  # safetensors: IoError(Os { code: 28, ... })
+    if found:
+        number = int(found.group(1))
+    elif any(mark in text for mark in _TORCH_WRITE_FAILED):
+        free = free_bytes(folder)
+        if free is None or free >= LOW_SPACE:
+            return None
+        number = errno.ENOSPC
+    else:
+        return None
+    return OSError(number, os.strerror(number), str(folder))
+
+
 def save_model(model: SentenceTransformer, output_dir: Path) -> None:
     """Write the model next to ``output_dir`` and move it into place, so a crash leaves either
     the previous model or the new one, never half of one."""
@@ -654,7 +697,14 @@ def save_model(model: SentenceTransformer, output_dir: Path) -> None:
     tmp = output_dir.with_name(f".{output_dir.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.save(str(tmp), create_model_card=False)
+    try:
+        model.save(str(tmp), create_model_card=False)
+    except Exception as exc:
+        hidden = hidden_write_error(exc, output_dir.parent)
+        if hidden is None:
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # its half a model holds the space
+        raise hidden from None
     mark(tmp, "model")
     old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
     if output_dir.exists():
