@@ -75,16 +75,20 @@ def test_a_recipe_trains_with_the_product_and_its_row_summarises(bench, tmp_path
 
 
 def test_the_summary_says_how_often_the_runs_verdict_matches_peoples(bench, tmp_path, capsys):
-    def row(seed: int, val: list[float], headings: list[float], rfaq: float) -> dict:
-        sets = {"val": val, "headings": headings, "rfaq": [rfaq - 0.01, rfaq + 0.01]}
+    def row(seed: int, val: list[float], headings: list[float], sentences: list[float],
+            rfaq: float) -> dict:  # fmt: skip
+        sets = {"val": val, "headings": headings, "sentences": sentences,
+                "rfaq": [rfaq - 0.01, rfaq + 0.01]}  # fmt: skip
         return {"recipe": "default", "seed": seed, "data": "x"} | {
             name: {"diff": sum(ci) / 2, "ci": ci} for name, ci in sets.items()
         }
 
+    none = [-0.01, 0.01]
     rows = [
-        row(1, [0.01, 0.03], [-0.01, 0.01], 0.02),  # run: better; people: better
-        row(2, [-0.01, 0.01], [0.01, 0.02], -0.005),  # run: better (headings); people: worse sign
-        row(3, [-0.01, 0.01], [-0.01, 0.01], 0.0),  # no clear difference on both
+        # run: better (sentences; the writer's val does not judge); people: better
+        row(1, [-0.03, -0.01], none, [0.01, 0.03], 0.02),
+        row(2, none, [0.01, 0.02], none, -0.005),  # run: better (headings); people: worse sign
+        row(3, [0.01, 0.03], none, none, 0.0),  # no clear difference where people's words judge
     ]
     out = tmp_path / "quality.jsonl"
     out.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -92,7 +96,7 @@ def test_the_summary_says_how_often_the_runs_verdict_matches_peoples(bench, tmp_
     text = capsys.readouterr().out
     assert "against rfaq, 3 trained rows: same verdict 2/3; where the run decided, the sign " \
         "agrees 1/2" in text  # fmt: skip
-    assert "against headings, 3 trained rows: same verdict 1/3" in text  # val alone there
+    assert "against headings, 3 trained rows: same verdict 1/3" in text  # sentences alone there
     # what following the verdict keeps of people's gains: rows 1 and 2 used, row 3 kept
     assert "where the run says use the fine-tuned model: +0.0075 (2 rows); where it keeps the " \
         "base: +0.0000 (1 rows); people's change kept by following it: +0.0150 of +0.0150 " \
