@@ -526,8 +526,8 @@ def run_evaluate(
     enough headings) asks the validation documents' headings against their sections, and
     ``val-sentences`` (with ``evaluate.sentences``) the validation chunks' own sentences against
     the chunks without them (:mod:`~embedtune.evaluate.sentences`). The summary's ``verdict`` is
-    :func:`run_verdict` over the last two (``val`` where neither exists). Skipped (``skipped``, the saved
-    summary) when models, data and settings are unchanged.
+    :func:`run_verdict` over the last two (``val`` where neither exists). Skipped (``skipped``,
+    the saved summary) when models, data and settings are unchanged.
     """
     run = RunLayout(run_dir)
     val_path, train_path = run.data_file("val"), run.data_file("train")
