@@ -314,8 +314,16 @@ def test_run_evaluate_scores_base_and_fine_tuned_and_skips_when_current(
     again = run_evaluate(cfg, run)
     assert again.skipped is True and again.datasets == summary.datasets
 
-    # A saved summary this version cannot read (an older embedtune's) is evaluated anew.
+    # A summary saved under an older judge is judged again by today's, scoring nothing.
     manifest = run / "eval" / "manifest.json"
+    saved = json.loads(manifest.read_text(encoding="utf-8"))
+    saved["summary"]["verdict"], saved["summary"]["judged_on"] = "mixed", ["an-older-judge"]
+    manifest.write_text(json.dumps(saved), encoding="utf-8")
+    rejudged = run_evaluate(cfg, run)
+    assert rejudged.skipped is True
+    assert (rejudged.verdict, rejudged.judged_on) == (summary.verdict, summary.judged_on)
+
+    # A saved summary this version cannot read (an older embedtune's) is evaluated anew.
     saved = json.loads(manifest.read_text(encoding="utf-8"))
     del saved["summary"]["verdict"]
     manifest.write_text(json.dumps(saved), encoding="utf-8")

@@ -553,7 +553,10 @@ def run_evaluate(
             redo="evaluating again",
         )
         if saved is not None:
-            return saved
+            # judged again by this version's rule: one that changed the judge (session 39) gives
+            # an evaluated run its verdict without scoring anything again
+            verdict, judged_on = run_verdict({n: d.verdict for n, d in saved.datasets.items()})
+            return saved.model_copy(update={"verdict": verdict, "judged_on": judged_on})
 
     datasets = {name: load_dataset_path(p) for name, p in data_paths.items()}
     if sentences is not None:
