@@ -52,8 +52,8 @@ from typing import Any
 import numpy as np
 
 from embedtune.config import EvaluateConfig, TrainConfig
-from embedtune.dataset import QADataset, load_dataset_path
-from embedtune.evaluate.evaluator import MIN_SENTENCE_QUERIES, evaluate_models, run_verdict
+from embedtune.dataset import MIN_HELD_OUT_QUERIES, QADataset, load_dataset_path
+from embedtune.evaluate.evaluator import evaluate_models, run_verdict
 from embedtune.evaluate.metrics import paired_bootstrap, verdict
 from embedtune.evaluate.sentences import validation_sentences
 from embedtune.records import read_chunks
@@ -469,7 +469,7 @@ def load_sets(args, ap: argparse.ArgumentParser) -> tuple[QADataset, dict[str, Q
     chunks = run / "chunks/val.jsonl" if run else None
     if chunks is not None and chunks.is_file():  # as `embedtune evaluate` builds val-sentences
         drawn = validation_sentences(read_chunks(chunks))
-        if len(drawn.queries) >= MIN_SENTENCE_QUERIES:
+        if len(drawn.queries) >= MIN_HELD_OUT_QUERIES:
             sets["sentences"] = drawn
     for name, path in (("rfaq", args.rfaq), ("pyfaq", args.pyfaq)):
         if not path:  # --rfaq '' / --pyfaq '': left out on purpose

@@ -28,7 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from embedtune.errors import InputError
 from embedtune.records import read_jsonl, write_json_atomic, write_jsonl
 
-__all__ = ["QADataset", "load_dataset_path", "leaked_questions"]
+__all__ = ["MIN_HELD_OUT_QUERIES", "QADataset", "load_dataset_path", "leaked_questions"]
+
+#: Fewer held-out queries than this (a run's headings, its chunks' sentences) make no verdict
+#: worth reporting: prepare writes no headings set and evaluate builds no val-sentences.
+MIN_HELD_OUT_QUERIES = 10
 
 
 class QADataset(BaseModel):

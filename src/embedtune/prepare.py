@@ -46,6 +46,7 @@ from embedtune.artifacts import (
 )
 from embedtune.chunk import Chunker
 from embedtune.config import ChunkConfig, PipelineConfig, dump_config
+from embedtune.dataset import MIN_HELD_OUT_QUERIES
 from embedtune.errors import InputError
 from embedtune.ingest import (
     DocumentSplit,
@@ -56,7 +57,7 @@ from embedtune.ingest import (
     load_documents,
     split_documents,
 )
-from embedtune.ingest.headings import MIN_QUERIES, headings_dataset
+from embedtune.ingest.headings import headings_dataset
 from embedtune.layout import SPLITS, RunLayout
 from embedtune.recipe import settle
 from embedtune.records import Chunk, Document, write_jsonl, write_text_atomic
@@ -320,7 +321,7 @@ class _Preparation:
         """The validation documents' headings as queries, when there are enough of them."""
         headings, report = headings_dataset(documents)
         path = self.run_layout.val_headings
-        report["written"] = len(headings.queries) >= MIN_QUERIES
+        report["written"] = len(headings.queries) >= MIN_HELD_OUT_QUERIES
         if report["written"]:
             headings.to_json(path)
         else:

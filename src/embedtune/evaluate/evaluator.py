@@ -36,7 +36,7 @@ import numpy as np
 
 from embedtune.artifacts import is_current, read_manifest, stage_key, write_manifest
 from embedtune.config import EvaluateConfig, PipelineConfig
-from embedtune.dataset import QADataset, leaked_questions, load_dataset_path
+from embedtune.dataset import MIN_HELD_OUT_QUERIES, QADataset, leaked_questions, load_dataset_path
 from embedtune.embeddings import (
     EmbeddingCache,
     Role,
@@ -436,9 +436,6 @@ FALLBACK_SETS = ("val",)
 #: The run's own sets, held out by document, in the order they are reported.
 OWN_SETS = ("val", "val-headings", "val-sentences")
 
-#: Fewer sentence queries than this (a validation split of a few short chunks) make no verdict.
-MIN_SENTENCE_QUERIES = 10
-
 
 def run_verdict(
     verdicts: Mapping[str, str],
@@ -596,7 +593,7 @@ def _sentences_source(ecfg: EvaluateConfig, run: RunLayout) -> Path | None:
 def _with_sentences(datasets: dict[str, QADataset], sentences: QADataset) -> dict[str, QADataset]:
     """``datasets`` with ``val-sentences`` after the run's own sets and before the user's, when
     the validation chunks gave enough sentences to be worth a verdict."""
-    if len(sentences.queries) < MIN_SENTENCE_QUERIES:
+    if len(sentences.queries) < MIN_HELD_OUT_QUERIES:
         return datasets
     own = {n: d for n, d in datasets.items() if n in OWN_SETS}
     return {

@@ -31,7 +31,6 @@ from embedtune.ingest.text import normalize_text
 from embedtune.records import Document
 
 __all__ = [
-    "MIN_QUERIES",
     "Section",
     "document_sections",
     "headings_dataset",
@@ -42,7 +41,6 @@ __all__ = [
 
 MIN_BODY_WORDS = 15  # a shorter body answers nothing (the R FAQ set's rule)
 MAX_BODY_WORDS = 350  # longer bodies are cut, as the R FAQ set's are
-MIN_QUERIES = 10  # fewer headings than this make no signal worth reporting
 # Headings that say where a section is, not what it answers.
 _GENERIC = {
     "abstract", "acknowledgements", "acknowledgments", "appendix", "background", "bibliography",
