@@ -299,6 +299,14 @@ def test_own_files_resume_after_a_kill_and_a_finished_training_starts_over(train
 TORCH_FULL_DISK = (
     "[enforce fail at inline_container.cc:672] . unexpected pos 177956416 vs 177956304"
 )
+SAFETENSORS_FULL_DISK = (
+    'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left '
+    'on device" })'
+)
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 def test_a_full_disk_while_saving_a_checkpoint_says_so_and_the_same_command_finishes(
@@ -325,6 +333,12 @@ def test_a_full_disk_while_saving_a_checkpoint_says_so_and_the_same_command_fini
     with pytest.raises(OSError) as err:
         train_on_files(_cfg(), *files)
     assert err.value.errno == errno.ENOSPC and err.value.filename.endswith("checkpoints")
+    # safetensors writes a checkpoint's weights and names the OS's error in its own
+    monkeypatch.setattr(torch, "save", lambda *a, **k: _raise(Exception(SAFETENSORS_FULL_DISK)))
+    with pytest.raises(OSError) as err:
+        train_on_files(_cfg(), *files)
+    assert err.value.errno == errno.ENOSPC
+    monkeypatch.setattr(torch, "save", full)
     # with space left, torch's error is not a full disk: it is not dressed up as one
     monkeypatch.setattr(trainer_module, "free_bytes", lambda folder: 50 * 2**30)
     with pytest.raises(RuntimeError, match="unexpected pos"):
@@ -346,10 +360,7 @@ def test_a_model_save_cut_by_a_full_disk_leaves_no_half_model(tmp_path):
         def save(self, path: str, **kwargs) -> None:
             Path(path).mkdir()
             (Path(path) / "model.safetensors").write_bytes(b"half")
-            raise Exception(  # safetensors_rust.SafetensorError is a bare Exception
-                "Error while serializing: IoError(Os { code: 28, kind: StorageFull, "
-                'message: "No space left on device" })'
-            )
+            raise Exception(SAFETENSORS_FULL_DISK)  # SafetensorError is a bare Exception
 
     with pytest.raises(OSError) as err:
         save_model(Model(), tmp_path / "model")  # type: ignore[arg-type]

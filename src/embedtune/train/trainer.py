@@ -447,7 +447,7 @@ class FineTuning:
                 f"out of memory at batch size {plan.batch_size}; lower train.batch_size or use "
                 "loss=cached_mnrl with a smaller train.mini_batch_size"
             ) from None
-        except RuntimeError as exc:  # a checkpoint torch could not write
+        except Exception as exc:  # a checkpoint torch or safetensors could not write
             hidden = hidden_write_error(exc, self.work.checkpoints)
             if hidden is None:
                 raise
@@ -679,7 +679,7 @@ def hidden_write_error(exc: BaseException, folder: Path) -> OSError | None:
     found = re.search(r"Os \{ code: (\d+)", text)  # safetensors: IoError(Os { code: 28, ... })
     if found:
         number = int(found.group(1))
-    elif any(mark in text for mark in _TORCH_WRITE_FAILED):
+    elif any(words in text for words in _TORCH_WRITE_FAILED):
         free = free_bytes(folder)
         if free is None or free >= LOW_SPACE:
             return None
