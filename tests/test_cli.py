@@ -128,6 +128,36 @@ def test_a_finished_run_says_how_to_serve_the_model_it_chose(better):
         assert f"serve the base over HTTP: embedtune serve {base}" in said
 
 
+def test_the_runs_table_keeps_each_interval_on_one_line_in_80_columns():
+    """Three validation rows and their intervals in an 80-column terminal: an interval cut
+    over two lines ("[-0.0126," then "+0.0236]") read as two numbers (session 38's demo)."""
+    from rich.console import Console
+
+    from embedtune.cli.run import _print_verdict
+    from embedtune.evaluate.results import DatasetSummary, EvaluateSummary
+    from embedtune.pipeline import PipelineRun
+
+    def row(base: float, tuned: float, low: float, high: float) -> DatasetSummary:
+        return DatasetSummary(n_queries=200, n_corpus=600, corpus="full", base=base,
+                              fine_tuned=tuned, diff=tuned - base, ci_low=low, ci_high=high,
+                              verdict="no clear difference")  # fmt: skip
+
+    rows = {
+        "val": row(0.3313, 0.3374, -0.0126, 0.0236),
+        "val-headings": row(0.8172, 0.8190, -0.0128, 0.0179),
+        "val-sentences": row(0.3514, 0.3633, -0.0013, 0.0256),
+    }
+    summary = EvaluateSummary(models={}, datasets=rows, validation=rows["val"],
+                              verdict="no clear difference", judged_on=["val-headings"], output="")  # fmt: skip
+    out = Console(record=True, width=80)
+    _print_verdict(out, PipelineRun(stages={"evaluate": summary}))
+    text = out.export_text()
+    for interval in ("[-0.0126, +0.0236]", "[-0.0128, +0.0179]", "[-0.0013, +0.0256]"):
+        assert interval in text
+    assert "val-sentences" in text and max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text and text.count("difference") == 3  # no word cut short either
+
+
 def test_a_full_disk_is_one_line_that_says_to_free_space_and_rerun(monkeypatch, tmp_path):
     import errno
 

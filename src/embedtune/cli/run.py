@@ -113,11 +113,18 @@ def run(
 
 
 def _print_verdict(out: Any, run: PipelineRun) -> None:
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="base vs fine-tuned (NDCG@10)")
+    table = Table(
+        title="base vs fine-tuned (NDCG@10)",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
     for col in ("data", "base", "fine-tuned", "diff", "95% CI", "verdict"):
-        table.add_column(col)
+        # an 80-column terminal fits every figure and interval on its line; a verdict may wrap
+        table.add_column(col, no_wrap=col != "verdict")
 
     def num(value: float | None, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
