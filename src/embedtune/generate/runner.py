@@ -457,7 +457,8 @@ def run_generate(
         job.key,
         {"backend": job.backend_name, "model": job.backend.model, "kept": kept},
     )
-    if not kept["train"] and _from_sentences(job.g, "train") and not questions.passages:
+    sentences = job.from_sentences("train")
+    if not kept["train"] and sentences and not questions.passages:
         log.warning(
             "no training chunk has a sentence of %d-%d words to ask (generate.train_queries: "
             "sentences); train on the writer's questions instead with --train-queries questions",
@@ -465,7 +466,7 @@ def run_generate(
             MAX_WORDS,
         )
     elif not kept["train"]:
-        what = "sentence" if _from_sentences(job.g, "train") else "question"
+        what = "sentence" if sentences else "question"
         log.warning("no training %s survived the filters; see %s", what, job.run.generate_report)
     return report
 
