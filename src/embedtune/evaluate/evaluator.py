@@ -493,9 +493,14 @@ def _dataset_summary(ds: DatasetResult) -> DatasetSummary:
     return entry
 
 
+def _judged(datasets: Mapping[str, DatasetSummary]) -> tuple[str, list[str]]:
+    """:func:`run_verdict` over each dataset's verdict."""
+    return run_verdict({name: d.verdict for name, d in datasets.items()})
+
+
 def _run_summary(result: EvaluationResult, base_model: str) -> EvaluateSummary:
     datasets = {name: _dataset_summary(ds) for name, ds in result.datasets.items()}
-    verdict, judged_on = run_verdict({name: d.verdict for name, d in datasets.items()})
+    verdict, judged_on = _judged(datasets)
     return EvaluateSummary(
         models={label: result.sources[label] for label in result.labels},
         datasets=datasets,
@@ -552,7 +557,7 @@ def run_evaluate(
         if saved is not None:
             # judged again by this version's rule: one that changed the judge (session 39) gives
             # an evaluated run its verdict without scoring anything again
-            verdict, judged_on = run_verdict({n: d.verdict for n, d in saved.datasets.items()})
+            verdict, judged_on = _judged(saved.datasets)
             return saved.model_copy(update={"verdict": verdict, "judged_on": judged_on})
 
     datasets = {name: load_dataset_path(p) for name, p in data_paths.items()}
