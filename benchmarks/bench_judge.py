@@ -59,18 +59,21 @@ JUDGES = {
 }
 
 
+def _rows(labels: tuple[str, ...]) -> list[dict]:
+    """The stored rows, only those whose label starts with one of ``labels`` when given."""
+    rows = [json.loads(line) for line in ROWS.open()]
+    return [r for r in rows if not labels or r.get("data", "").startswith(labels)]
+
+
 def score(
     runs: dict[str, Path], out: Path, labels: tuple[str, ...] = (), max_chunks: int | None = 150
 ) -> None:
     """Score every stored folder not yet in ``out`` (of the rows whose label starts with one of
     ``labels``, when given) on its domain's val-sentences, drawn from at most ``max_chunks``
     validation chunks (None: every one)."""
-    rows = [json.loads(line) for line in ROWS.open()]
     done = {json.loads(line)["model_path"] for line in out.open()} if out.is_file() else set()
     todo = {}
-    for r in rows:
-        if labels and not r.get("data", "").startswith(labels):
-            continue
+    for r in _rows(labels):
         path, domain = r.get("model_path"), next((h for h in HUMAN if h in r), None)
         if path and domain in runs and path not in done and os.path.isdir(path):
             todo[path] = (domain, r.get("base_model", "all-MiniLM-L6-v2"))
@@ -95,16 +98,13 @@ def score(
 def table(out: Path, labels: tuple[str, ...] = ()) -> None:
     """Print each judge's agreement with people's questions; ``labels``: only the rows whose
     label starts with one of them (all rows when empty)."""
-    rows = [json.loads(line) for line in ROWS.open()]
     scored = {}
     if out.is_file():
         for line in out.open():
             rec = json.loads(line)
             scored[rec["model_path"]] = rec
     items = []
-    for r in rows:
-        if labels and not r.get("data", "").startswith(labels):
-            continue
+    for r in _rows(labels):
         domain = next((h for h in HUMAN if h in r), None)
         # rows since session 38 carry val-sentences themselves; older ones were scored here
         # (--max-chunks: the file's own scores win)

@@ -23,8 +23,9 @@ sections, RUN/chunks/val_headings.json, which prepare writes), "sentences" (the 
 chunks' own sentences, as ``embedtune evaluate`` builds val-sentences) and "val" (the writer's
 validation questions); the R FAQ and python-faq are for reporting only. Where the validation
 file itself is reported (``--train-data`` and ``--val-data``, e.g. llama-index's 10-K pairs),
-``--hold-out 0.25`` chooses on the last quarter of the training file's chunks instead. Each result is appended to benchmarks/results/quality.jsonl;
-``--summary`` averages rows that differ only in seed.
+``--hold-out 0.25`` chooses on the last quarter of the training file's chunks instead. Each
+result is appended to benchmarks/results/quality.jsonl; ``--summary`` averages rows that differ
+only in seed.
 
     python benchmarks/bench_quality.py --run runs/demo --zero-shot all-mpnet-base-v2
 

@@ -3,8 +3,9 @@
 The inverse cloze task (:mod:`embedtune.cloze`): a sentence of a chunk is the query, and the
 chunk *without* that sentence is the passage it should find. With a teacher, training learns
 mpnet's ranking of every pair anyway, and on three domains' human questions these pairs trained
-MiniLM as well as the offline writer's questions or better (session 36, BENCHMARKS.md, Quality) at no writer call: the writer
-then writes only the validation questions, which judge the run.
+MiniLM as well as the offline writer's questions or better (sessions 36-39, BENCHMARKS.md,
+Quality) at no writer call: the writer then writes only the validation questions, which are
+reported (the validation documents' headings and sentences judge the run).
 
 Each chunk gives up to ``per_chunk`` sentences of 6 to 40 words, drawn with ``seed`` (a
 sentence already drawn from another chunk is skipped: boilerplate repeats)::
