@@ -108,23 +108,35 @@ def test_a_flag_for_what_a_command_takes_as_an_argument_says_how_to_give_it(argv
     assert "Possible options" not in result.output
 
 
-@pytest.mark.parametrize("better", [True, False], ids=["fine-tuned better", "base kept"])
-def test_a_finished_run_says_how_to_serve_the_model_it_chose(better):
+@pytest.mark.parametrize(
+    ("verdict", "rule", "uses", "says"),
+    [
+        ("better", "if-better", True, "is better on the validation sets"),
+        ("no clear difference", "unless-worse", True, "is not worse on the validation sets"),
+        ("no clear difference", "if-better", False, "is not clearly better on the validation"),
+        ("worse", "unless-worse", False, "is worse on the validation sets"),
+    ],
+    ids=["better", "no clear difference, unless-worse", "no clear difference, if-better", "worse"],
+)
+def test_a_finished_run_says_which_model_it_chose_and_how_to_serve_it(verdict, rule, uses, says):
     from rich.console import Console
 
     from embedtune.cli.run import _print_verdict
     from embedtune.pipeline import PipelineRun, RunResult
 
     model, base = "runs/first/model", "all-MiniLM-L6-v2"
-    result = RunResult(model=model if better else base, fine_tuned=model, base=base,
-                       fine_tuned_is_better=better, verdict="better" if better else "worse")  # fmt: skip
+    result = RunResult(model=model if uses else base, fine_tuned=model, base=base,
+                       fine_tuned_is_better=verdict == "better", verdict=verdict,
+                       uses_fine_tuned=uses, rule=rule, judged_on=["val-sentences"])  # fmt: skip
     out = Console(record=True, width=80)
     _print_verdict(out, PipelineRun(result=result))
     said = " ".join(out.export_text().split())
-    if better:
+    assert says in said and f"(val-sentences: {verdict})" in said
+    if uses:
         assert f"serve it over HTTP: embedtune serve {model}; load it in Python: " in said
         assert f"SentenceTransformer('{model}')" in said
     else:
+        assert f"keeping the base model {base}" in said
         assert f"serve the base over HTTP: embedtune serve {base}" in said
 
 

@@ -110,6 +110,21 @@ def test_run_goes_from_documents_to_a_verdict_and_skips_when_current(tmp_path, m
         for stage in ("prepare", "generate", "train", "evaluate"):
             assert f"{stage}: skipped" in second.output, second.output
 
+        # Asking for the fine-tuned model unless it is worse re-scores nothing and gives it.
+        trusting = runner.invoke(
+            app, ["run", "--docs", str(docs), "--run", str(run), "--use-fine-tuned", "unless-worse"]
+        )
+        assert trusting.exit_code == 0, trusting.output
+        assert "evaluate: skipped" in trusting.output, trusting.output
+        result = json.loads((run / "result.json").read_text())
+        assert result["model"] == str(run / "model") and result["uses_fine_tuned"]
+        assert "is not worse on the validation sets" in " ".join(trusting.output.split())
+        back = runner.invoke(
+            app, ["run", "--docs", str(docs), "--run", str(run), "--use-fine-tuned", "if-better"]
+        )
+        assert back.exit_code == 0, back.output
+        assert json.loads((run / "result.json").read_text())["model"] == result["base"]
+
         # A zero-shot baseline is scored too and gets its own row; only evaluation runs again.
         third = runner.invoke(
             app, ["run", "--docs", str(docs), "--run", str(run), "--baseline", "minilm"]

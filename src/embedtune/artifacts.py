@@ -101,20 +101,25 @@ def library_versions() -> dict[str, str]:
 #: they hold it, so that the stages finished before they existed keep their keys.
 DEFAULTS_LEFT_OUT: dict[str, Any] = {"train_queries": "questions"}
 
+#: Settings read only after a stage has written its outputs (which model the run gives, from the
+#: evaluation's verdict): left out of every key, so that changing one redoes no stage.
+READ_AFTER: frozenset[str] = frozenset({"use_fine_tuned"})
+
 
 def _without_added_defaults(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {
             k: _without_added_defaults(v)
             for k, v in obj.items()
-            if not (k in DEFAULTS_LEFT_OUT and v == DEFAULTS_LEFT_OUT[k])
+            if not (k in DEFAULTS_LEFT_OUT and v == DEFAULTS_LEFT_OUT[k]) and k not in READ_AFTER
         }
     return obj
 
 
 def _plain(obj: Any, *, unset: bool = True) -> Any:
     """``obj`` as JSON values; without ``unset``, settings left None are left out. Settings
-    at a default in :data:`DEFAULTS_LEFT_OUT` are left out of both forms."""
+    at a default in :data:`DEFAULTS_LEFT_OUT`, and those in :data:`READ_AFTER`, are left out of
+    both forms."""
     if isinstance(obj, BaseModel):
         return _without_added_defaults(obj.model_dump(mode="json", exclude_none=not unset))
     if isinstance(obj, Path):

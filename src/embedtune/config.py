@@ -527,6 +527,13 @@ class EvaluateConfig(_Section):
         "held-out text written by people, at no writer call. With the headings they judge the "
         "run; without either, the writer's validation questions do.",
     )
+    use_fine_tuned: Literal["unless-worse", "if-better"] = Field(
+        "if-better",
+        description="Which model becomes the run's result (RUN/result.json): 'unless-worse' the "
+        "fine-tuned one unless the judging sets find it worse (better or no clear difference), "
+        "'if-better' only when they find it clearly better, else the base. Read after "
+        "evaluation: changing it re-scores nothing.",
+    )
     bootstrap_samples: int = Field(
         2000, ge=100, description="Resamples of the queries for the 95% confidence intervals."
     )

@@ -5,9 +5,9 @@
 
 Every stage keys its outputs by a hash of its inputs and settings (see ``artifacts``), so a
 re-run skips what is current and resumes what was interrupted (cached LLM calls, training
-checkpoints). The run's result is the fine-tuned model only when evaluation shows it better than
-the base on the validation sets; otherwise the run says so and keeps the base
-(``RUN/result.json``).
+checkpoints). The run's result (``RUN/result.json``) is the fine-tuned model or the base, by
+the evaluation's verdict on the validation sets and ``evaluate.use_fine_tuned``
+(:func:`choose_result`).
 """
 
 from __future__ import annotations
@@ -49,11 +49,13 @@ _STAGE_FUNCTIONS: dict[str, Callable[..., Any]] = {
 class RunResult(BaseModel):
     """The run's result (``RUN/result.json``): the model to use, and why."""
 
-    model: str  # the fine-tuned model when it is better, else the base
+    model: str  # the model to use: the fine-tuned one when the rule chose it, else the base
     fine_tuned: str | None
     base: str
-    fine_tuned_is_better: bool
+    fine_tuned_is_better: bool  # the verdict is "better"
     verdict: str
+    uses_fine_tuned: bool = False  # ``model`` is the fine-tuned one
+    rule: str = "if-better"  # the evaluate.use_fine_tuned that chose
     judged_on: list[str] | None = None
     validation: DatasetSummary | None = None
     recommendations: dict[str, dict[str, Any]] = {}
@@ -67,23 +69,36 @@ class PipelineRun:
     result: RunResult | None = None
 
 
-def choose_result(cfg: PipelineConfig, run_dir: Path, evaluation: EvaluateSummary) -> RunResult:
-    """Mark the fine-tuned model as the run's result only when it is better than the base.
+#: The verdicts on which each ``evaluate.use_fine_tuned`` gives the fine-tuned model.
+USES_FINE_TUNED: dict[str, frozenset[str]] = {
+    "if-better": frozenset({"better"}),
+    "unless-worse": frozenset({"better", "no clear difference"}),
+}
 
-    "Better" is judged on the run's own validation sets (the data the pipeline is allowed to
-    choose on: the validation documents' headings and their chunks' own sentences, else the
-    writer's validation questions, see :func:`~embedtune.evaluate.evaluator.run_verdict`): the
-    paired bootstrap interval of NDCG@10 lies above zero on at least one and below zero on none.
+
+def choose_result(cfg: PipelineConfig, run_dir: Path, evaluation: EvaluateSummary) -> RunResult:
+    """The run's result: the fine-tuned model or the base, by the verdict on the run's own
+    validation sets and ``evaluate.use_fine_tuned``.
+
+    The verdict (see :func:`~embedtune.evaluate.evaluator.run_verdict`) is read from the paired
+    bootstrap interval of NDCG@10 on the validation documents' headings and their chunks' own
+    sentences (else the writer's validation questions): "better" when it lies above zero on at
+    least one and below zero on none. ``if-better`` gives the fine-tuned model only then;
+    ``unless-worse`` also when the sets cannot tell ("no clear difference"), and keeps the base
+    when they find it worse or disagree ("mixed").
     """
     run = RunLayout(run_dir)
     fine_tuned = run.model_dir
-    better = evaluation.verdict == "better" and fine_tuned.is_dir()
+    rule = cfg.evaluate.use_fine_tuned
+    uses = fine_tuned.is_dir() and evaluation.verdict in USES_FINE_TUNED[rule]
     result = RunResult(
-        model=str(fine_tuned) if better else cfg.model,
+        model=str(fine_tuned) if uses else cfg.model,
         fine_tuned=str(fine_tuned) if fine_tuned.is_dir() else None,
         base=cfg.model,
-        fine_tuned_is_better=better,
+        fine_tuned_is_better=evaluation.verdict == "better" and fine_tuned.is_dir(),
         verdict=evaluation.verdict,
+        uses_fine_tuned=uses,
+        rule=rule,
         judged_on=evaluation.judged_on,
         validation=evaluation.validation,
         recommendations={

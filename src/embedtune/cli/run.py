@@ -65,6 +65,15 @@ def run(
             "recommends one that beats both the base and the fine-tuned model.",
         ),
     ] = None,
+    use_fine_tuned: Annotated[
+        str | None,
+        typer.Option(
+            metavar="[unless-worse|if-better]",
+            help="Which model the run gives: the fine-tuned one unless the validation sets find "
+            "it worse, or only when they find it clearly better (else the base).",
+            show_default=default("evaluate.use_fine_tuned"),
+        ),
+    ] = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Redo every stage, ignoring cached work.")
     ] = False,
@@ -72,8 +81,9 @@ def run(
 ) -> None:
     """Run the whole pipeline: prepare, generate, train, evaluate.
 
-    Stages whose outputs are current are skipped; interrupted ones resume. The fine-tuned model
-    becomes the run's result only when it beats the base model on the validation split.
+    Stages whose outputs are current are skipped; interrupted ones resume. The run's result is
+    the fine-tuned model or the base, by its verdict on the held-out validation documents
+    (--use-fine-tuned).
 
     \b
     Example (offline, on the packaged MiniLM and the local question generator):
@@ -90,6 +100,8 @@ def run(
         overrides["ingest"] = {"paths": list(docs)}
     if local_model:
         overrides["generate"] = {"local_model": local_model}
+    if use_fine_tuned is not None:
+        overrides["evaluate"] = {"use_fine_tuned": use_fine_tuned}
     cfg = run_config(run_dir, config, overrides, given_by={"ingest.paths": "docs"})
     if eval_data:
         cfg.evaluate.data = list(dict.fromkeys([*cfg.evaluate.data, *map(str, eval_data)]))
@@ -151,19 +163,34 @@ def _print_verdict(out: Any, run: PipelineRun) -> None:
     result = run.result
     if result is None:
         return
-    if result.fine_tuned_is_better:
-        out.print(f"[green]result: the fine-tuned model {result.model} is better; use it.[/green]")
+    sets = f"{', '.join(result.judged_on or ['val'])}: {result.verdict}"
+    if result.uses_fine_tuned:
+        if result.fine_tuned_is_better:
+            said = f"the fine-tuned model {result.model} is better on the validation sets ({sets})"
+        else:
+            said = (
+                f"the fine-tuned model {result.model} is not worse on the validation sets "
+                f"({sets}), so the run gives it (--use-fine-tuned if-better keeps the base "
+                "unless it is clearly better)"
+            )
+        out.print(f"[green]result: {said}; use it.[/green]")
         out.print(
             f"serve it over HTTP: embedtune serve {result.model}; load it in Python: "
             f"SentenceTransformer({result.model!r})",
             soft_wrap=True,
         )
     else:
+        if result.verdict in ("worse", "mixed"):
+            said = f"the fine-tuned model is worse on the validation sets ({sets})"
+        else:
+            said = f"the fine-tuned model is not clearly better on the validation sets ({sets})"
+        weights = (
+            f" The fine-tuned weights are at {result.fine_tuned} for your own checks."
+            if result.fine_tuned
+            else ""
+        )
         out.print(
-            "[yellow]result: the fine-tuned model is not clearly better on the validation sets "
-            f"({', '.join(result.judged_on or ['val'])}: {result.verdict}); keeping the base "
-            f"model {result.base}. The fine-tuned weights are at {result.fine_tuned} for your "
-            "own checks.[/yellow]"
+            f"[yellow]result: {said}; keeping the base model {result.base}.{weights}[/yellow]"
         )
         out.print(f"serve the base over HTTP: embedtune serve {result.base}", soft_wrap=True)
     for recommendation in result.recommendations.values():
