@@ -11,7 +11,8 @@ benchmarks/results/judge.jsonl (a folder already there is not scored again), and
 judge (a combination of the sets, as ``run_verdict`` combines them), how often its verdict is
 of the same kind as people's (better / no clear difference / worse), how often the opposite,
 how often it ships a model people's questions find worse (a wrong ship), and how much of
-people's NDCG@10 change it keeps by shipping the models it calls better::
+people's NDCG@10 change it keeps by shipping the models it calls better; and, for today's
+judge, which models the run gives under each ``evaluate.use_fine_tuned``::
 
     python benchmarks/bench_judge.py --run cvs=/tmp/s34/cvs --run perl=/tmp/s34/perl \\
         --run zsh=/tmp/s34/zsh
@@ -37,6 +38,7 @@ from embedtune.config import EvaluateConfig
 from embedtune.evaluate.evaluator import evaluate_models, run_verdict
 from embedtune.evaluate.metrics import verdict
 from embedtune.evaluate.sentences import validation_sentences
+from embedtune.pipeline import USES_FINE_TUNED
 from embedtune.records import read_chunks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,6 +59,8 @@ JUDGES = {
     "val + headings + val-sentences": ("val", "headings", "sentences"),
     "headings + val-sentences (since session 39)": ("headings", "sentences"),
 }
+#: The judge the product uses (``VALIDATION_SETS``), in this script's names of the sets.
+TODAY = ("headings", "sentences")
 
 
 def _rows(labels: tuple[str, ...]) -> list[dict]:
@@ -136,6 +140,17 @@ def table(out: Path, labels: tuple[str, ...] = ()) -> None:
             ships = [d for j, _, d in says if j == "better"]
             print(f"{name:46} | {same:9} | {opposite:8} | {wrong:11} | {len(ships):5} | "
                   f"{sum(ships):+.3f}")  # fmt: skip
+        # which model the run gives, by evaluate.use_fine_tuned, over today's judge
+        print(f"{'the run gives the fine-tuned model':46} | ships | wrong ships | people's change "
+              "kept | python-faq, mean over ships")  # fmt: skip
+        for rule, gives in USES_FINE_TUNED.items():
+            said = [(run_verdict(i[2], TODAY, fallback=())[0], i) for i in sel]
+            shipped = [i for v, i in said if v in gives]
+            wrong = sum(i[3] == "worse" for i in shipped)
+            py = [i[0]["pyfaq"]["diff"] for i in shipped if "pyfaq" in i[0]]
+            pyfaq = f"{sum(py) / len(py):+.4f}" if py else "-"
+            print(f"{'  ' + rule:46} | {len(shipped):5} | {wrong:11} | "
+                  f"{sum(i[4] for i in shipped):+20.3f} | {pyfaq}")  # fmt: skip
 
     sentences = [i for i in items if any(s in i[0]["data"] for s in SENTENCE_LABELS)]
     show([i for i in items if i[1] != "rfaq"], "cvs, perl and zsh (choosing)")
