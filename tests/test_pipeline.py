@@ -97,11 +97,13 @@ def test_run_goes_from_documents_to_a_verdict_and_skips_when_current(tmp_path, m
         assert (run / "eval" / "report.html").is_file()
         # The questions are made of their passage's own words, so the base already finds
         # nearly every validation question's chunk, and one short epoch leaves no room to be
-        # clearly better: the run says so and keeps the base.
+        # clearly better: the run says so, and gives the fine-tuned model, which is not worse.
         result = json.loads((run / "result.json").read_text())
         assert result["validation"]["base"] >= 0.9
         assert result["verdict"] == "no clear difference"
-        assert result["model"] == result["base"] and not result["fine_tuned_is_better"]
+        assert result["model"] == str(run / "model") and result["uses_fine_tuned"]
+        assert not result["fine_tuned_is_better"]
+        assert "is not worse on the validation sets" in " ".join(first.output.split())
         assert "base vs fine-tuned" in first.output
 
         second = runner.invoke(app, ["run", "--docs", str(docs), "--run", str(run)])
@@ -110,20 +112,16 @@ def test_run_goes_from_documents_to_a_verdict_and_skips_when_current(tmp_path, m
         for stage in ("prepare", "generate", "train", "evaluate"):
             assert f"{stage}: skipped" in second.output, second.output
 
-        # Asking for the fine-tuned model unless it is worse re-scores nothing and gives it.
-        trusting = runner.invoke(
-            app, ["run", "--docs", str(docs), "--run", str(run), "--use-fine-tuned", "unless-worse"]
-        )
-        assert trusting.exit_code == 0, trusting.output
-        assert "evaluate: skipped" in trusting.output, trusting.output
-        result = json.loads((run / "result.json").read_text())
-        assert result["model"] == str(run / "model") and result["uses_fine_tuned"]
-        assert "is not worse on the validation sets" in " ".join(trusting.output.split())
-        back = runner.invoke(
+        # Asking for the fine-tuned model only when it is clearly better re-scores nothing and
+        # gives the base.
+        strict = runner.invoke(
             app, ["run", "--docs", str(docs), "--run", str(run), "--use-fine-tuned", "if-better"]
         )
-        assert back.exit_code == 0, back.output
-        assert json.loads((run / "result.json").read_text())["model"] == result["base"]
+        assert strict.exit_code == 0, strict.output
+        assert "evaluate: skipped" in strict.output, strict.output
+        result = json.loads((run / "result.json").read_text())
+        assert result["model"] == result["base"] and not result["uses_fine_tuned"]
+        assert f"keeping the base model {result['base']}" in " ".join(strict.output.split())
 
         # A zero-shot baseline is scored too and gets its own row; only evaluation runs again.
         third = runner.invoke(
