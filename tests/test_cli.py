@@ -115,8 +115,15 @@ def test_a_flag_for_what_a_command_takes_as_an_argument_says_how_to_give_it(argv
         ("no clear difference", "unless-worse", True, "is not worse on the validation sets"),
         ("no clear difference", "if-better", False, "is not clearly better on the validation"),
         ("worse", "unless-worse", False, "is worse on the validation sets"),
+        ("mixed", "unless-worse", False, "is better on one validation set, worse on another"),
     ],
-    ids=["better", "no clear difference, unless-worse", "no clear difference, if-better", "worse"],
+    ids=[
+        "better",
+        "no clear difference, unless-worse",
+        "no clear difference, if-better",
+        "worse",
+        "mixed",
+    ],
 )
 def test_a_finished_run_says_which_model_it_chose_and_how_to_serve_it(verdict, rule, uses, says):
     from rich.console import Console

@@ -55,7 +55,7 @@ class RunResult(BaseModel):
     fine_tuned_is_better: bool  # the verdict is "better"
     verdict: str
     uses_fine_tuned: bool = False  # ``model`` is the fine-tuned one
-    rule: str = "if-better"  # the evaluate.use_fine_tuned that chose
+    rule: str = "if-better"  # the evaluate.use_fine_tuned that chose (before it existed: this)
     judged_on: list[str] | None = None
     validation: DatasetSummary | None = None
     recommendations: dict[str, dict[str, Any]] = {}

@@ -180,8 +180,12 @@ def _print_verdict(out: Any, run: PipelineRun) -> None:
             soft_wrap=True,
         )
     else:
-        if result.verdict in ("worse", "mixed"):
+        if result.verdict == "worse":
             said = f"the fine-tuned model is worse on the validation sets ({sets})"
+        elif result.verdict == "mixed":
+            said = (
+                f"the fine-tuned model is better on one validation set, worse on another ({sets})"
+            )
         else:
             said = f"the fine-tuned model is not clearly better on the validation sets ({sets})"
         weights = (
