@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import get_args
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from embedtune.cli import app
+from embedtune.config import EvaluateConfig, PipelineConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import FakeOpenAI  # noqa: E402
@@ -197,3 +200,24 @@ def test_a_run_on_sentences_asks_the_writer_for_validation_only_and_trains_on_th
     n_chunks = len(val_chunks) + len((run / "chunks" / "train.jsonl").read_text().splitlines())
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert metrics["datasets"]["val"]["n_corpus"] == n_chunks
+
+
+@pytest.mark.parametrize("verdict", ["better", "no clear difference", "worse", "mixed", "missing"])
+@pytest.mark.parametrize("rule", get_args(EvaluateConfig.model_fields["use_fine_tuned"].annotation))
+def test_the_run_gives_the_fine_tuned_model_by_its_rule_and_verdict(tmp_path, rule, verdict):
+    """Every rule a config accepts decides every verdict: unless-worse gives the fine-tuned model
+    on "better" and "no clear difference", if-better on "better" alone; RUN/result.json says so."""
+    from embedtune.evaluate.results import DatasetSummary, EvaluateSummary
+    from embedtune.pipeline import choose_result
+
+    (tmp_path / "model").mkdir()
+    val = DatasetSummary(n_queries=50, n_corpus=80, corpus="full", base=0.5)
+    summary = EvaluateSummary(models={}, datasets={"val": val}, validation=val, verdict=verdict,
+                              judged_on=["val-sentences"], output=str(tmp_path / "eval"))  # fmt: skip
+    cfg = PipelineConfig.model_validate({"evaluate": {"use_fine_tuned": rule}})
+    result = choose_result(cfg, tmp_path, summary)
+    gives = verdict == "better" or (rule == "unless-worse" and verdict == "no clear difference")
+    assert result.uses_fine_tuned is gives
+    assert result.model == (str(tmp_path / "model") if gives else cfg.model)
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert (saved["model"], saved["rule"], saved["verdict"]) == (result.model, rule, verdict)
