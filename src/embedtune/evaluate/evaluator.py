@@ -399,6 +399,9 @@ def recommend_base(ds: DatasetResult, fine_tuned: str = "fine-tuned") -> dict[st
     all-mpnet-base-v2 below MiniLM on the R manuals' validation split, while people's questions
     ranked it above (benchmarks/journal/quality-levers.md); so the run gives a recommendation per
     evaluation set, and a set of real users' questions (``--eval-data``) is the better judge.
+    The validation documents' headings and sentences favour the fine-tuned model too: they
+    ranked fine-tuned MiniLM level with or above all-mpnet-base-v2 zero-shot on manuals where
+    people's questions ranked mpnet 0.03-0.07 NDCG@10 above it (session 40, BENCHMARKS.md).
     """
     best = best_model(ds)
     if best is None or best == fine_tuned:
