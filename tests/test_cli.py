@@ -83,6 +83,32 @@ def test_serve_of_a_run_not_trained_yet_says_what_to_run(tmp_path):
     assert f"run `embedtune train --run {run}`" in " ".join(result.output.split())
 
 
+@pytest.mark.parametrize("kept_base", [True, False], ids=["base kept", "fine-tuned given"])
+def test_serve_of_a_run_serves_the_model_the_run_chose(tmp_path, monkeypatch, kept_base):
+    """A run that kept the base serves the base, not the fine-tuned weights it judged worse."""
+    import json
+
+    from embedtune.serve import app as serve_app
+
+    run = tmp_path / "runs" / "first"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "modules.json").write_text("[]")
+    base = "all-MiniLM-L6-v2"
+    chosen = base if kept_base else "runs/first/model"  # as `embedtune run` wrote it, relative
+    (run / "result.json").write_text(json.dumps({
+        "model": chosen, "fine_tuned": "runs/first/model", "base": base,
+        "fine_tuned_is_better": False, "verdict": "worse" if kept_base else "no clear difference",
+        "uses_fine_tuned": not kept_base, "rule": "unless-worse",
+    }))  # fmt: skip
+    served = []
+    monkeypatch.setattr(serve_app, "serve", lambda model, *a, **k: served.append(model))
+    result = runner.invoke(app, ["serve", "--run", str(run)])
+    assert result.exit_code == 0, result.output
+    assert served == [base if kept_base else str(run / "model")]
+    if kept_base:
+        assert f"the run kept the base model {base}" in " ".join(result.output.split())
+
+
 @pytest.mark.parametrize(
     ("argv", "flag", "said"),
     [

@@ -16,11 +16,16 @@ def serve(
         str | None,
         typer.Argument(
             help="Model to serve: a fine-tuned folder (RUN/model), a local path, a hub id or an "
-            "alias such as all-MiniLM-L6-v2. Default: RUN/model with --run."
+            "alias such as all-MiniLM-L6-v2. Default with --run: the model the run chose."
         ),
     ] = None,
     run: Annotated[
-        Path | None, typer.Option("--run", help="Run directory: serves RUN/model.")
+        Path | None,
+        typer.Option(
+            "--run",
+            help="Run directory: serves the model `embedtune run` chose (RUN/result.json: "
+            "RUN/model, or the base it kept), else RUN/model.",
+        ),
     ] = None,
     config: ConfigFile = None,
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
@@ -102,12 +107,7 @@ def serve(
     if model is None:
         if run is None:
             raise InputError("give the model to serve (e.g. runs/first/model) or --run RUN")
-        if not (run / "model" / "modules.json").is_file():
-            raise InputError(
-                f"no fine-tuned model in {run} yet ({run / 'model'} holds none): run "
-                f"`embedtune train --run {run}` (or `embedtune run`) first, or name a model to serve"
-            )
-        model = str(run / "model")
+        model = _run_model(run)
     cfg = run_config(
         run,
         config,
@@ -142,3 +142,29 @@ def serve(
     from embedtune.serve.app import serve as run_server
 
     run_server(model, s, api_key=api_key, model_name=served_model_name, log_level=log_level)
+
+
+def _run_model(run: Path) -> str:
+    """The model a run gives: the one its RUN/result.json names (``embedtune run`` chose the
+    fine-tuned RUN/model or kept the base), else RUN/model (a run trained stage by stage)."""
+    from embedtune.errors import InputError
+    from embedtune.layout import RunLayout
+    from embedtune.records import read_json
+
+    layout = RunLayout(run)
+    result = read_json(layout.result)
+    if isinstance(result, dict) and isinstance(result.get("base"), str):
+        if not result.get("uses_fine_tuned") and result.get("model") == result["base"]:
+            typer.echo(
+                f"{run}: the run kept the base model {result['base']} (its verdict: "
+                f"{result.get('verdict')}); serving that, as RUN/result.json says. Name "
+                f"{layout.model_dir} to serve the fine-tuned weights anyway.",
+                err=True,
+            )
+            return result["base"]
+    if not (layout.model_dir / "modules.json").is_file():
+        raise InputError(
+            f"no fine-tuned model in {run} yet ({layout.model_dir} holds none): run "
+            f"`embedtune train --run {run}` (or `embedtune run`) first, or name a model to serve"
+        )
+    return str(layout.model_dir)
