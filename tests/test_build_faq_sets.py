@@ -1,4 +1,4 @@
-"""The FAQ-set builder: zsh's YODL FAQ pages and the CVS FAQ text -> entries; docs selection."""
+"""The FAQ-set builder: the zsh, CVS, Perl and Vim FAQs -> entries; each set's docs selection."""
 
 from __future__ import annotations
 
@@ -323,3 +323,112 @@ def test_perl_docs_are_the_manual_as_text_without_faq_toc_or_release_notes(build
     assert "Use <code>sort</code> to sort." in keep[0].read_text(encoding="utf-8")
     assert len(dropped) == 7 and "perlfunc.pod" not in {d["file"] for d in dropped}
     assert [p.name for p in builder._perl_faq_files(tmp_path)] == ["perlfaq1.pod"]
+
+
+# The Vim FAQ as vim-doc ships it (FAQ.gz): an index of every question, then a rule, then the
+# chapters and their entries, a wrapped question, an answer with a numbered line of its own, and
+# the maintainer's footer after the last rule.
+VIM_FAQ = """vim:tw=75:wrap:fo=tcqn2:sw=4:sts=4:et
+
+This Vim FAQ is created from the questions and answers posted to the list.
+
+INDEX
+
+SECTION 1 - GENERAL INFORMATION
+    1.1. What is Vim?
+    1.2. Who wrote Vim?
+
+SECTION 7 - BACKUP
+    7.1. When I edit and save files, Vim creates a file with a "~". How do I stop
+         Vim from creating this file?
+
+=============================================================================
+
+SECTION 1 - GENERAL INFORMATION
+
+
+1.1. What is Vim?
+
+Vim stands for Vi IMproved.
+
+    :help intro
+
+
+1.2. Who wrote Vim?
+
+Most of Vim was written by Bram Moolenaar.
+
+
+=============================================================================
+
+SECTION 7 - BACKUP
+
+
+7.1. When I edit and save files, Vim creates a file with a "~". How do I stop
+     Vim from creating this file?
+
+You have to reset the 'backup' option:
+1.2. is not an entry here.
+
+    :set nobackup
+
+
+=============================================================================
+
+Current Maintainer: Yegappan Lakshmanan
+Last updated on: 2 January 2005
+"""
+
+
+def test_vim_faq_entries_follow_the_index_with_wrapped_headings_and_no_footer(builder):
+    sections = builder.parse_vim_faq(VIM_FAQ)
+
+    assert [(s.id, s.level) for s in sections] == [
+        ("FAQ/section-1", 1),
+        ("FAQ/1.1", 2),
+        ("FAQ/1.2", 2),
+        ("FAQ/section-7", 1),
+        ("FAQ/7.1", 2),
+    ]
+    by_id = {s.id: s for s in sections}
+    assert by_id["FAQ/section-7"].heading == "BACKUP"
+    assert by_id["FAQ/1.1"].text == "Vim stands for Vi IMproved. :help intro"
+    # The rule closes the chapter's last entry; the index above the first rule is not parsed.
+    assert by_id["FAQ/1.2"].text == "Most of Vim was written by Bram Moolenaar."
+    # A wrapped question is joined; "1.2." out of the chapter's sequence is answer text.
+    assert by_id["FAQ/7.1"].heading == (
+        'When I edit and save files, Vim creates a file with a "~". How do I stop Vim from '
+        "creating this file?"
+    )
+    assert by_id["FAQ/7.1"].text == (
+        "You have to reset the 'backup' option: 1.2. is not an entry here. :set nobackup"
+    )
+    assert all("Maintainer" not in s.text for s in sections)
+
+
+def test_vim_docs_are_the_help_pages_without_release_notes_tags_or_contents(builder, tmp_path):
+    doc = tmp_path / "usr/share/doc/vim"
+    html = doc / "html"
+    html.mkdir(parents=True)
+    for name in ("usr_01", "options", "version9", "todo", "tags", "index", "usr_toc", "uganda",
+                 "develop"):  # fmt: skip
+        (html / f"{name}.html").write_text(CHAPTER, encoding="utf-8")
+    (html / "helptoc.html").write_text(INDEX, encoding="utf-8")
+    (doc / "FAQ.gz").write_bytes(gzip.compress(VIM_FAQ.encode()))
+
+    keep, dropped = builder._vim_docs(tmp_path)
+
+    assert [p.name for p in keep] == ["options.html", "usr_01.html"]
+    assert {d["file"] for d in dropped} == {
+        "version9.html",
+        "todo.html",
+        "tags.html",
+        "index.html",
+        "usr_toc.html",
+        "uganda.html",
+        "develop.html",
+        "helptoc.html",
+    }
+    faq = builder.SETS["vim"]
+    dataset, stats = builder.build_dataset(faq.parse(faq.faq_files(tmp_path)), min_words=3)
+    assert sorted(dataset.queries) == ["q/FAQ/1.1", "q/FAQ/1.2", "q/FAQ/7.1"]

@@ -15,6 +15,7 @@ Sets (``SET``):
   zsh   the Z shell FAQ (zsh-doc's FAQ0*.html) over the Z shell manual (zsh-doc's other HTML pages)
   cvs   the CVS FAQ (cvs's FAQ.gz) over the CVS manual, client protocol and paper (cvs's docs)
   perl  perlfaq1-9 (perl-doc's POD) over the Perl manual's other pages, as HTML (``pod2html``)
+  vim   the Vim FAQ (vim-doc's FAQ.gz) over the Vim user and reference manuals (vim-doc's HTML)
 
 The output folder ``OUT`` (default ``.embedtune-data/SET``) holds ``docs/`` (the training documents,
 as the package ships them) and ``faq/`` (``corpus.jsonl``, ``queries.jsonl``, ``qrels/test.tsv``,
@@ -68,6 +69,7 @@ __all__ = [
     "parse_cvs_faq",
     "pod_inline",
     "parse_pod_faq",
+    "parse_vim_faq",
     "is_navigation_page",
     "leaked_queries",
     "build",
@@ -286,6 +288,57 @@ def parse_pod_faq(pod: str, page: str) -> list[Section]:
     return sections
 
 
+_VIM_RULE = re.compile(r"^={20,}\s*$")
+_VIM_SECTION = re.compile(r"^SECTION (\d+) - (\S.*?)\s*$")
+_VIM_QUESTION = re.compile(r"^(\d+)\.(\d+)\.\s+(\S.*)$")
+_VIM_CONTINUED = re.compile(r"^\s+(\S.*)$")
+
+
+def parse_vim_faq(text: str) -> list[Section]:
+    """The Vim FAQ as vim-doc ships it (plain text, Yegappan Lakshmanan's vim_faq).
+
+    The file opens with an index of every question; the entries follow the first rule of ``=``
+    signs. ``SECTION N - TITLE`` lines open a chapter; an ``N.M. question`` line at the left
+    margin (a long question wraps onto indented lines up to a blank line) opens an entry whose
+    answer runs to the next entry, chapter or rule. An entry's number must be the next one of
+    its chapter (``N`` the chapter's, ``M`` one more than the last), so numbered answer lines
+    stay answer text. The maintainer's footer after the last rule is not an answer. Anchors are
+    the entry numbers (``FAQ/10.2``); chapters are ``FAQ/section-N``.
+    """
+    sections: list[Section] = []
+    lines = text.splitlines()
+    i = next((n + 1 for n, line in enumerate(lines) if _VIM_RULE.match(line)), len(lines))
+    chapter = expected = 0
+    body: list[str] | None = None
+    while i < len(lines):
+        line = lines[i]
+        sec = _VIM_SECTION.match(line)
+        question = _VIM_QUESTION.match(line)
+        if _VIM_RULE.match(line):
+            body = None
+        elif sec:
+            chapter, expected, body = int(sec.group(1)), 1, None
+            sections.append(Section("FAQ", f"section-{chapter}", 1, sec.group(2), ""))
+        elif (
+            question
+            and chapter
+            and (int(question.group(1)), int(question.group(2))) == (chapter, expected)
+        ):
+            heading = [question.group(3)]
+            while i + 1 < len(lines) and (more := _VIM_CONTINUED.match(lines[i + 1])):
+                heading.append(more.group(1))
+                i += 1
+            number = f"{chapter}.{expected}"
+            sections.append(Section("FAQ", number, 2, _collapse(" ".join(heading)), ""))
+            body = []
+            expected += 1
+        elif body is not None:
+            body.append(line)
+            sections[-1].text = _collapse(" ".join(body))
+        i += 1
+    return sections
+
+
 def is_navigation_page(html: str, *, max_link_share: float = 0.5) -> str | None:
     """Why an HTML page is not a document to train on, or None when it is.
 
@@ -460,6 +513,39 @@ def _perl_docs(tree: Path) -> tuple[list[Path], list[dict[str, str]]]:
     return keep, dropped
 
 
+_VIM_HTML = "usr/share/doc/vim/html"
+
+
+def _vim_faq_files(tree: Path) -> list[Path]:
+    return [_one(tree, "usr/share/doc/vim/FAQ.gz")]
+
+
+def _vim_docs(tree: Path) -> tuple[list[Path], list[dict[str, str]]]:
+    """The Vim help (user manual ``usr_*`` and reference manual) as vim-doc's HTML pages."""
+    folder = _one(tree, f"{_VIM_HTML}/usr_01.html").parent
+    keep: list[Path] = []
+    dropped: list[dict[str, str]] = []
+    for page in sorted(folder.glob("*.html")):
+        name = page.stem
+        if re.fullmatch(r"version\d+|todo", name):
+            why = "release notes and the to-do list"
+        elif name == "tags":
+            why = "the help's tag index (every tag, with its page)"
+        elif name in ("index", "usr_toc", "howto"):
+            why = "a table of contents (links to the other pages)"
+        elif name in ("uganda", "sponsor"):
+            why = "licence and charity pages"
+        elif name in ("develop", "debug"):
+            why = "the guides to developing and debugging Vim itself"
+        else:
+            why = is_navigation_page(page.read_text(encoding="utf-8", errors="replace"))
+        if why:
+            dropped.append({"file": page.name, "why": why})
+        else:
+            keep.append(page)
+    return keep, dropped
+
+
 def _read_gz_or_text(path: Path) -> str:
     data = path.read_bytes()
     if path.suffix == ".gz":
@@ -602,6 +688,61 @@ SETS: dict[str, FaqSet] = {
             "Some answers quote another entry's question in a cross-reference ('First, see the "
             'answer to "Why am I getting long decimals..."\'); kept as written.',
             "A few entries are dated: modules and sites of their time (CPAN mirrors, Usenet).",
+        ],
+    ),
+    "vim": FaqSet(
+        name="vim",
+        package="vim-doc",
+        faq_title="the Vim FAQ (Yegappan Lakshmanan's, from questions and answers on the vim@vim.org "
+        "list and comp.editors)",
+        faq_files=_vim_faq_files,
+        parse=lambda paths: parse_vim_faq(_read_gz_or_text(paths[0])),
+        docs=_vim_docs,
+        docs_title="the Vim user manual and reference manual (Vim's help files as vim-doc's HTML, "
+        "one page per help file)",
+        license=[
+            "The FAQ carries no notice of its own (its opening credits 'Peppe, Benji, Charles "
+            "Campbell and numerous others'; 'Current Maintainer: Yegappan Lakshmanan'); "
+            "/usr/share/doc/vim-doc/copyright gives it no stanza of its own; its `Files: *` "
+            "stanza is the Vim licence (charityware).",
+            "The manual: `Files: runtime/doc/*` in /usr/share/doc/vim-doc/copyright, copyright "
+            "1988-2003 Bram Moolenaar, Open Publication License v1.0 or later (OPL-1+), 'No "
+            "license options are exercised'.",
+        ],
+        how_built=[
+            "FAQ: `/usr/share/doc/vim/FAQ.gz`, plain text. Its index of every question (up to "
+            "the first rule of `=` signs) is skipped. `SECTION N - TITLE` lines open a chapter; "
+            "an `N.M. question` line at the left margin (a long question wraps onto indented "
+            "lines up to a blank line) opens an entry whose answer runs to the next entry, "
+            "chapter or rule. An entry's number must be the next one of its chapter, so numbered "
+            "answer lines stay answer text; the maintainer's footer after the last rule is "
+            "dropped. Passage ids are the entry numbers (`FAQ/10.2`).",
+            "Training documents: the HTML pages of `/usr/share/doc/vim/html/` (the user manual "
+            "`usr_*.html` and the reference manual), minus the release notes (`version4` ... "
+            "`version9`) and `todo`; `tags` (the index of every help tag); the tables of "
+            "contents (`index`, the main help page; `usr_toc`; `howto`); the licence and "
+            "charity pages (`uganda`, `sponsor`); and the guides to developing and debugging "
+            "Vim itself (`develop`, `debug`). No FAQ page is among them (the FAQ ships only as "
+            "`FAQ.gz`).",
+        ],
+        caveats=[
+            "Old: the FAQ was last updated in January 2005 (Vim 6.3), the manual is Vim 9.0's. "
+            "A few answers describe options, sites and platforms of their time.",
+            "Almost every answer ends with 'For more information, read :help <tag> ...', "
+            "naming the help tags it leans on; those tags' pages are the training documents, "
+            "which is the point of the set.",
+            "Easy for zero-shot models: answers often restate their question ('You can add the "
+            "'<' flag to the 'whichwrap' option to configure Vim to move the cursor to the end of "
+            "the previous line, when ...'). For about half the queries, 80% or more of the "
+            "question's words (stop words aside) are in the answer's first 60 words, against "
+            "9-16% of the zsh, cvs and perl queries; there is less room to gain than there.",
+            "Nearly every entry asks a question; the two that only state a problem (22.5, "
+            "24.8: 'Vim syntax highlighting is broken. ...') stay as distractors under the "
+            "shared rule. Answers are short (median under 50 words).",
+            "vim-doc's HTML (vim2html) is one `<pre>` block per help file in which every word "
+            "that is also a help tag ('it', 'window', 'options') is a link; the pages declare "
+            "ISO-8859-1 while some are UTF-8, so the non-ASCII examples of a few pages "
+            "(`arabic`, `digraph`, `spell`, `ft_raku`) read garbled.",
         ],
     ),
 }
