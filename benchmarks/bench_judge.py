@@ -4,7 +4,7 @@ point to.
 
 A row holds the model's scores on the run's generated questions (``val``), the validation
 documents' headings (``headings``) and people's questions of its domain (``cvs``, ``perl``,
-``zsh``, ``rfaq``). This script adds the one set a row may lack, ``val-sentences`` (the
+``zsh``, ``vim``, ``rfaq``). This script adds the one set a row may lack, ``val-sentences`` (the
 validation chunks' own sentences, ``embedtune.evaluate.sentences``): it scores each folder and
 its base on the run's ``chunks/val.jsonl`` of that domain, appends the result to
 benchmarks/results/judge.jsonl (a folder already there is not scored again), and prints, per
@@ -44,7 +44,9 @@ from embedtune.records import read_chunks
 REPO = Path(__file__).resolve().parents[1]
 ROWS = REPO / "benchmarks/results/quality.jsonl"
 OUT = REPO / "benchmarks/results/judge.jsonl"
-HUMAN = ("cvs", "perl", "zsh", "rfaq")
+HUMAN = ("cvs", "perl", "zsh", "vim", "rfaq")
+#: The domains rules are chosen on; vim (session 40) and the R FAQ are tabled on their own.
+CHOOSING = ("cvs", "perl", "zsh")
 #: A row's label says it trained on sentences (session 36's helper, session 37's product path)
 SENTENCE_LABELS = ("-ict", "-sentences")
 
@@ -153,12 +155,14 @@ def table(out: Path, labels: tuple[str, ...] = ()) -> None:
                   f"{sum(i[4] for i in shipped):+20.3f} | {pyfaq}")  # fmt: skip
 
     sentences = [i for i in items if any(s in i[0]["data"] for s in SENTENCE_LABELS)]
-    show([i for i in items if i[1] != "rfaq"], "cvs, perl and zsh (choosing)")
+    show([i for i in items if i[1] in CHOOSING], "cvs, perl and zsh (choosing)")
     show(
-        [i for i in items if i[1] != "rfaq" and i not in sentences],
+        [i for i in items if i[1] in CHOOSING and i not in sentences],
         "of those, trained on the writer's questions",
     )
-    show([i for i in items if i[1] != "rfaq" and i in sentences], "of those, trained on sentences")
+    show(
+        [i for i in items if i[1] in CHOOSING and i in sentences], "of those, trained on sentences"
+    )
     for domain in HUMAN:
         if any(i[1] == domain for i in items):
             show([i for i in items if i[1] == domain], domain)
