@@ -89,13 +89,14 @@ def choose_result(cfg: PipelineConfig, run_dir: Path, evaluation: EvaluateSummar
     """
     run = RunLayout(run_dir)
     fine_tuned = run.model_dir
+    trained = fine_tuned.is_dir()
     rule = cfg.evaluate.use_fine_tuned
-    uses = fine_tuned.is_dir() and evaluation.verdict in USES_FINE_TUNED[rule]
+    uses = trained and evaluation.verdict in USES_FINE_TUNED[rule]
     result = RunResult(
         model=str(fine_tuned) if uses else cfg.model,
-        fine_tuned=str(fine_tuned) if fine_tuned.is_dir() else None,
+        fine_tuned=str(fine_tuned) if trained else None,
         base=cfg.model,
-        fine_tuned_is_better=evaluation.verdict == "better" and fine_tuned.is_dir(),
+        fine_tuned_is_better=trained and evaluation.verdict == "better",
         verdict=evaluation.verdict,
         uses_fine_tuned=uses,
         rule=rule,

@@ -154,7 +154,7 @@ def _run_model(run: Path) -> str:
     layout = RunLayout(run)
     result = read_json(layout.result)
     if isinstance(result, dict) and isinstance(result.get("base"), str):
-        if not result.get("uses_fine_tuned") and result.get("model") == result["base"]:
+        if result.get("model") == result["base"]:  # the run kept the base
             typer.echo(
                 f"{run}: the run kept the base model {result['base']} (its verdict: "
                 f"{result.get('verdict')}); serving that, as RUN/result.json says. Name "
