@@ -62,7 +62,7 @@ JUDGES = {
     "headings + val-sentences (since session 39)": ("headings", "sentences"),
 }
 #: The judge the product uses (``VALIDATION_SETS``), in this script's names of the sets.
-TODAY = ("headings", "sentences")
+TODAY = JUDGES["headings + val-sentences (since session 39)"]
 
 
 def _rows(labels: tuple[str, ...]) -> list[dict]:
@@ -145,8 +145,8 @@ def table(out: Path, labels: tuple[str, ...] = ()) -> None:
         # which model the run gives, by evaluate.use_fine_tuned, over today's judge
         print(f"{'the run gives the fine-tuned model':46} | ships | wrong ships | people's change "
               "kept | python-faq, mean over ships")  # fmt: skip
+        said = [(run_verdict(i[2], TODAY, fallback=())[0], i) for i in sel]
         for rule, gives in USES_FINE_TUNED.items():
-            said = [(run_verdict(i[2], TODAY, fallback=())[0], i) for i in sel]
             shipped = [i for v, i in said if v in gives]
             wrong = sum(i[3] == "worse" for i in shipped)
             py = [i[0]["pyfaq"]["diff"] for i in shipped if "pyfaq" in i[0]]
